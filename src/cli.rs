@@ -1,0 +1,345 @@
+//! The command line: `serve`, `secret`, `keys`, `convex-config`.
+
+use crate::clock::SystemClock;
+use crate::config::{Config, ConfigError};
+use crate::issuer::keys::{KeyMaterial, Rotation};
+use crate::issuer::{Issuer, IssuerSettings};
+use crate::secret::Secret;
+use crate::store::Store;
+use crate::{issuer_url, open_store, Application};
+use base64::{engine::general_purpose::STANDARD, Engine};
+use clap::{Args, Parser, Subcommand};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use toml::{Table, Value};
+
+/// The Auth.js adapter store and OIDC issuer for self-hosted apps: one
+/// binary, one SQLite file.
+///
+/// Settings come from built-in defaults, then the config file, then
+/// AUTHSTORE_* environment variables, then flags. The top-level config.toml
+/// of the project documents every setting.
+#[derive(Parser, Debug)]
+#[command(name = "authstore", version)]
+pub struct Cli {
+    /// Config file [default: ./config.toml when it exists]
+    #[arg(long, global = true, env = "AUTHSTORE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// The SQLite database file [default: ./authstore.db]
+    #[arg(long, global = true, value_name = "FILE")]
+    database: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start the server (creates the database, a secret and a signing key on
+    /// first start)
+    Serve(ServeArgs),
+    /// Print a new random secret (32 bytes, base64url)
+    Secret,
+    /// Inspect and rotate the issuer's signing keys
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Print the `convex/auth.config.ts` providers for this issuer
+    ConvexConfig,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to bind [default: 127.0.0.1]
+    #[arg(long)]
+    bind: Option<String>,
+    /// Port to listen on; 0 picks a free one [default: 7878]
+    #[arg(long)]
+    port: Option<u16>,
+    /// Public URL of this issuer, used byte-for-byte in tokens
+    /// [default: http://<bind>:<port>]
+    #[arg(long)]
+    issuer: Option<String>,
+    /// Read the shared secret from this file
+    #[arg(long, value_name = "FILE")]
+    secret_file: Option<PathBuf>,
+    /// HTTP worker threads; 0 is one per core [default: 0]
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// List keys: kid, state, algorithm, created, signs from, retires at
+    List,
+    /// Schedule a new signing key: published now, signing after the lead time
+    /// (key_lead_time_secs); the current key stays published until its tokens
+    /// expire. Does nothing while a new key is already waiting.
+    Rotate {
+        /// For a compromised key: the new key signs at once and the current
+        /// key leaves the JWKS at once (its tokens stop verifying)
+        #[arg(long)]
+        now: bool,
+    },
+    /// Adopt an existing RSA private key (PKCS#8 PEM) as the signing key; the
+    /// previous key stays published until its tokens expire
+    Import {
+        /// The PEM file, e.g. from `openssl genpkey -algorithm RSA`
+        #[arg(long, value_name = "FILE")]
+        pem: PathBuf,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Startup(#[from] crate::StartupError),
+    #[error(transparent)]
+    Database(#[from] crate::store::sqlite::OpenError),
+    #[error("{0}")]
+    App(#[from] crate::error::Error),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Key {
+        path: PathBuf,
+        source: crate::issuer::keys::KeyError,
+    },
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("authstore: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let mut flags = Table::new();
+    set(
+        &mut flags,
+        "database",
+        cli.database.as_deref().map(path_value),
+    );
+    if let Command::Serve(args) = &cli.command {
+        set(&mut flags, "bind", args.bind.clone().map(Value::String));
+        set(
+            &mut flags,
+            "port",
+            args.port.map(|p| Value::Integer(p.into())),
+        );
+        set(&mut flags, "issuer", args.issuer.clone().map(Value::String));
+        set(
+            &mut flags,
+            "secret_file",
+            args.secret_file.as_deref().map(path_value),
+        );
+        set(
+            &mut flags,
+            "workers",
+            args.workers.map(|w| Value::Integer(w as i64)),
+        );
+    }
+    let default_file = Path::new("config.toml");
+    let file = cli
+        .config
+        .as_deref()
+        .or(default_file.exists().then_some(default_file));
+    let load = || Config::load(file, std::env::vars(), flags.clone());
+
+    match cli.command {
+        Command::Secret => {
+            println!("{}", Secret::generate().expose());
+            Ok(())
+        }
+        Command::Serve(_) => serve(load()?),
+        Command::Keys { command } => block_on(keys(load()?, command)),
+        Command::ConvexConfig => block_on(convex_config(load()?)),
+    }
+}
+
+fn set(flags: &mut Table, key: &str, value: Option<Value>) {
+    if let Some(value) = value {
+        flags.insert(key.to_owned(), value);
+    }
+}
+
+fn path_value(path: &Path) -> Value {
+    Value::String(path.to_string_lossy().into_owned())
+}
+
+fn block_on<F: std::future::Future<Output = Result<(), CliError>>>(
+    work: F,
+) -> Result<(), CliError> {
+    actix_web::rt::System::new().block_on(work)
+}
+
+fn serve(config: Config) -> Result<(), CliError> {
+    let addr = format!("{}:{}", config.bind, config.port);
+    let listener = TcpListener::bind(&addr).map_err(|source| CliError::Bind { addr, source })?;
+    block_on(async move {
+        let app = Application::build(config, listener).await?;
+        let handle = app.handle();
+        actix_web::rt::spawn(async move {
+            shutdown_signal().await;
+            log::info!("shutting down: finishing requests in flight");
+            handle.stop(true).await;
+        });
+        app.run_until_stopped().await?;
+        log::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            log::warn!("cannot listen for SIGTERM ({e}); only SIGINT stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+async fn issuer(config: &Config, start: bool) -> Result<Issuer, CliError> {
+    let store: Arc<dyn Store> = Arc::new(open_store(config)?);
+    let settings = IssuerSettings::from_config(config, issuer_url(config, config.port));
+    let clock = Arc::new(SystemClock);
+    Ok(if start {
+        Issuer::start(settings, store, clock).await?
+    } else {
+        Issuer::open(settings, store, clock).await?
+    })
+}
+
+async fn keys(config: Config, command: KeysCommand) -> Result<(), CliError> {
+    match command {
+        KeysCommand::List => {
+            let issuer = issuer(&config, false).await?;
+            println!(
+                "{:<44}  {:<8}  {:<5}  {:<24}  {:<24}  {:<24}  LEAVES JWKS",
+                "KID", "STATE", "ALG", "CREATED", "SIGNS FROM", "RETIRES AT"
+            );
+            for (key, state) in issuer.describe_keys().await? {
+                let or_dash = |t: Option<crate::timestamp::Timestamp>| {
+                    t.map_or("-".into(), |t| t.to_string())
+                };
+                println!(
+                    "{:<44}  {:<8}  {:<5}  {:<24}  {:<24}  {:<24}  {}",
+                    key.kid,
+                    state.name(),
+                    key.algorithm,
+                    key.created_at,
+                    key.signs_from,
+                    or_dash(key.retires_at),
+                    or_dash(key.unpublish_at),
+                );
+            }
+        }
+        KeysCommand::Rotate { now } => {
+            let issuer = issuer(&config, true).await?;
+            let how = if now {
+                Rotation::Immediate
+            } else {
+                Rotation::Scheduled
+            };
+            match issuer.rotate(how).await? {
+                Some(kid) if now => println!("key {kid} signs now; the previous key left the JWKS"),
+                Some(kid) => println!(
+                    "key {kid} is published now and signs in {} s",
+                    config.key_lead_time_secs
+                ),
+                None => println!("a new key is already waiting to sign; nothing changed"),
+            }
+            println!(
+                "a running server picks this up within {} s",
+                config.key_check_interval_secs
+            );
+        }
+        KeysCommand::Import { pem } => {
+            let text = std::fs::read(&pem).map_err(|source| CliError::Read {
+                path: pem.clone(),
+                source,
+            })?;
+            let material = KeyMaterial::from_pem(&text).map_err(|source| CliError::Key {
+                path: pem.clone(),
+                source,
+            })?;
+            let issuer = issuer(&config, false).await?;
+            if let Some(kid) = issuer.import(material).await? {
+                println!("key {kid} imported; it signs now");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn convex_config(config: Config) -> Result<(), CliError> {
+    let issuer = issuer(&config, true).await?;
+    let settings = issuer.settings();
+    let data_url = format!(
+        "data:text/plain;charset=utf-8;base64,{}",
+        STANDARD.encode(issuer.jwks())
+    );
+    print!(
+        r#"// convex/auth.config.ts, when the Convex deployment can reach {iss}:
+import type {{ AuthConfig }} from "convex/server";
+
+export default {{
+  providers: [
+    {{
+      domain: "{iss}",
+      applicationID: "{aud}",
+    }},
+  ],
+}} satisfies AuthConfig;
+
+// convex/auth.config.ts, when it cannot (a laptop): the keys travel inline.
+// Run this command again after a key rotation.
+import type {{ AuthConfig }} from "convex/server";
+
+export default {{
+  providers: [
+    {{
+      type: "customJwt",
+      issuer: "{iss}",
+      applicationID: "{aud}",
+      algorithm: "RS256",
+      jwks: "{data_url}",
+    }},
+  ],
+}} satisfies AuthConfig;
+"#,
+        iss = settings.issuer,
+        aud = settings.audience,
+    );
+    Ok(())
+}

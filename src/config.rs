@@ -1,0 +1,322 @@
+//! Settings, layered: built-in defaults → `config.toml` → `AUTHSTORE_*`
+//! environment variables → command-line flags. Every setting is documented,
+//! with its default, in the top-level `config.toml`.
+
+use crate::secret::Secret;
+use crate::store::sqlite::Durability;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use toml::{Table, Value};
+
+pub const DEFAULT_PORT: u16 = 7878;
+const ENV_PREFIX: &str = "AUTHSTORE_";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The SQLite database file.
+    pub database: PathBuf,
+    pub bind: String,
+    /// 0 binds a free port (the log says which).
+    pub port: u16,
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// The shared secret. When neither this nor `secret_file` is set, a secret
+    /// is generated into `<database>.secret` on first start and reused after.
+    pub secret: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    pub purge_interval_secs: u64,
+    pub purge_batch: usize,
+    pub durability: Durability,
+    pub read_connections: u32,
+    /// The public URL of this issuer; defaults to `http://<bind>:<port>`.
+    pub issuer: Option<String>,
+    pub audience: String,
+    pub token_lifetime_secs: u64,
+    pub jwks_max_age_secs: u64,
+    pub key_lead_time_secs: u64,
+    /// Rotate the signing key every this many days; 0 turns it off.
+    pub key_rotation_days: u64,
+    pub key_check_interval_secs: u64,
+    pub profile_claims: Vec<ProfileClaim>,
+}
+
+/// Standard OIDC profile claims a token may carry besides `sub`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileClaim {
+    Email,
+    EmailVerified,
+    Name,
+    Picture,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database: PathBuf::from("authstore.db"),
+            bind: "127.0.0.1".into(),
+            port: DEFAULT_PORT,
+            workers: 0,
+            secret: None,
+            secret_file: None,
+            max_body_bytes: 64 * 1024,
+            purge_interval_secs: 300,
+            purge_batch: 1000,
+            durability: Durability::default(),
+            read_connections: 16,
+            issuer: None,
+            audience: "convex".into(),
+            token_lifetime_secs: 3600,
+            jwks_max_age_secs: 300,
+            key_lead_time_secs: 24 * 3600,
+            key_rotation_days: 0,
+            key_check_interval_secs: 60,
+            profile_claims: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Builds the configuration from every layer. `file` is read when given;
+    /// `env` is the process environment (injectable for tests); `flags` are
+    /// the settings given on the command line, by setting name.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: Table,
+    ) -> Result<Config, ConfigError> {
+        let defaults = Table::try_from(Config::default()).expect("defaults serialize");
+        let mut layered = defaults.clone();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let table: Table = text
+                .parse()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?;
+            layered.extend(table);
+        }
+        for (name, raw) in env {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = key.to_ascii_lowercase();
+            if key == "config" {
+                continue;
+            }
+            let value = env_value(&defaults, &key, &raw).map_err(|message| ConfigError::Env {
+                name: name.clone(),
+                message,
+            })?;
+            layered.insert(key, value);
+        }
+        layered.extend(flags);
+        let config: Config = Value::Table(layered)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if let Some(issuer) = &self.issuer {
+            validate_issuer(issuer).map_err(ConfigError::Invalid)?;
+        }
+        if self.audience.is_empty() {
+            return invalid("audience must not be empty");
+        }
+        if self.token_lifetime_secs == 0 {
+            return invalid("token_lifetime_secs must be at least 1");
+        }
+        if self.max_body_bytes == 0 {
+            return invalid("max_body_bytes must be at least 1");
+        }
+        if self.purge_interval_secs == 0 || self.purge_batch == 0 {
+            return invalid("purge_interval_secs and purge_batch must be at least 1");
+        }
+        if self.key_check_interval_secs == 0 {
+            return invalid("key_check_interval_secs must be at least 1");
+        }
+        if self.secret.is_some() && self.secret_file.is_some() {
+            return invalid("set either secret or secret_file, not both");
+        }
+        Ok(())
+    }
+
+    /// Where the generated secret lives when none is configured.
+    pub fn default_secret_file(&self) -> PathBuf {
+        let mut name = self.database.clone().into_os_string();
+        name.push(".secret");
+        PathBuf::from(name)
+    }
+}
+
+/// Environment values are text; the type of the setting's default says how
+/// to read them. Lists are comma separated.
+fn env_value(defaults: &Table, key: &str, raw: &str) -> Result<Value, String> {
+    const OPTIONAL_TEXT: [&str; 3] = ["secret", "secret_file", "issuer"];
+    match defaults.get(key) {
+        Some(Value::Integer(_)) => raw
+            .trim()
+            .parse::<i64>()
+            .map(Value::Integer)
+            .map_err(|_| format!("expected a whole number, got {raw:?}")),
+        Some(Value::Boolean(_)) => raw
+            .trim()
+            .parse::<bool>()
+            .map(Value::Boolean)
+            .map_err(|_| format!("expected true or false, got {raw:?}")),
+        Some(Value::Array(_)) => Ok(Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| Value::String(item.to_owned()))
+                .collect(),
+        )),
+        Some(_) => Ok(Value::String(raw.to_owned())),
+        None if OPTIONAL_TEXT.contains(&key) => Ok(Value::String(raw.to_owned())),
+        None => Err("not a setting of authstore (see config.toml for the list)".into()),
+    }
+}
+
+/// The issuer is used byte-for-byte in `iss` and in discovery; verifiers key
+/// users by it, so it must be exactly one canonical form.
+pub fn validate_issuer(issuer: &str) -> Result<(), String> {
+    let rest = issuer
+        .strip_prefix("https://")
+        .or_else(|| issuer.strip_prefix("http://"))
+        .ok_or_else(|| format!("issuer {issuer:?} must start with https:// or http://"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() {
+        return Err(format!("issuer {issuer:?} has no host"));
+    }
+    if issuer.contains(['?', '#']) {
+        return Err(format!(
+            "issuer {issuer:?} must not have a query or a fragment"
+        ));
+    }
+    if issuer.ends_with('/') {
+        return Err(format!(
+            "issuer {issuer:?} must not end with '/' (write it without the trailing slash)"
+        ));
+    }
+    if issuer.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("issuer {issuer:?} must not contain spaces"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(
+            &file,
+            "port = 9000\naudience = \"from-file\"\ndatabase = \"file.db\"\n",
+        )
+        .unwrap();
+        let mut flags = Table::new();
+        flags.insert("database".into(), Value::String("flag.db".into()));
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("AUTHSTORE_PORT", "9100"),
+                ("AUTHSTORE_PROFILE_CLAIMS", "email, name"),
+                ("PATH", "/bin"),
+            ]),
+            flags,
+        )
+        .unwrap();
+        assert_eq!(config.port, 9100);
+        assert_eq!(config.audience, "from-file");
+        assert_eq!(config.database, PathBuf::from("flag.db"));
+        assert_eq!(
+            config.profile_claims,
+            vec![ProfileClaim::Email, ProfileClaim::Name]
+        );
+        assert_eq!(config.token_lifetime_secs, 3600);
+    }
+
+    #[test]
+    fn unknown_settings_are_refused() {
+        let err = Config::load(None, env(&[("AUTHSTORE_PROT", "1")]), Table::new()).unwrap_err();
+        assert!(err.to_string().contains("AUTHSTORE_PROT"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "prot = 1\n").unwrap();
+        assert!(Config::load(Some(&file), env(&[]), Table::new()).is_err());
+    }
+
+    #[test]
+    fn bad_numbers_name_the_variable() {
+        let err =
+            Config::load(None, env(&[("AUTHSTORE_PORT", "eighty")]), Table::new()).unwrap_err();
+        assert!(err.to_string().contains("AUTHSTORE_PORT"), "{err}");
+    }
+
+    #[test]
+    fn secret_from_env_is_text_even_when_numeric_looking() {
+        let config = Config::load(
+            None,
+            env(&[("AUTHSTORE_SECRET", "12345678901234567890")]),
+            Table::new(),
+        )
+        .unwrap();
+        assert_eq!(config.secret.unwrap().expose(), "12345678901234567890");
+    }
+
+    #[test]
+    fn issuer_forms() {
+        assert!(validate_issuer("https://auth.example.com").is_ok());
+        assert!(validate_issuer("https://example.com/auth").is_ok());
+        assert!(validate_issuer("https://auth.example.com/").is_err());
+        assert!(validate_issuer("https://example.com/auth/").is_err());
+        assert!(validate_issuer("https://example.com?x=1").is_err());
+        assert!(validate_issuer("https://example.com#f").is_err());
+        assert!(validate_issuer("auth.example.com").is_err());
+    }
+
+    #[test]
+    fn debug_does_not_show_the_secret() {
+        let config = Config::load(
+            None,
+            env(&[("AUTHSTORE_SECRET", "very-secret-value-123")]),
+            Table::new(),
+        )
+        .unwrap();
+        assert!(!format!("{config:?}").contains("very-secret"));
+    }
+}

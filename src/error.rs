@@ -1,0 +1,91 @@
+//! The one error type of authstore and its mapping to HTTP.
+//!
+//! Every failure a client can see has a stable `code`. Internal causes are
+//! logged where the response is built and never sent to the client.
+
+use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+use serde_json::json;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Missing or wrong secret: one answer for both, so a caller learns nothing.
+    #[error("missing or invalid credentials")]
+    Unauthorized,
+    /// Malformed input; the message names the offending field.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The row or route asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A unique constraint refused the write.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// Anything else. The cause is for the log only.
+    #[error("internal error")]
+    Internal(#[source] BoxError),
+}
+
+impl Error {
+    pub fn internal(cause: impl Into<BoxError>) -> Self {
+        Error::Internal(cause.into())
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Unauthorized => "unauthorized",
+            Error::BadRequest(_) => "bad_request",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Error::Internal(cause) = self {
+            log::error!("internal error: {cause}");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if let Error::Unauthorized = self {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.json(json!({ "error": { "code": self.code(), "message": self.to_string() } }))
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::internal(e)
+    }
+}
+
+impl From<r2d2::Error> for Error {
+    fn from(e: r2d2::Error) -> Self {
+        Error::internal(e)
+    }
+}
+
+impl From<openssl::error::ErrorStack> for Error {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        Error::internal(e)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,208 @@
+//! `POST /api/adapter/{method}`: the Auth.js `Adapter` interface, one method
+//! per name. The body holds the method's arguments by their Auth.js names; the
+//! answer is the method's return value (`null` included).
+
+use super::{authorize, body, AppState};
+use crate::error::{Error, Result};
+use crate::model::{
+    normalize_email, Account, AccountKey, Authenticator, NewUser, Session, SessionPatch, UserPatch,
+    VerificationToken,
+};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+/// Every method of the Auth.js `Adapter` interface, in its documentation's order.
+pub const METHODS: [&str; 19] = [
+    "createUser",
+    "getUser",
+    "getUserByEmail",
+    "getUserByAccount",
+    "updateUser",
+    "deleteUser",
+    "linkAccount",
+    "unlinkAccount",
+    "getAccount",
+    "createSession",
+    "getSessionAndUser",
+    "updateSession",
+    "deleteSession",
+    "createVerificationToken",
+    "useVerificationToken",
+    "createAuthenticator",
+    "getAuthenticator",
+    "listAuthenticatorsByUserId",
+    "updateAuthenticatorCounter",
+];
+
+#[derive(Deserialize)]
+struct UserArg<T> {
+    user: T,
+}
+#[derive(Deserialize)]
+struct IdArg {
+    id: String,
+}
+#[derive(Deserialize)]
+struct EmailArg {
+    email: String,
+}
+#[derive(Deserialize)]
+struct AccountArg {
+    account: Account,
+}
+#[derive(Deserialize)]
+struct SessionArg<T> {
+    session: T,
+}
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionTokenArg {
+    session_token: String,
+}
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VerificationTokenArg {
+    verification_token: VerificationToken,
+}
+#[derive(Deserialize)]
+struct UseVerificationTokenArgs {
+    identifier: String,
+    token: String,
+}
+#[derive(Deserialize)]
+struct AuthenticatorArg {
+    authenticator: Authenticator,
+}
+#[derive(Deserialize)]
+struct CredentialIdArg {
+    #[serde(rename = "credentialID")]
+    credential_id: String,
+}
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserIdArg {
+    user_id: String,
+}
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CounterArgs {
+    #[serde(rename = "credentialID")]
+    credential_id: String,
+    new_counter: u32,
+}
+
+pub async fn call(
+    state: web::Data<AppState>,
+    method: web::Path<String>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    authorize(&req, &state.secret)?;
+    let body = body::read(payload, state.max_body_bytes).await?;
+    dispatch(&state, &method, &body).await
+}
+
+async fn dispatch(state: &AppState, method: &str, body: &[u8]) -> Result<HttpResponse> {
+    let store = &state.store;
+    match method {
+        "createUser" => {
+            let UserArg { mut user } = body::parse::<UserArg<NewUser>>(body)?;
+            user.email = user.email.as_deref().and_then(normalize_email);
+            ok(store.create_user(user).await?)
+        }
+        "getUser" => {
+            let IdArg { id } = body::parse(body)?;
+            ok(store.get_user(&id).await?)
+        }
+        "getUserByEmail" => {
+            let EmailArg { email } = body::parse(body)?;
+            match normalize_email(&email) {
+                Some(email) => ok(store.get_user_by_email(&email).await?),
+                None => ok(None::<()>),
+            }
+        }
+        "getUserByAccount" => {
+            let key: AccountKey = body::parse(body)?;
+            ok(store.get_user_by_account(&key).await?)
+        }
+        "updateUser" => {
+            let UserArg { mut user } = body::parse::<UserArg<UserPatch>>(body)?;
+            user.email = user
+                .email
+                .map(|email| email.as_deref().and_then(normalize_email));
+            ok(store.update_user(user).await?)
+        }
+        "deleteUser" => {
+            let IdArg { id } = body::parse(body)?;
+            ok(store.delete_user(&id).await?)
+        }
+        "linkAccount" => {
+            let AccountArg { account } = body::parse(body)?;
+            ok(store.link_account(account).await?)
+        }
+        "unlinkAccount" => {
+            let key: AccountKey = body::parse(body)?;
+            ok(store.unlink_account(&key).await?)
+        }
+        "getAccount" => {
+            let key: AccountKey = body::parse(body)?;
+            ok(store.get_account(&key).await?)
+        }
+        "createSession" => {
+            let SessionArg { session } = body::parse::<SessionArg<Session>>(body)?;
+            ok(store.create_session(session).await?)
+        }
+        "getSessionAndUser" => {
+            let SessionTokenArg { session_token } = body::parse(body)?;
+            ok(store.get_session_and_user(&session_token).await?)
+        }
+        "updateSession" => {
+            let SessionArg { session } = body::parse::<SessionArg<SessionPatch>>(body)?;
+            ok(store.update_session(session).await?)
+        }
+        "deleteSession" => {
+            let SessionTokenArg { session_token } = body::parse(body)?;
+            ok(store.delete_session(&session_token).await?)
+        }
+        "createVerificationToken" => {
+            let VerificationTokenArg { verification_token } = body::parse(body)?;
+            ok(store.create_verification_token(verification_token).await?)
+        }
+        "useVerificationToken" => {
+            let UseVerificationTokenArgs { identifier, token } = body::parse(body)?;
+            ok(store.use_verification_token(&identifier, &token).await?)
+        }
+        "createAuthenticator" => {
+            let AuthenticatorArg { authenticator } = body::parse(body)?;
+            ok(store.create_authenticator(authenticator).await?)
+        }
+        "getAuthenticator" => {
+            let CredentialIdArg { credential_id } = body::parse(body)?;
+            ok(store.get_authenticator(&credential_id).await?)
+        }
+        "listAuthenticatorsByUserId" => {
+            let UserIdArg { user_id } = body::parse(body)?;
+            ok(store.list_authenticators_by_user_id(&user_id).await?)
+        }
+        "updateAuthenticatorCounter" => {
+            let CounterArgs {
+                credential_id,
+                new_counter,
+            } = body::parse(body)?;
+            ok(store
+                .update_authenticator_counter(&credential_id, new_counter)
+                .await?)
+        }
+        unknown => Err(Error::NotFound(format!(
+            "unknown adapter method `{unknown}`; valid methods: {}",
+            METHODS.join(", ")
+        ))),
+    }
+}
+
+fn ok(value: impl Serialize) -> Result<HttpResponse> {
+    let body = serde_json::to_vec(&value).map_err(Error::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}

@@ -1,0 +1,72 @@
+//! HTTP: routes, the shared state they use, and request plumbing.
+//!
+//! | route                                   | module      | secret |
+//! |-----------------------------------------|-------------|--------|
+//! | `POST /api/adapter/{method}`            | `adapter`   | yes    |
+//! | `POST /api/token`                       | `token`     | yes    |
+//! | `GET /.well-known/openid-configuration` | `discovery` | no     |
+//! | `GET /.well-known/jwks.json`            | `discovery` | no     |
+//! | `GET /healthz`, `GET /readyz`           | `health`    | no     |
+
+mod adapter;
+mod body;
+mod discovery;
+mod health;
+mod token;
+
+use crate::error::Error;
+use crate::issuer::Issuer;
+use crate::secret::Secret;
+use crate::store::Store;
+use actix_web::{http::Method, web, HttpRequest, HttpResponse};
+use std::sync::Arc;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub issuer: Arc<Issuer>,
+    pub secret: Secret,
+    pub max_body_bytes: usize,
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/adapter/{method}", web::post().to(adapter::call))
+        .route("/api/token", web::post().to(token::mint))
+        .service(
+            web::resource("/.well-known/openid-configuration")
+                .route(web::get().to(discovery::openid_configuration))
+                .route(web::method(Method::OPTIONS).to(discovery::preflight)),
+        )
+        .service(
+            web::resource("/.well-known/jwks.json")
+                .route(web::get().to(discovery::jwks))
+                .route(web::method(Method::OPTIONS).to(discovery::preflight)),
+        )
+        .route("/healthz", web::get().to(health::alive))
+        .route("/readyz", web::get().to(health::ready))
+        .default_service(web::to(no_route));
+}
+
+async fn no_route(req: HttpRequest) -> Result<HttpResponse, Error> {
+    Err(Error::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// Checks `Authorization: Bearer <secret>`. A missing header and a wrong
+/// secret get the same answer.
+pub fn authorize(req: &HttpRequest, secret: &Secret) -> Result<(), Error> {
+    let presented = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match presented {
+        Some(token) if secret.matches(token.as_bytes()) => Ok(()),
+        _ => Err(Error::Unauthorized),
+    }
+}

@@ -1,0 +1,30 @@
+//! `POST /api/token`: a signed JWT for a live session.
+
+use super::{authorize, body, AppState};
+use crate::error::Result;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MintArgs {
+    session_token: String,
+    /// Always sign a new token (the Convex client's forced refresh).
+    #[serde(default)]
+    #[allow(dead_code)]
+    fresh: bool,
+}
+
+pub async fn mint(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse> {
+    authorize(&req, &state.secret)?;
+    let body = body::read(payload, state.max_body_bytes).await?;
+    let args: MintArgs = body::parse(&body)?;
+    let minted = state.issuer.mint(&args.session_token).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(minted))
+}

@@ -1,0 +1,435 @@
+//! Signing keys and their lifecycle.
+//!
+//! A verifier (Convex among them) caches the JWKS and does not refetch on an
+//! unknown `kid`. So a key is published before it signs (`Next`), signs for
+//! a while (`Current`), and stays published after it stops signing
+//! (`Retired`) until every token it signed has expired and every cache has
+//! turned over. The state is a function of the persisted schedule and the
+//! clock, so a restart mid-schedule keeps the schedule.
+
+use crate::store::{KeyChanges, KeyRecord};
+use crate::timestamp::Timestamp;
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use openssl::pkey::{Id, PKey, Private};
+use openssl::rsa::Rsa;
+use serde::Serialize;
+
+pub const ALGORITHM: &str = "RS256";
+const RSA_BITS: u32 = 2048;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Published in the JWKS, not yet signing.
+    Next,
+    /// The one key that signs.
+    Current,
+    /// Still published, signs nothing.
+    Retired,
+    /// Out of the JWKS; deleted by the next maintenance pass.
+    Removed,
+}
+
+impl KeyState {
+    pub fn of(key: &KeyRecord, now: Timestamp) -> KeyState {
+        if now < key.signs_from {
+            KeyState::Next
+        } else if key.retires_at.is_none_or(|at| now < at) {
+            KeyState::Current
+        } else if key.unpublish_at.is_none_or(|at| now < at) {
+            KeyState::Retired
+        } else {
+            KeyState::Removed
+        }
+    }
+
+    pub fn is_published(self) -> bool {
+        self != KeyState::Removed
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyState::Next => "next",
+            KeyState::Current => "current",
+            KeyState::Retired => "retired",
+            KeyState::Removed => "removed",
+        }
+    }
+}
+
+/// How long the phases of the lifecycle last.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    /// How long a new key is published before it signs.
+    pub lead_time_secs: u64,
+    /// The longest a token can live.
+    pub token_lifetime_secs: u64,
+    /// How long verifiers may cache the JWKS.
+    pub jwks_max_age_secs: u64,
+    /// Rotate automatically this long after a key started signing (off: None).
+    pub rotation_period_secs: Option<u64>,
+}
+
+impl Schedule {
+    /// How long a retired key stays published: its last token's lifetime,
+    /// plus a cache turnover.
+    pub fn retirement_secs(&self) -> u64 {
+        self.token_lifetime_secs + self.jwks_max_age_secs
+    }
+}
+
+/// The public half of an RSA key, as published in the JWKS.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Jwk {
+    pub kty: &'static str,
+    #[serde(rename = "use")]
+    pub use_: &'static str,
+    pub alg: &'static str,
+    pub kid: String,
+    pub n: String,
+    pub e: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("not a usable private key: {0}")]
+    Unreadable(openssl::error::ErrorStack),
+    #[error("the key is not an RSA key; authstore signs RS256")]
+    NotRsa,
+    #[error("the RSA key has {0} bits; at least 2048 are required")]
+    TooSmall(u32),
+    #[error("openssl: {0}")]
+    Openssl(#[from] openssl::error::ErrorStack),
+}
+
+/// A private key ready to sign, with its public JWK.
+pub struct KeyMaterial {
+    pub private: PKey<Private>,
+    pub jwk: Jwk,
+}
+
+impl KeyMaterial {
+    pub fn generate() -> Result<Self, KeyError> {
+        let rsa = Rsa::generate(RSA_BITS)?;
+        Self::from_pkey(PKey::from_rsa(rsa)?)
+    }
+
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
+        Self::from_pkey(PKey::private_key_from_pkcs8(der).map_err(KeyError::Unreadable)?)
+    }
+
+    /// Reads a PEM private key (PKCS#8 `BEGIN PRIVATE KEY`, or PKCS#1).
+    pub fn from_pem(pem: &[u8]) -> Result<Self, KeyError> {
+        Self::from_pkey(PKey::private_key_from_pem(pem).map_err(KeyError::Unreadable)?)
+    }
+
+    fn from_pkey(private: PKey<Private>) -> Result<Self, KeyError> {
+        if private.id() != Id::RSA {
+            return Err(KeyError::NotRsa);
+        }
+        if private.bits() < RSA_BITS {
+            return Err(KeyError::TooSmall(private.bits()));
+        }
+        let rsa = private.rsa()?;
+        let n = URL_SAFE_NO_PAD.encode(rsa.n().to_vec());
+        let e = URL_SAFE_NO_PAD.encode(rsa.e().to_vec());
+        let kid = thumbprint(&n, &e);
+        Ok(KeyMaterial {
+            private,
+            jwk: Jwk {
+                kty: "RSA",
+                use_: "sig",
+                alg: ALGORITHM,
+                kid,
+                n,
+                e,
+            },
+        })
+    }
+
+    /// A new record for this key; the schedule is the caller's.
+    pub fn record(
+        &self,
+        created_at: Timestamp,
+        signs_from: Timestamp,
+    ) -> Result<KeyRecord, KeyError> {
+        Ok(KeyRecord {
+            kid: self.jwk.kid.clone(),
+            algorithm: ALGORITHM.into(),
+            private_key_der: self.private.private_key_to_pkcs8()?,
+            created_at,
+            signs_from,
+            retires_at: None,
+            unpublish_at: None,
+        })
+    }
+}
+
+/// RFC 7638: SHA-256 over the required members in lexicographic order.
+fn thumbprint(n: &str, e: &str) -> String {
+    let canonical = format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#);
+    URL_SAFE_NO_PAD.encode(openssl::sha::sha256(canonical.as_bytes()))
+}
+
+/// The key that signs at `now`: the current one that started last.
+pub fn current(keys: &[KeyRecord], now: Timestamp) -> Option<&KeyRecord> {
+    keys.iter()
+        .filter(|key| KeyState::of(key, now) == KeyState::Current)
+        .max_by(|a, b| (a.signs_from, &a.kid).cmp(&(b.signs_from, &b.kid)))
+}
+
+/// What changes when `new` joins the set.
+///
+/// * `Scheduled`: `new` signs after the lead time; the current key retires at
+///   that moment and stays published for the retirement period. Idempotent:
+///   when a key is already waiting, nothing changes.
+/// * `Immediate` (a compromised key): `new` signs now; the current key leaves
+///   the JWKS now; a waiting key is dropped; retired keys keep their schedule.
+/// * `Adopt` (an imported key): `new` signs now; the previous key retires now
+///   and stays published for the retirement period; a waiting key is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    Scheduled,
+    Immediate,
+    Adopt,
+}
+
+pub fn plan_rotation(
+    keys: &[KeyRecord],
+    mut new: KeyRecord,
+    how: Rotation,
+    schedule: &Schedule,
+    now: Timestamp,
+) -> Option<KeyChanges> {
+    let waiting = keys
+        .iter()
+        .filter(|k| KeyState::of(k, now) == KeyState::Next);
+    let mut changes = KeyChanges::default();
+    let starts = match how {
+        Rotation::Scheduled => {
+            if keys.iter().any(|k| KeyState::of(k, now) == KeyState::Next) {
+                return None;
+            }
+            now.plus_secs(schedule.lead_time_secs)
+        }
+        Rotation::Immediate | Rotation::Adopt => {
+            changes.delete.extend(waiting.map(|k| k.kid.clone()));
+            now
+        }
+    };
+    for key in keys {
+        let state = KeyState::of(key, now);
+        let mut key = key.clone();
+        match (how, state) {
+            (_, KeyState::Next | KeyState::Retired | KeyState::Removed) => continue,
+            (Rotation::Immediate, KeyState::Current) => {
+                key.retires_at = Some(now);
+                key.unpublish_at = Some(now);
+            }
+            (_, KeyState::Current) => {
+                key.retires_at = Some(starts);
+                key.unpublish_at = Some(starts.plus_secs(schedule.retirement_secs()));
+            }
+        }
+        changes.reschedule.push(key);
+    }
+    new.signs_from = starts;
+    changes.insert.push(new);
+    Some(changes)
+}
+
+/// The periodic check: removes keys past their publication, and rotates when
+/// automatic rotation is due. `fresh_key` is called only when a key is needed.
+pub fn plan_maintenance(
+    keys: &[KeyRecord],
+    schedule: &Schedule,
+    now: Timestamp,
+    fresh_key: impl FnOnce() -> Result<KeyRecord, KeyError>,
+) -> Result<KeyChanges, KeyError> {
+    let mut changes = KeyChanges::default();
+    let live: Vec<KeyRecord> = keys
+        .iter()
+        .filter(|key| {
+            let removed = KeyState::of(key, now) == KeyState::Removed;
+            if removed {
+                changes.delete.push(key.kid.clone());
+            }
+            !removed
+        })
+        .cloned()
+        .collect();
+    match current(&live, now) {
+        // No key signs (first start, or every key was retired): one signs now.
+        None if !live.iter().any(|k| KeyState::of(k, now) == KeyState::Next) => {
+            let mut key = fresh_key()?;
+            key.signs_from = now;
+            changes.insert.push(key);
+        }
+        Some(active) => {
+            if let Some(period) = schedule.rotation_period_secs {
+                let due = active
+                    .signs_from
+                    .plus_secs(period.saturating_sub(schedule.lead_time_secs));
+                if now >= due {
+                    if let Some(rotation) =
+                        plan_rotation(&live, fresh_key()?, Rotation::Scheduled, schedule, now)
+                    {
+                        changes.insert.extend(rotation.insert);
+                        changes.reschedule.extend(rotation.reschedule);
+                        changes.delete.extend(rotation.delete);
+                    }
+                }
+            }
+        }
+        None => {}
+    }
+    Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEDULE: Schedule = Schedule {
+        lead_time_secs: 86_400,
+        token_lifetime_secs: 3_600,
+        jwks_max_age_secs: 300,
+        rotation_period_secs: None,
+    };
+
+    fn record(kid: &str, signs_from: i64) -> KeyRecord {
+        KeyRecord {
+            kid: kid.into(),
+            algorithm: ALGORITHM.into(),
+            private_key_der: Vec::new(),
+            created_at: Timestamp::from_millis(signs_from),
+            signs_from: Timestamp::from_millis(signs_from),
+            retires_at: None,
+            unpublish_at: None,
+        }
+    }
+
+    fn apply(keys: &mut Vec<KeyRecord>, changes: KeyChanges) {
+        keys.retain(|k| !changes.delete.contains(&k.kid));
+        for changed in changes.reschedule {
+            let slot = keys.iter_mut().find(|k| k.kid == changed.kid).unwrap();
+            *slot = changed;
+        }
+        keys.extend(changes.insert);
+    }
+
+    fn state(keys: &[KeyRecord], kid: &str, now: Timestamp) -> KeyState {
+        KeyState::of(keys.iter().find(|k| k.kid == kid).unwrap(), now)
+    }
+
+    #[test]
+    fn scheduled_rotation_publishes_before_signing_and_retires_after_grace() {
+        let t0 = Timestamp::from_millis(1_000_000);
+        let mut keys = vec![record("a", 0)];
+        let changes =
+            plan_rotation(&keys, record("b", 0), Rotation::Scheduled, &SCHEDULE, t0).unwrap();
+        apply(&mut keys, changes);
+        assert_eq!(state(&keys, "b", t0), KeyState::Next);
+        assert_eq!(current(&keys, t0).unwrap().kid, "a");
+
+        let switch = t0.plus_secs(SCHEDULE.lead_time_secs);
+        let just_before = Timestamp::from_millis(switch.millis() - 1);
+        assert_eq!(current(&keys, just_before).unwrap().kid, "a");
+        assert_eq!(current(&keys, switch).unwrap().kid, "b");
+        assert_eq!(state(&keys, "a", switch), KeyState::Retired);
+
+        let gone = switch.plus_secs(SCHEDULE.retirement_secs());
+        assert_eq!(
+            state(&keys, "a", Timestamp::from_millis(gone.millis() - 1)),
+            KeyState::Retired
+        );
+        assert_eq!(state(&keys, "a", gone), KeyState::Removed);
+    }
+
+    #[test]
+    fn exactly_one_key_signs_at_every_instant() {
+        let t0 = Timestamp::from_millis(1_000_000);
+        let mut keys = vec![record("a", 0)];
+        let changes =
+            plan_rotation(&keys, record("b", 0), Rotation::Scheduled, &SCHEDULE, t0).unwrap();
+        apply(&mut keys, changes);
+        for step in 0..200 {
+            let now = t0.plus_secs(step * 600);
+            let signing = keys
+                .iter()
+                .filter(|k| KeyState::of(k, now) == KeyState::Current)
+                .count();
+            assert_eq!(signing, 1, "at step {step}");
+        }
+    }
+
+    #[test]
+    fn rotate_is_idempotent_while_a_key_waits() {
+        let t0 = Timestamp::from_millis(1_000_000);
+        let mut keys = vec![record("a", 0)];
+        let changes =
+            plan_rotation(&keys, record("b", 0), Rotation::Scheduled, &SCHEDULE, t0).unwrap();
+        apply(&mut keys, changes);
+        assert!(plan_rotation(
+            &keys,
+            record("c", 0),
+            Rotation::Scheduled,
+            &SCHEDULE,
+            t0.plus_secs(60)
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn immediate_rotation_unpublishes_the_old_key_at_once() {
+        let t0 = Timestamp::from_millis(1_000_000);
+        let mut keys = vec![record("a", 0)];
+        let changes =
+            plan_rotation(&keys, record("b", 0), Rotation::Scheduled, &SCHEDULE, t0).unwrap();
+        apply(&mut keys, changes);
+        let changes =
+            plan_rotation(&keys, record("c", 0), Rotation::Immediate, &SCHEDULE, t0).unwrap();
+        apply(&mut keys, changes);
+        assert_eq!(current(&keys, t0).unwrap().kid, "c");
+        assert_eq!(state(&keys, "a", t0), KeyState::Removed);
+        assert!(
+            keys.iter().all(|k| k.kid != "b"),
+            "the waiting key is dropped"
+        );
+    }
+
+    #[test]
+    fn maintenance_bootstraps_removes_and_auto_rotates() {
+        let t0 = Timestamp::from_millis(1_000_000);
+        let fresh = |kid: &'static str| move || Ok(record(kid, 0));
+        let mut keys = Vec::new();
+        let changes = plan_maintenance(&keys, &SCHEDULE, t0, fresh("a")).unwrap();
+        apply(&mut keys, changes);
+        assert_eq!(current(&keys, t0).unwrap().kid, "a");
+
+        let auto = Schedule {
+            rotation_period_secs: Some(7 * 86_400),
+            ..SCHEDULE
+        };
+        let quiet = plan_maintenance(&keys, &auto, t0.plus_secs(86_400), fresh("x")).unwrap();
+        assert!(quiet.is_empty());
+        let due = t0.plus_secs(6 * 86_400);
+        let changes = plan_maintenance(&keys, &auto, due, fresh("b")).unwrap();
+        apply(&mut keys, changes);
+        assert_eq!(state(&keys, "b", due), KeyState::Next);
+        assert_eq!(current(&keys, t0.plus_secs(7 * 86_400)).unwrap().kid, "b");
+
+        let later = t0.plus_secs(8 * 86_400);
+        let changes = plan_maintenance(&keys, &SCHEDULE, later, fresh("x")).unwrap();
+        assert_eq!(changes.delete, vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn thumbprint_matches_rfc7638_example() {
+        // The example key of RFC 7638, section 3.1.
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+        assert_eq!(
+            thumbprint(n, "AQAB"),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! authstore: the Auth.js adapter store and OIDC issuer in one binary.
+//!
+//! Where a request goes:
+//! * [`http`] maps routes to handlers (the table is at the top of `http/mod.rs`);
+//! * `http::adapter` turns `POST /api/adapter/{method}` into a [`store::Store`] call;
+//! * `http::token` and `http::discovery` ask the [`issuer::Issuer`];
+//! * [`store::sqlite`] is the only code that speaks SQL.
+//!
+//! The app is a value: [`Application::build`] takes a [`Config`] and a bound
+//! listener (port 0 allowed) and returns a handle that knows its port.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod issuer;
+mod jobs;
+pub mod model;
+pub mod secret;
+pub mod store;
+pub mod timestamp;
+
+pub use config::Config;
+
+use crate::clock::{Clock, SystemClock};
+use crate::issuer::{Issuer, IssuerSettings};
+use crate::secret::{Secret, SecretError, SecretOrigin};
+use crate::store::sqlite::{OpenError, SqliteOptions, SqliteStore};
+use crate::store::Store;
+use actix_web::{dev::Server, middleware::Logger, web, App, HttpServer};
+use std::net::{IpAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Database(#[from] OpenError),
+    #[error("cannot load the signing keys: {0}")]
+    Keys(error::Error),
+    #[error("cannot start the HTTP server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Resolves the secret: the setting, the configured file, or the default
+/// file beside the database (generated on first start).
+pub fn resolve_secret(config: &Config) -> Result<(Secret, SecretOrigin), SecretError> {
+    if let Some(secret) = &config.secret {
+        return Ok((secret.clone(), SecretOrigin::Configured));
+    }
+    if let Some(path) = &config.secret_file {
+        return Ok((secret::read_file(path)?, SecretOrigin::File(path.clone())));
+    }
+    secret::read_or_generate(&config.default_secret_file())
+}
+
+pub fn open_store(config: &Config) -> Result<SqliteStore, OpenError> {
+    SqliteStore::open(&SqliteOptions {
+        path: config.database.clone(),
+        durability: config.durability,
+        readers: config.read_connections,
+    })
+}
+
+/// The issuer URL: the configured one, else this server's own address.
+pub fn issuer_url(config: &Config, port: u16) -> String {
+    if let Some(issuer) = &config.issuer {
+        return issuer.clone();
+    }
+    let host = match config.bind.parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => "localhost".to_owned(),
+        Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
+        _ => config.bind.clone(),
+    };
+    format!("http://{host}:{port}")
+}
+
+pub struct Application {
+    port: u16,
+    issuer: Arc<Issuer>,
+    server: Server,
+}
+
+impl Application {
+    /// Builds the server on `listener`. Must run inside an actix system (the
+    /// background jobs are spawned onto it).
+    pub async fn build(config: Config, listener: TcpListener) -> Result<Self, StartupError> {
+        Self::build_with_clock(config, listener, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        config: Config,
+        listener: TcpListener,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
+        let (secret, origin) = resolve_secret(&config)?;
+        log::info!("secret from {origin}");
+        let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
+        log::info!("database {}", config.database.display());
+
+        let port = listener.local_addr()?.port();
+        let settings = IssuerSettings::from_config(&config, issuer_url(&config, port));
+        log::info!("issuer {}", settings.issuer);
+        let issuer = Arc::new(
+            Issuer::start(settings, store.clone(), clock.clone())
+                .await
+                .map_err(StartupError::Keys)?,
+        );
+
+        let state = web::Data::new(http::AppState {
+            store: store.clone(),
+            issuer: issuer.clone(),
+            secret,
+            max_body_bytes: config.max_body_bytes,
+        });
+        let workers = match config.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(
+                    // Method, path (never the query), status, duration: no
+                    // body, token or secret can reach the log.
+                    Logger::new("%{method}xi %U %s %Dms")
+                        .custom_request_replace("method", |req| req.method().to_string()),
+                )
+                .app_data(state.clone())
+                .configure(http::routes)
+        })
+        .workers(workers)
+        // Signals are handled by the caller (`cli`), so that SIGINT, like
+        // SIGTERM, lets in-flight requests finish.
+        .disable_signals()
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run();
+
+        jobs::spawn_purge(
+            store,
+            clock,
+            Duration::from_secs(config.purge_interval_secs),
+            config.purge_batch,
+        );
+        jobs::spawn_key_check(
+            issuer.clone(),
+            Duration::from_secs(config.key_check_interval_secs),
+        );
+
+        log::info!("listening on http://127.0.0.1:{port}");
+        Ok(Application {
+            port,
+            issuer,
+            server,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn issuer(&self) -> &Arc<Issuer> {
+        &self.issuer
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until [`Self::handle`]`.stop()` is called.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

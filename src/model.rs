@@ -1,0 +1,235 @@
+//! The Auth.js adapter models, shaped exactly as they travel on the wire.
+//!
+//! Field names follow `@auth/core/adapters`. Unknown fields on users and
+//! accounts are kept in `extra` and returned. Types that carry credentials
+//! (accounts, sessions, verification tokens) deliberately have no `Debug`.
+
+use crate::timestamp::Timestamp;
+use serde::{de, Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+/// Fields a model does not know, kept verbatim.
+pub type Extra = Map<String, Value>;
+
+#[derive(Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub email_verified: Option<Timestamp>,
+    pub image: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `createUser` input: the id is optional (a new WebAuthn user is just `{ email }`).
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct NewUser {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email_verified: Option<Timestamp>,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// `updateUser` input: absent fields stay as they are, `null` clears.
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct UserPatch {
+    pub id: String,
+    #[serde(default, deserialize_with = "present")]
+    pub email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub email_verified: Option<Option<Timestamp>>,
+    #[serde(default, deserialize_with = "present")]
+    pub image: Option<Option<String>>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+impl User {
+    /// Applies an `updateUser` patch; extra fields are merged key by key.
+    pub fn apply(&mut self, patch: UserPatch) {
+        if let Some(email) = patch.email {
+            self.email = email;
+        }
+        if let Some(name) = patch.name {
+            self.name = name;
+        }
+        if let Some(verified) = patch.email_verified {
+            self.email_verified = verified;
+        }
+        if let Some(image) = patch.image {
+            self.image = image;
+        }
+        self.extra.extend(patch.extra);
+    }
+}
+
+/// Emails are compared trimmed and lowercased; an empty one is no email.
+pub fn normalize_email(email: &str) -> Option<String> {
+    let email = email.trim();
+    (!email.is_empty()).then(|| email.to_lowercase())
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+pub struct Account {
+    #[serde(rename = "userId")]
+    pub user_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub provider: String,
+    #[serde(rename = "providerAccountId", deserialize_with = "string_or_number")]
+    pub provider_account_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_state: Option<String>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// The key of an account: `(provider, providerAccountId)`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountKey {
+    pub provider: String,
+    #[serde(deserialize_with = "string_or_number")]
+    pub provider_account_id: String,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub session_token: String,
+    pub user_id: String,
+    pub expires: Timestamp,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionPatch {
+    pub session_token: String,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub expires: Option<Timestamp>,
+}
+
+#[derive(Serialize)]
+pub struct SessionAndUser {
+    pub session: Session,
+    pub user: User,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+pub struct VerificationToken {
+    pub identifier: String,
+    pub token: String,
+    pub expires: Timestamp,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Authenticator {
+    #[serde(rename = "credentialID")]
+    pub credential_id: String,
+    pub user_id: String,
+    #[serde(deserialize_with = "string_or_number")]
+    pub provider_account_id: String,
+    pub credential_public_key: String,
+    pub counter: u32,
+    pub credential_device_type: String,
+    pub credential_backed_up: bool,
+    #[serde(default)]
+    pub transports: Option<String>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Provider ids arrive as numbers from some providers (GitHub); they are text.
+pub fn string_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(de::Error::invalid_type(
+            unexpected(&other),
+            &"a string or a number",
+        )),
+    }
+}
+
+fn unexpected(value: &Value) -> de::Unexpected<'_> {
+    match value {
+        Value::Null => de::Unexpected::Unit,
+        Value::Bool(b) => de::Unexpected::Bool(*b),
+        Value::Array(_) => de::Unexpected::Seq,
+        Value::Object(_) => de::Unexpected::Map,
+        Value::String(s) => de::Unexpected::Str(s),
+        Value::Number(_) => de::Unexpected::Other("number"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_is_trimmed_and_lowercased() {
+        assert_eq!(
+            normalize_email("  Fill@Murray.COM "),
+            Some("fill@murray.com".into())
+        );
+        assert_eq!(normalize_email("   "), None);
+    }
+
+    #[test]
+    fn numeric_provider_account_id_becomes_text() {
+        let key: AccountKey =
+            serde_json::from_str(r#"{"provider":"github","providerAccountId":12345}"#).unwrap();
+        assert_eq!(key.provider_account_id, "12345");
+    }
+
+    #[test]
+    fn patch_tells_null_from_absent() {
+        let patch: UserPatch = serde_json::from_str(r#"{"id":"u","name":null}"#).unwrap();
+        assert_eq!(patch.name, Some(None));
+        assert_eq!(patch.image, None);
+    }
+
+    #[test]
+    fn user_extra_fields_survive() {
+        let new: NewUser =
+            serde_json::from_str(r#"{"email":"a@b.c","role":"admin","phone":"000"}"#).unwrap();
+        assert_eq!(new.extra.get("role"), Some(&Value::from("admin")));
+        assert!(!new.extra.contains_key("email"));
+    }
+}

@@ -1,0 +1,118 @@
+//! Storage behind one narrow trait.
+//!
+//! Handlers and the issuer talk to [`Store`]; only `store::sqlite` knows SQL.
+//! A second backend (PostgreSQL) is another implementation of this trait.
+//! Rules that belong to Auth.js rather than to a database (email
+//! normalization, id generation) are applied before a call reaches the store.
+
+pub mod sqlite;
+
+use crate::error::Result;
+use crate::model::{
+    Account, AccountKey, Authenticator, NewUser, Session, SessionAndUser, SessionPatch, User,
+    UserPatch, VerificationToken,
+};
+use crate::timestamp::Timestamp;
+use async_trait::async_trait;
+use std::fmt;
+
+/// A signing key as persisted. Its lifecycle state is derived from the clock
+/// by `issuer::keys`.
+#[derive(Clone)]
+pub struct KeyRecord {
+    pub kid: String,
+    pub algorithm: String,
+    /// PKCS#8 DER. Never logged: `Debug` leaves it out.
+    pub private_key_der: Vec<u8>,
+    pub created_at: Timestamp,
+    pub signs_from: Timestamp,
+    pub retires_at: Option<Timestamp>,
+    pub unpublish_at: Option<Timestamp>,
+}
+
+impl fmt::Debug for KeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRecord")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("created_at", &self.created_at)
+            .field("signs_from", &self.signs_from)
+            .field("retires_at", &self.retires_at)
+            .field("unpublish_at", &self.unpublish_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Changes to the key set, applied together in one transaction.
+#[derive(Debug, Default)]
+pub struct KeyChanges {
+    pub insert: Vec<KeyRecord>,
+    /// Rows whose schedule (`signs_from`, `retires_at`, `unpublish_at`) changed.
+    pub reschedule: Vec<KeyRecord>,
+    pub delete: Vec<String>,
+}
+
+impl KeyChanges {
+    pub fn is_empty(&self) -> bool {
+        self.insert.is_empty() && self.reschedule.is_empty() && self.delete.is_empty()
+    }
+}
+
+/// How many expired rows one purge pass removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    pub sessions: usize,
+    pub verification_tokens: usize,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn create_user(&self, user: NewUser) -> Result<User>;
+    async fn get_user(&self, id: &str) -> Result<Option<User>>;
+    async fn get_user_by_email(&self, email: &str) -> Result<Option<User>>;
+    async fn get_user_by_account(&self, key: &AccountKey) -> Result<Option<User>>;
+    /// Fails with `NotFound` when no user has the patch's id.
+    async fn update_user(&self, patch: UserPatch) -> Result<User>;
+    /// Removes the user with their sessions, accounts and authenticators.
+    async fn delete_user(&self, id: &str) -> Result<Option<User>>;
+
+    async fn link_account(&self, account: Account) -> Result<Account>;
+    async fn unlink_account(&self, key: &AccountKey) -> Result<Option<Account>>;
+    async fn get_account(&self, key: &AccountKey) -> Result<Option<Account>>;
+
+    async fn create_session(&self, session: Session) -> Result<Session>;
+    /// `None` when the session or its user is gone. Expired sessions are
+    /// returned: Auth.js checks `expires` itself and deletes them.
+    async fn get_session_and_user(&self, session_token: &str) -> Result<Option<SessionAndUser>>;
+    async fn update_session(&self, patch: SessionPatch) -> Result<Option<Session>>;
+    async fn delete_session(&self, session_token: &str) -> Result<Option<Session>>;
+
+    async fn create_verification_token(
+        &self,
+        token: VerificationToken,
+    ) -> Result<VerificationToken>;
+    /// Deletes and returns the token matching both fields, in one statement.
+    async fn use_verification_token(
+        &self,
+        identifier: &str,
+        token: &str,
+    ) -> Result<Option<VerificationToken>>;
+
+    async fn create_authenticator(&self, authenticator: Authenticator) -> Result<Authenticator>;
+    async fn get_authenticator(&self, credential_id: &str) -> Result<Option<Authenticator>>;
+    async fn list_authenticators_by_user_id(&self, user_id: &str) -> Result<Vec<Authenticator>>;
+    /// Fails with `NotFound` when no authenticator has the credential id.
+    async fn update_authenticator_counter(
+        &self,
+        credential_id: &str,
+        counter: u32,
+    ) -> Result<Authenticator>;
+
+    /// Deletes up to `batch` expired sessions and verification tokens.
+    async fn purge_expired(&self, now: Timestamp, batch: usize) -> Result<Purged>;
+    /// Answers when the database does.
+    async fn ping(&self) -> Result<()>;
+
+    async fn signing_keys(&self) -> Result<Vec<KeyRecord>>;
+    async fn save_signing_keys(&self, changes: KeyChanges) -> Result<()>;
+}

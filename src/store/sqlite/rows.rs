@@ -1,0 +1,113 @@
+//! Mapping between rows and models, and SQLite errors to store errors.
+
+use crate::error::Error;
+use crate::model::{Account, Authenticator, Extra, User};
+use crate::timestamp::Timestamp;
+use rusqlite::{ffi, Row};
+
+pub const USER_COLUMNS: &str = "id, email, name, email_verified, image, extra";
+pub const ACCOUNT_COLUMNS: &str = "user_id, type, provider, provider_account_id, refresh_token, \
+     access_token, expires_at, token_type, scope, id_token, session_state, extra";
+pub const AUTHENTICATOR_COLUMNS: &str = "credential_id, user_id, provider_account_id, \
+     credential_public_key, counter, credential_device_type, credential_backed_up, transports";
+
+/// Reads a user from six columns starting at `at` (in `USER_COLUMNS` order).
+pub fn user(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(at)?,
+        email: row.get(at + 1)?,
+        name: row.get(at + 2)?,
+        email_verified: row
+            .get::<_, Option<i64>>(at + 3)?
+            .map(Timestamp::from_millis),
+        image: row.get(at + 4)?,
+        extra: extra(row, at + 5)?,
+    })
+}
+
+pub fn account(row: &Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        user_id: row.get(0)?,
+        kind: row.get(1)?,
+        provider: row.get(2)?,
+        provider_account_id: row.get(3)?,
+        refresh_token: row.get(4)?,
+        access_token: row.get(5)?,
+        expires_at: row.get(6)?,
+        token_type: row.get(7)?,
+        scope: row.get(8)?,
+        id_token: row.get(9)?,
+        session_state: row.get(10)?,
+        extra: extra(row, 11)?,
+    })
+}
+
+pub fn authenticator(row: &Row<'_>) -> rusqlite::Result<Authenticator> {
+    Ok(Authenticator {
+        credential_id: row.get(0)?,
+        user_id: row.get(1)?,
+        provider_account_id: row.get(2)?,
+        credential_public_key: row.get(3)?,
+        counter: row.get(4)?,
+        credential_device_type: row.get(5)?,
+        credential_backed_up: row.get(6)?,
+        transports: row.get(7)?,
+    })
+}
+
+fn extra(row: &Row<'_>, at: usize) -> rusqlite::Result<Extra> {
+    match row.get_ref(at)?.as_str_or_null()? {
+        None => Ok(Extra::new()),
+        Some(text) => serde_json::from_str(text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Text, e.into())
+        }),
+    }
+}
+
+/// The `extra` column value: NULL when there is nothing extra.
+pub fn extra_json(extra: &Extra) -> Option<String> {
+    (!extra.is_empty()).then(|| serde_json::Value::Object(extra.clone()).to_string())
+}
+
+pub fn millis(t: Option<Timestamp>) -> Option<i64> {
+    t.map(Timestamp::millis)
+}
+
+/// What a constraint failure means for the caller.
+pub enum Violation {
+    /// A UNIQUE or PRIMARY KEY constraint; carries SQLite's text naming the
+    /// columns (never the values), for choosing a message.
+    Unique(String),
+    /// A FOREIGN KEY constraint: the referenced user does not exist.
+    MissingUser,
+}
+
+pub fn violation(e: &rusqlite::Error) -> Option<Violation> {
+    match e {
+        rusqlite::Error::SqliteFailure(failure, text) => match failure.extended_code {
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                Some(Violation::Unique(text.clone().unwrap_or_default()))
+            }
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Some(Violation::MissingUser),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Maps an insert's failure: a duplicate becomes `Conflict(conflict)`, a
+/// missing user `NotFound`, anything else stays internal.
+pub fn insert_error(e: rusqlite::Error, conflict: impl FnOnce(&str) -> String) -> Error {
+    match violation(&e) {
+        Some(Violation::Unique(columns)) => Error::Conflict(conflict(&columns)),
+        Some(Violation::MissingUser) => {
+            Error::NotFound("userId does not name an existing user".into())
+        }
+        None => Error::internal(e),
+    }
+}
+
+/// SHA-256 of a session token: the only form in which it is stored.
+pub fn token_hash(session_token: &str) -> [u8; 32] {
+    openssl::sha::sha256(session_token.as_bytes())
+}

@@ -1,0 +1,131 @@
+//! Instants on the wire and at rest.
+//!
+//! At rest a [`Timestamp`] is INTEGER epoch milliseconds. On the wire it goes
+//! out as ISO-8601 UTC with milliseconds (`2026-11-27T02:01:08.123Z`, what
+//! `Date.prototype.toJSON` produces) and comes in as such a string or as epoch
+//! milliseconds. Milliseconds always survive the round trip.
+
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use time::{format_description::well_known::Rfc3339, macros::format_description, OffsetDateTime};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    pub const fn from_millis(ms: i64) -> Self {
+        Timestamp(ms)
+    }
+
+    pub const fn millis(self) -> i64 {
+        self.0
+    }
+
+    pub fn now() -> Self {
+        let now = OffsetDateTime::now_utc();
+        Timestamp((now.unix_timestamp_nanos() / 1_000_000) as i64)
+    }
+
+    pub fn seconds(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+
+    pub fn plus_secs(self, secs: u64) -> Self {
+        Timestamp(self.0.saturating_add((secs as i64).saturating_mul(1000)))
+    }
+
+    /// Parses ISO-8601 / RFC 3339 text such as `2026-11-27T02:01:08.123Z`.
+    pub fn parse_iso(text: &str) -> Option<Self> {
+        let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+        Some(Timestamp((at.unix_timestamp_nanos() / 1_000_000) as i64))
+    }
+
+    pub fn to_iso(self) -> String {
+        let nanos = i128::from(self.0) * 1_000_000;
+        match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+            Ok(at) => at
+                .format(format_description!(
+                    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+                ))
+                .unwrap_or_else(|_| self.0.to_string()),
+            // Outside year -9999..=9999: no ISO form exists, so keep the number.
+            Err(_) => self.0.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_iso())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_iso())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an ISO-8601 date string or epoch milliseconds")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Timestamp, E> {
+                Timestamp::parse_iso(v)
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Timestamp, E> {
+                Ok(Timestamp(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Timestamp, E> {
+                i64::try_from(v)
+                    .map(Timestamp)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Timestamp, E> {
+                if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 {
+                    Ok(Timestamp(v as i64))
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Float(v), &self))
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_round_trip_keeps_milliseconds() {
+        let t = Timestamp::parse_iso("2026-11-27T02:01:08.123Z").unwrap();
+        assert_eq!(t.millis() % 1000, 123);
+        assert_eq!(t.to_iso(), "2026-11-27T02:01:08.123Z");
+    }
+
+    #[test]
+    fn offsets_are_normalised_to_utc() {
+        let t = Timestamp::parse_iso("2026-11-27T03:01:08.5+01:00").unwrap();
+        assert_eq!(t.to_iso(), "2026-11-27T02:01:08.500Z");
+    }
+
+    #[test]
+    fn accepts_epoch_millis_and_rejects_garbage() {
+        let t: Timestamp = serde_json::from_str("1764208868123").unwrap();
+        assert_eq!(t.to_iso(), "2025-11-27T02:01:08.123Z");
+        assert!(serde_json::from_str::<Timestamp>("\"next tuesday\"").is_err());
+        assert!(serde_json::from_str::<Timestamp>("true").is_err());
+    }
+
+    #[test]
+    fn before_1970_works() {
+        let t = Timestamp::from_millis(-1);
+        assert_eq!(t.to_iso(), "1969-12-31T23:59:59.999Z");
+    }
+}
