@@ -1,0 +1,211 @@
+//! The binary as a user runs it: zero-configuration start, commands, errors.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn authstore(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_authstore"));
+    command.current_dir(dir).env_remove("RUST_LOG");
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AUTHSTORE_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+fn run(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let output = authstore(dir).args(args).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// Starts `serve` and returns it with the port from its log line.
+fn serve(dir: &std::path::Path, args: &[&str]) -> (Child, u16, Vec<String>) {
+    let mut child = authstore(dir)
+        .arg("serve")
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let prefix = "listening on http://127.0.0.1:";
+    while let Some(Ok(line)) = lines.next() {
+        seen.push(line.clone());
+        if let Some(port) = line
+            .find(prefix)
+            .and_then(|at| line[at + prefix.len()..].trim().parse().ok())
+        {
+            // Keep draining the log so the server never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            return (child, port, seen);
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("serve did not report a port: {seen:?}");
+}
+
+fn terminate(mut child: Child) -> std::process::ExitStatus {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap()
+}
+
+#[test]
+fn zero_configuration_start_on_a_free_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, port, log) = serve(dir.path(), &["--port", "0"]);
+    let secret_file = dir.path().join("authstore.db.secret");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&secret_file)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let secret = std::fs::read_to_string(&secret_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(secret.len(), 43, "32 bytes, base64url");
+    let log = log.join("\n");
+    assert!(
+        log.contains("authstore.db.secret"),
+        "the secret's path is logged: {log}"
+    );
+    assert!(!log.contains(&secret), "the secret itself is never logged");
+
+    let health = ureq::get(&format!("http://127.0.0.1:{port}/healthz"))
+        .call()
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let answer = ureq::post(&format!("http://127.0.0.1:{port}/api/adapter/getUser"))
+        .set("Authorization", &format!("Bearer {secret}"))
+        .send_string(r#"{"id":"x"}"#)
+        .unwrap();
+    assert_eq!(answer.into_string().unwrap(), "null");
+    assert!(terminate(child).success(), "SIGTERM stops it cleanly");
+    assert!(dir.path().join("authstore.db").exists());
+}
+
+#[test]
+fn help_explains_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, _) = run(dir.path(), &["--help"]);
+    assert!(ok);
+    for command in ["serve", "secret", "keys", "convex-config"] {
+        assert!(
+            out.contains(command),
+            "--help does not mention {command}: {out}"
+        );
+    }
+    let (ok, out, _) = run(dir.path(), &["keys", "--help"]);
+    assert!(ok && out.contains("rotate") && out.contains("import") && out.contains("list"));
+}
+
+#[test]
+fn secret_prints_a_fresh_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, first, _) = run(dir.path(), &["secret"]);
+    let (_, second, _) = run(dir.path(), &["secret"]);
+    assert!(ok);
+    assert_eq!(first.trim().len(), 43);
+    assert_ne!(first, second);
+}
+
+#[test]
+fn an_issuer_with_a_trailing_slash_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        "https://auth.example.com/",
+        "https://auth.example.com/x?y=1",
+        "https://a.example.com#f",
+    ] {
+        let (ok, _, err) = run(dir.path(), &["serve", "--port", "0", "--issuer", bad]);
+        assert!(!ok, "{bad} was accepted");
+        assert!(err.contains("issuer"), "{err}");
+    }
+}
+
+#[test]
+fn bad_settings_are_refused_with_the_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = authstore(dir.path())
+        .args(["serve", "--port", "0"])
+        .env("AUTHSTORE_TOKEN_LIFETIME_SECS", "an hour")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("AUTHSTORE_TOKEN_LIFETIME_SECS"));
+    std::fs::write(dir.path().join("config.toml"), "colour = \"blue\"\n").unwrap();
+    let (ok, _, err) = run(dir.path(), &["serve", "--port", "0"]);
+    assert!(!ok);
+    assert!(err.contains("colour"), "{err}");
+}
+
+#[test]
+fn keys_list_and_rotate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run(dir.path(), &["keys", "rotate"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("signs in 86400 s"), "{out}");
+    let (ok, again, _) = run(dir.path(), &["keys", "rotate"]);
+    assert!(ok && again.contains("already waiting"), "{again}");
+    let (ok, list, _) = run(dir.path(), &["keys", "list"]);
+    assert!(ok);
+    let rows: Vec<&str> = list.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{list}");
+    assert!(rows.iter().any(|r| r.contains(" current ")), "{list}");
+    assert!(rows.iter().any(|r| r.contains(" next ")), "{list}");
+    let (ok, out, _) = run(dir.path(), &["keys", "rotate", "--now"]);
+    assert!(ok && out.contains("signs now"), "{out}");
+    let (_, list, _) = run(dir.path(), &["keys", "list"]);
+    assert_eq!(
+        list.lines().filter(|r| r.contains(" current ")).count(),
+        1,
+        "{list}"
+    );
+}
+
+#[test]
+fn convex_config_prints_both_providers() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = authstore(dir.path())
+        .arg("convex-config")
+        .env("AUTHSTORE_ISSUER", "https://auth.example.com")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let out = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        out.contains(r#"domain: "https://auth.example.com","#),
+        "{out}"
+    );
+    assert!(out.contains(r#"applicationID: "convex","#), "{out}");
+    assert!(out.contains(r#"type: "customJwt","#), "{out}");
+    let data = out
+        .split("data:text/plain;charset=utf-8;base64,")
+        .nth(1)
+        .unwrap();
+    let encoded = data.split('"').next().unwrap();
+    use base64::Engine;
+    let jwks: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "RS256");
+}

@@ -1,0 +1,463 @@
+//! The OIDC issuer: discovery, JWKS, minting, key rotation and import,
+//! checked the way Convex verifies (discovery -> jwks_uri -> kid -> RS256).
+
+mod common;
+
+use authstore::clock::{Clock, ManualClock};
+use authstore::issuer::keys::Rotation;
+use authstore::timestamp::Timestamp;
+use common::{code, test_config, user_fixture, TestApp, SECRET};
+use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// A verifier that knows only the discovery URL, as Convex does.
+struct Verifier {
+    issuer: String,
+    jwks: Value,
+}
+
+impl Verifier {
+    fn discover(app: &TestApp) -> Self {
+        let (status, response) = app.get("/.well-known/openid-configuration");
+        assert_eq!(status, 200);
+        let discovery: Value = response.into_json().unwrap();
+        let issuer = discovery["issuer"].as_str().unwrap().to_owned();
+        let jwks = ureq::get(discovery["jwks_uri"].as_str().unwrap())
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
+        Verifier { issuer, jwks }
+    }
+
+    /// Verifies signature, `iss`, `aud` and `iat`; `exp` against `now`.
+    fn verify(&self, token: &str, now: Timestamp) -> Result<Value, String> {
+        let header = decode_header(token).map_err(|e| e.to_string())?;
+        assert_eq!(header.alg, Algorithm::RS256);
+        assert_eq!(header.typ.as_deref(), Some("JWT"));
+        let kid = header.kid.ok_or("no kid")?;
+        let jwk = self.jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid.as_str())
+            .ok_or_else(|| format!("kid {kid} is not in the cached JWKS"))?;
+        let key = DecodingKey::from_rsa_components(
+            jwk["n"].as_str().unwrap(),
+            jwk["e"].as_str().unwrap(),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&["convex"]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_exp = false;
+        let claims = decode::<Value>(token, &key, &validation)
+            .map_err(|e| e.to_string())?
+            .claims;
+        let exp = claims["exp"].as_i64().ok_or("no exp")?;
+        let iat = claims["iat"].as_i64().ok_or("no iat")?;
+        if exp <= now.seconds() {
+            return Err("expired".into());
+        }
+        if iat > now.seconds() + 1 {
+            return Err("issued in the future".into());
+        }
+        Ok(claims)
+    }
+}
+
+fn signed_in(app: &TestApp, token: &str, expires: &str) -> Value {
+    let user = app.ok(
+        "createUser",
+        json!({ "user": { "email": format!("{token}@example.com"), "name": "Fill" } }),
+    );
+    app.ok(
+        "createSession",
+        json!({ "session": { "sessionToken": token, "userId": user["id"], "expires": expires } }),
+    );
+    user
+}
+
+fn mint(app: &TestApp, session_token: &str) -> (u16, Value) {
+    app.post(
+        "/api/token",
+        &json!({ "sessionToken": session_token, "fresh": true }).to_string(),
+        Some(SECRET),
+    )
+}
+
+fn kid_of(token: &str) -> String {
+    decode_header(token).unwrap().kid.unwrap()
+}
+
+fn published_kids(app: &TestApp) -> Vec<String> {
+    let jwks: Value = app.get("/.well-known/jwks.json").1.into_json().unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn discovery_and_jwks_headers_and_fields() {
+    let app = TestApp::spawn_with(|c| c.issuer = Some("https://auth.example.com".into()));
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/jwks.json",
+    ] {
+        let (status, response) = app.get(path);
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/json"),
+            "{path}"
+        );
+        assert_eq!(
+            response.header("cache-control"),
+            Some("public, max-age=300"),
+            "{path}"
+        );
+        assert_eq!(
+            response.header("access-control-allow-origin"),
+            Some("*"),
+            "{path}"
+        );
+    }
+    let discovery: Value = app
+        .get("/.well-known/openid-configuration")
+        .1
+        .into_json()
+        .unwrap();
+    assert_eq!(
+        discovery,
+        json!({
+            "issuer": "https://auth.example.com",
+            "jwks_uri": "https://auth.example.com/.well-known/jwks.json",
+            "authorization_endpoint": "https://auth.example.com/authorize",
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        })
+    );
+    let jwks: Value = app.get("/.well-known/jwks.json").1.into_json().unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    let key = keys[0].as_object().unwrap();
+    let mut fields: Vec<_> = key.keys().map(String::as_str).collect();
+    fields.sort();
+    assert_eq!(fields, ["alg", "e", "kid", "kty", "n", "use"]);
+    assert_eq!(
+        (
+            key["kty"].as_str(),
+            key["use"].as_str(),
+            key["alg"].as_str()
+        ),
+        (Some("RSA"), Some("sig"), Some("RS256"))
+    );
+    // The kid is the RFC 7638 thumbprint of the published key.
+    let canonical = format!(
+        r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+        key["e"].as_str().unwrap(),
+        key["n"].as_str().unwrap()
+    );
+    let thumbprint = base64_url(&openssl::sha::sha256(canonical.as_bytes()));
+    assert_eq!(key["kid"].as_str().unwrap(), thumbprint);
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[test]
+fn a_minted_token_verifies_through_discovery_alone() {
+    let app = TestApp::spawn();
+    let user = signed_in(&app, "verify-me", "2099-01-01T00:00:00.000Z");
+    let (status, minted) = mint(&app, "verify-me");
+    assert_eq!(status, 200, "{minted}");
+    let token = minted["token"].as_str().unwrap();
+    let claims = Verifier::discover(&app)
+        .verify(token, Timestamp::now())
+        .unwrap();
+    assert_eq!(claims["sub"], user["id"]);
+    assert_eq!(claims["iss"], app.base);
+    assert_eq!(claims["aud"], "convex");
+    assert!(claims.get("nbf").is_none());
+    assert!(
+        claims.get("email").is_none(),
+        "profile claims are off by default"
+    );
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, 3600);
+    assert_eq!(
+        Timestamp::parse_iso(minted["expiresAt"].as_str().unwrap())
+            .unwrap()
+            .seconds(),
+        claims["exp"].as_i64().unwrap()
+    );
+}
+
+#[test]
+fn profile_claims_are_added_when_configured() {
+    use authstore::config::ProfileClaim;
+    let app = TestApp::spawn_with(|c| {
+        c.profile_claims = vec![
+            ProfileClaim::Email,
+            ProfileClaim::EmailVerified,
+            ProfileClaim::Name,
+            ProfileClaim::Picture,
+        ];
+        c.audience = "my-app".into();
+    });
+    let mut fixture = user_fixture();
+    fixture["email"] = json!("claims@example.com");
+    app.ok("createUser", json!({ "user": fixture.clone() }));
+    app.ok(
+        "createSession",
+        json!({ "session": { "sessionToken": "claims", "userId": fixture["id"], "expires": "2099-01-01T00:00:00.000Z" } }),
+    );
+    let token = mint(&app, "claims").1["token"].as_str().unwrap().to_owned();
+    let payload: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            token.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(payload["email"], "claims@example.com");
+    assert_eq!(payload["email_verified"], true);
+    assert_eq!(payload["name"], "Fill Murray");
+    assert_eq!(payload["picture"], fixture["image"]);
+    assert_eq!(payload["aud"], "my-app");
+}
+
+#[test]
+fn tokens_for_expired_deleted_or_unknown_sessions_are_refused() {
+    let app = TestApp::spawn();
+    signed_in(&app, "expired-session", "2020-01-01T00:00:00.000Z");
+    let (status, body) = mint(&app, "expired-session");
+    assert_eq!((status, code(&body)), (404, "not_found"));
+
+    signed_in(&app, "deleted-session", "2099-01-01T00:00:00.000Z");
+    assert_eq!(mint(&app, "deleted-session").0, 200);
+    app.ok(
+        "deleteSession",
+        json!({ "sessionToken": "deleted-session" }),
+    );
+    let (status, body) = mint(&app, "deleted-session");
+    assert_eq!((status, code(&body)), (404, "not_found"));
+
+    let (status, body) = mint(&app, "never-existed");
+    assert_eq!((status, code(&body)), (404, "not_found"));
+    let (status, body) = app.post("/api/token", "{}", Some(SECRET));
+    assert_eq!((status, code(&body)), (400, "bad_request"));
+}
+
+#[test]
+fn a_token_never_outlives_its_session() {
+    let app = TestApp::spawn();
+    let ends = Timestamp::from_millis(Timestamp::now().millis() + 600_000 + 789);
+    signed_in(&app, "short", &ends.to_iso());
+    let minted = mint(&app, "short").1;
+    let claims = Verifier::discover(&app)
+        .verify(minted["token"].as_str().unwrap(), Timestamp::now())
+        .unwrap();
+    assert_eq!(claims["exp"].as_i64().unwrap(), ends.seconds());
+}
+
+fn manual_app(clock: Arc<ManualClock>, customize: impl FnOnce(&mut authstore::Config)) -> TestApp {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = test_config(&dir);
+    config.key_lead_time_secs = 600;
+    customize(&mut config);
+    TestApp::start(dir, config, clock)
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    actix_web::rt::System::new().block_on(future)
+}
+
+#[test]
+fn scheduled_rotation_never_breaks_a_verifier_with_a_cached_jwks() {
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let app = manual_app(clock.clone(), |_| {});
+    signed_in(&app, "rotating", "2099-01-01T00:00:00.000Z");
+    let first = kid_of(mint(&app, "rotating").1["token"].as_str().unwrap());
+
+    let next = block_on(app.issuer.rotate(Rotation::Scheduled))
+        .unwrap()
+        .expect("a key is scheduled");
+    assert_eq!(
+        block_on(app.issuer.rotate(Rotation::Scheduled)).unwrap(),
+        None,
+        "rotate is idempotent"
+    );
+    assert_eq!(
+        published_kids(&app),
+        vec![first.clone(), next.clone()],
+        "the next key is published at once"
+    );
+    assert_eq!(
+        kid_of(mint(&app, "rotating").1["token"].as_str().unwrap()),
+        first,
+        "and does not sign yet"
+    );
+
+    // A verifier that refreshes its cache only every max-age (300 s), with
+    // every token minted so far still in the wild.
+    let mut verifier = Verifier::discover(&app);
+    let mut cached_at = clock.now();
+    let mut tokens: Vec<String> = Vec::new();
+    let mut kids = std::collections::BTreeSet::new();
+    for _ in 0..(2 * 3600 / 60) {
+        clock.advance_secs(60);
+        block_on(app.issuer.maintain()).unwrap();
+        let now = clock.now();
+        if now.millis() - cached_at.millis() >= 300_000 {
+            verifier = Verifier::discover(&app);
+            cached_at = now;
+        }
+        let token = mint(&app, "rotating").1["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        kids.insert(kid_of(&token));
+        tokens.push(token);
+        tokens.retain(|t| {
+            let claims_exp = verifier.verify(t, now);
+            match claims_exp {
+                Ok(_) => true,
+                Err(e) if e == "expired" => false,
+                Err(e) => panic!("a live token was rejected at {now}: {e}"),
+            }
+        });
+    }
+    assert_eq!(
+        kids.into_iter().collect::<Vec<_>>().len(),
+        2,
+        "both keys signed during the run"
+    );
+    assert_eq!(
+        kid_of(mint(&app, "rotating").1["token"].as_str().unwrap()),
+        next
+    );
+    // After lead time + token lifetime + cache lifetime the old key is gone.
+    clock.advance_secs(600);
+    block_on(app.issuer.maintain()).unwrap();
+    assert_eq!(published_kids(&app), vec![next]);
+}
+
+#[test]
+fn rotate_now_signs_at_once_and_drops_the_old_key() {
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let app = manual_app(clock.clone(), |_| {});
+    signed_in(&app, "compromised", "2099-01-01T00:00:00.000Z");
+    let old = kid_of(mint(&app, "compromised").1["token"].as_str().unwrap());
+    let new = block_on(app.issuer.rotate(Rotation::Immediate))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        kid_of(mint(&app, "compromised").1["token"].as_str().unwrap()),
+        new
+    );
+    assert_eq!(published_kids(&app), vec![new.clone()]);
+    assert_ne!(old, new);
+}
+
+#[test]
+fn a_restart_mid_schedule_keeps_the_schedule() {
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let app = manual_app(clock.clone(), |_| {});
+    signed_in(&app, "restart", "2099-01-01T00:00:00.000Z");
+    let old = kid_of(mint(&app, "restart").1["token"].as_str().unwrap());
+    let next = block_on(app.issuer.rotate(Rotation::Scheduled))
+        .unwrap()
+        .unwrap();
+    clock.advance_secs(300);
+    let (dir, config) = app.stop();
+
+    let app = TestApp::start(dir.clone(), config.clone(), clock.clone());
+    assert_eq!(published_kids(&app), vec![old.clone(), next.clone()]);
+    assert_eq!(
+        kid_of(mint(&app, "restart").1["token"].as_str().unwrap()),
+        old
+    );
+    assert_eq!(
+        block_on(app.issuer.rotate(Rotation::Scheduled)).unwrap(),
+        None
+    );
+    clock.advance_secs(300);
+    assert_eq!(
+        kid_of(mint(&app, "restart").1["token"].as_str().unwrap()),
+        next,
+        "no restart needed to switch"
+    );
+}
+
+#[test]
+fn an_imported_openssl_key_signs_and_its_kid_is_its_thumbprint() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let pem = dir.path().join("key.pem");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&pem)
+        .status()
+        .expect("the openssl command is installed");
+    assert!(status.success());
+    let config = test_config(&dir);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_authstore"))
+        .args(["keys", "import", "--pem"])
+        .arg(&pem)
+        .arg("--database")
+        .arg(&config.database)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let app = TestApp::start(dir.clone(), config, Arc::new(authstore::clock::SystemClock));
+    let jwks: Value = app.get("/.well-known/jwks.json").1.into_json().unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "the imported key is the only key: {jwks}");
+    let private = openssl::pkey::PKey::private_key_from_pem(&std::fs::read(&pem).unwrap()).unwrap();
+    let n = base64_url(&private.rsa().unwrap().n().to_vec());
+    assert_eq!(
+        keys[0]["n"],
+        n.as_str(),
+        "the published key is the imported one"
+    );
+    let canonical = format!(
+        r#"{{"e":"{}","kty":"RSA","n":"{n}"}}"#,
+        keys[0]["e"].as_str().unwrap()
+    );
+    assert_eq!(
+        keys[0]["kid"],
+        base64_url(&openssl::sha::sha256(canonical.as_bytes())).as_str()
+    );
+
+    signed_in(&app, "imported", "2099-01-01T00:00:00.000Z");
+    let token = mint(&app, "imported").1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(kid_of(&token), keys[0]["kid"].as_str().unwrap());
+    Verifier::discover(&app)
+        .verify(&token, Timestamp::now())
+        .unwrap();
+}
