@@ -40,6 +40,10 @@ pub struct Config {
     pub key_rotation_days: u64,
     pub key_check_interval_secs: u64,
     pub profile_claims: Vec<ProfileClaim>,
+    /// Sessions whose latest token is kept for reuse; 0 turns reuse off.
+    pub token_cache_capacity: usize,
+    /// A token is reused while more than this share of its lifetime remains.
+    pub token_reuse_min_remaining: f64,
 }
 
 /// Standard OIDC profile claims a token may carry besides `sub`.
@@ -74,6 +78,8 @@ impl Default for Config {
             key_rotation_days: 0,
             key_check_interval_secs: 60,
             profile_claims: Vec::new(),
+            token_cache_capacity: 100_000,
+            token_reuse_min_remaining: 0.5,
         }
     }
 }
@@ -156,6 +162,9 @@ impl Config {
         if self.purge_interval_secs == 0 || self.purge_batch == 0 {
             return invalid("purge_interval_secs and purge_batch must be at least 1");
         }
+        if !(0.0..=1.0).contains(&self.token_reuse_min_remaining) {
+            return invalid("token_reuse_min_remaining must be between 0 and 1");
+        }
         if self.key_check_interval_secs == 0 {
             return invalid("key_check_interval_secs must be at least 1");
         }
@@ -183,6 +192,11 @@ fn env_value(defaults: &Table, key: &str, raw: &str) -> Result<Value, String> {
             .parse::<i64>()
             .map(Value::Integer)
             .map_err(|_| format!("expected a whole number, got {raw:?}")),
+        Some(Value::Float(_)) => raw
+            .trim()
+            .parse::<f64>()
+            .map(Value::Float)
+            .map_err(|_| format!("expected a number, got {raw:?}")),
         Some(Value::Boolean(_)) => raw
             .trim()
             .parse::<bool>()

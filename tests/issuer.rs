@@ -461,3 +461,70 @@ fn an_imported_openssl_key_signs_and_its_kid_is_its_thumbprint() {
         .verify(&token, Timestamp::now())
         .unwrap();
 }
+
+fn mint_cached(app: &TestApp, session_token: &str) -> (u16, Value) {
+    app.post(
+        "/api/token",
+        &json!({ "sessionToken": session_token }).to_string(),
+        Some(SECRET),
+    )
+}
+
+#[test]
+fn recent_tokens_are_reused_unless_fresh_is_asked_for() {
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let app = manual_app(clock.clone(), |_| {});
+    signed_in(&app, "reuse", "2099-01-01T00:00:00.000Z");
+    let first = mint_cached(&app, "reuse").1;
+    clock.advance_secs(60);
+    assert_eq!(
+        mint_cached(&app, "reuse").1,
+        first,
+        "reused within the first half of its life"
+    );
+    let fresh = mint(&app, "reuse").1;
+    assert_ne!(
+        fresh["token"], first["token"],
+        "fresh: true signs a new token"
+    );
+    assert_eq!(
+        mint_cached(&app, "reuse").1,
+        fresh,
+        "and that one is reused next"
+    );
+    clock.advance_secs(1801);
+    let later = mint_cached(&app, "reuse").1;
+    assert_ne!(
+        later["token"], fresh["token"],
+        "past half its life a token is not handed out again"
+    );
+
+    // A reusable token is still refused once the session is gone.
+    app.ok("deleteSession", json!({ "sessionToken": "reuse" }));
+    let (status, body) = mint_cached(&app, "reuse");
+    assert_eq!((status, code(&body)), (404, "not_found"));
+}
+
+#[test]
+fn a_reused_token_follows_profile_changes() {
+    use authstore::config::ProfileClaim;
+    let app = TestApp::spawn_with(|c| c.profile_claims = vec![ProfileClaim::Name]);
+    let user = signed_in(&app, "renamed", "2099-01-01T00:00:00.000Z");
+    let before = mint_cached(&app, "renamed").1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.ok(
+        "updateUser",
+        json!({ "user": { "id": user["id"], "name": "New Name" } }),
+    );
+    let after = mint_cached(&app, "renamed").1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(before, after);
+    let claims = Verifier::discover(&app)
+        .verify(&after, Timestamp::now())
+        .unwrap();
+    assert_eq!(claims["name"], "New Name");
+}

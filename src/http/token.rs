@@ -11,7 +11,6 @@ struct MintArgs {
     session_token: String,
     /// Always sign a new token (the Convex client's forced refresh).
     #[serde(default)]
-    #[allow(dead_code)]
     fresh: bool,
 }
 
@@ -23,7 +22,7 @@ pub async fn mint(
     authorize(&req, &state.secret)?;
     let body = body::read(payload, state.max_body_bytes).await?;
     let args: MintArgs = body::parse(&body)?;
-    let minted = state.issuer.mint(&args.session_token).await?;
+    let minted = state.issuer.mint(&args.session_token, args.fresh).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(minted))

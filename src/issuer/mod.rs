@@ -3,9 +3,11 @@
 //! Keys live in the database (every process on it signs with the same keys)
 //! and are loaded into a [`KeyRing`] that the background check refreshes.
 
+mod cache;
 pub mod jwt;
 pub mod keys;
 
+use self::cache::{Cached, Identity, TokenCache};
 use self::jwt::{Claims, SigningKey};
 use self::keys::{KeyError, KeyMaterial, KeyState, Rotation, Schedule};
 use crate::clock::Clock;
@@ -26,6 +28,8 @@ pub struct IssuerSettings {
     pub jwks_max_age_secs: u64,
     pub profile_claims: Vec<ProfileClaim>,
     pub schedule: Schedule,
+    pub token_cache_capacity: usize,
+    pub token_reuse_min_remaining: f64,
 }
 
 impl IssuerSettings {
@@ -36,6 +40,8 @@ impl IssuerSettings {
             token_lifetime_secs: config.token_lifetime_secs,
             jwks_max_age_secs: config.jwks_max_age_secs,
             profile_claims: config.profile_claims.clone(),
+            token_cache_capacity: config.token_cache_capacity,
+            token_reuse_min_remaining: config.token_reuse_min_remaining,
             schedule: Schedule {
                 lead_time_secs: config.key_lead_time_secs,
                 token_lifetime_secs: config.token_lifetime_secs,
@@ -97,6 +103,7 @@ pub struct Issuer {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     ring: RwLock<Arc<KeyRing>>,
+    cache: TokenCache,
 }
 
 impl Issuer {
@@ -107,11 +114,16 @@ impl Issuer {
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
         let ring = KeyRing::load(store.signing_keys().await?, clock.now())?;
+        let cache = TokenCache::new(
+            settings.token_cache_capacity,
+            settings.token_reuse_min_remaining,
+        );
         Ok(Issuer {
             settings,
             store,
             clock,
             ring: RwLock::new(Arc::new(ring)),
+            cache,
         })
     }
 
@@ -213,8 +225,9 @@ impl Issuer {
         self.ring().jwks.clone()
     }
 
-    /// Signs a token for a live session; `NotFound` for an unknown or expired one.
-    pub async fn mint(&self, session_token: &str) -> Result<MintedToken> {
+    /// A token for a live session; `NotFound` for an unknown or expired one.
+    /// A recent token is reused (see `cache`) unless `fresh` is set.
+    pub async fn mint(&self, session_token: &str, fresh: bool) -> Result<MintedToken> {
         let not_found = || Error::NotFound("no live session has this token".into());
         let found = self
             .store
@@ -224,19 +237,23 @@ impl Issuer {
         let now = self.clock.now();
         let iat = now.seconds();
         // Never outlive the session: its expiry, rounded down to whole seconds.
-        let exp =
-            (iat + self.settings.token_lifetime_secs as i64).min(found.session.expires.seconds());
+        let session_ends = found.session.expires.seconds();
+        let exp = (iat + self.settings.token_lifetime_secs as i64).min(session_ends);
         if exp <= iat {
             return Err(not_found());
         }
+        let ring = self.ring();
+        let key = ring.signer(now).ok_or_else(|| {
+            Error::internal("no signing key is current; the key check has not run")
+        })?;
         let user = &found.user;
         let wants = |claim| self.settings.profile_claims.contains(&claim);
-        let claims = Claims {
+        let mut claims = Claims {
             iss: &self.settings.issuer,
             sub: &user.id,
             aud: &self.settings.audience,
-            iat,
-            exp,
+            iat: 0,
+            exp: 0,
             email: user.email.as_deref().filter(|_| wants(ProfileClaim::Email)),
             email_verified: wants(ProfileClaim::EmailVerified)
                 .then_some(user.email_verified.is_some()),
@@ -246,12 +263,33 @@ impl Issuer {
                 .as_deref()
                 .filter(|_| wants(ProfileClaim::Picture)),
         };
-        let ring = self.ring();
-        let key = ring.signer(now).ok_or_else(|| {
-            Error::internal("no signing key is current; the key check has not run")
-        })?;
+        let identity = Identity {
+            kid: key.kid().to_owned(),
+            claims: serde_json::to_string(&claims).map_err(Error::internal)?,
+        };
+        let session = openssl::sha::sha256(session_token.as_bytes());
+        if !fresh {
+            if let Some(cached) = self.cache.get(&session, iat, session_ends, &identity) {
+                return Ok(MintedToken {
+                    token: cached.token,
+                    expires_at: Timestamp::from_millis(cached.exp * 1000),
+                });
+            }
+        }
+        (claims.iat, claims.exp) = (iat, exp);
+        let token = key.sign(&claims)?;
+        self.cache.put(
+            session,
+            Cached {
+                token: token.clone(),
+                iat,
+                exp,
+                identity,
+            },
+            iat,
+        );
         Ok(MintedToken {
-            token: key.sign(&claims)?,
+            token,
             expires_at: Timestamp::from_millis(exp * 1000),
         })
     }

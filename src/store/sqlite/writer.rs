@@ -14,14 +14,15 @@ use tokio::sync::oneshot;
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
     /// Moves `conn` onto a new thread that runs jobs until the writer is dropped.
     pub fn spawn(mut conn: Connection) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("authstore-writer".into())
             .spawn(move || {
                 for job in queue {
@@ -32,7 +33,10 @@ impl Writer {
                     }
                 }
             })?;
-        Ok(Writer { jobs })
+        Ok(Writer {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
     }
 
     /// Runs `work` on the writer connection and returns its result.
@@ -43,6 +47,8 @@ impl Writer {
     {
         let (reply, answer) = oneshot::channel();
         self.jobs
+            .as_ref()
+            .ok_or_else(|| Error::internal("the database writer has stopped"))?
             .send(Box::new(move |conn| {
                 let _ = reply.send(work(conn));
             }))
@@ -50,5 +56,16 @@ impl Writer {
         answer
             .await
             .map_err(|_| Error::internal("the database writer dropped a write"))?
+    }
+}
+
+impl Drop for Writer {
+    /// Lets queued writes finish and the connection close (checkpointing the
+    /// WAL) before the store is gone.
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
