@@ -1,0 +1,128 @@
+/**
+ * The Auth.js adapter for authstore, and the token helper for the session
+ * callback.
+ *
+ * ```ts
+ * const { adapter, mintToken } = authstore({ url, secret })
+ * ```
+ */
+import type {
+  Adapter,
+  AdapterAccount,
+  AdapterAuthenticator,
+  AdapterSession,
+  AdapterUser,
+  VerificationToken,
+} from "@auth/core/adapters";
+import { Client, type AuthstoreOptions } from "./client.js";
+
+export { AuthstoreError, type AuthstoreOptions } from "./client.js";
+
+/** A signed JWT for a session, as `POST /api/token` answers it. */
+export interface SessionToken {
+  /** The RS256 JWT: `iss`, `sub` (user id), `aud`, `iat`, `exp`. */
+  token: string;
+  /** When the token expires (never after its session). */
+  expiresAt: Date;
+}
+
+export interface Authstore {
+  /** The Auth.js `Adapter`: pass it as `adapter` in the Auth.js config. */
+  adapter: Adapter;
+  /**
+   * A signed token for the session, or `null` when the session is unknown or
+   * expired. A recent token is reused unless `fresh` is set.
+   */
+  mintToken(sessionToken: string, options?: { fresh?: boolean }): Promise<SessionToken | null>;
+  /** Closes the keep-alive connections (for tests and scripts). */
+  close(): Promise<void>;
+}
+
+type Wire<T> = Omit<T, "expires" | "emailVerified"> & { expires?: string; emailVerified?: string | null };
+
+const date = (value: string): Date => new Date(value);
+
+function user(wire: Wire<AdapterUser>): AdapterUser {
+  return { ...wire, emailVerified: wire.emailVerified ? date(wire.emailVerified) : null } as AdapterUser;
+}
+
+function withExpires<T extends { expires: Date }>(wire: Wire<T>): T {
+  return { ...wire, expires: date(wire.expires as string) } as T;
+}
+
+const orNull =
+  <W, T>(revive: (wire: W) => T) =>
+  (wire: W | null): T | null =>
+    wire === null ? null : revive(wire);
+
+/** Builds the adapter and token helper over one connection pool. */
+export function authstore(options: AuthstoreOptions): Authstore {
+  const client = new Client(options);
+  const call = <T>(method: string, body: unknown) =>
+    client.post<T>(`/api/adapter/${method}`, body, method);
+  const session = withExpires<AdapterSession>;
+  const verificationToken = withExpires<VerificationToken>;
+
+  // A plain object literal: Auth.js rebuilds adapters from Object.keys and
+  // calls the methods unbound.
+  const adapter: Adapter = {
+    createUser: async (newUser) => user(await call("createUser", { user: newUser })),
+    getUser: async (id) => orNull(user)(await call("getUser", { id })),
+    getUserByEmail: async (email) => orNull(user)(await call("getUserByEmail", { email })),
+    getUserByAccount: async ({ provider, providerAccountId }) =>
+      orNull(user)(await call("getUserByAccount", { provider, providerAccountId })),
+    updateUser: async (patch) => user(await call("updateUser", { user: patch })),
+    deleteUser: async (id) => orNull(user)(await call("deleteUser", { id })),
+    linkAccount: async (account) => call<AdapterAccount>("linkAccount", { account }),
+    // Auth.js types this one `AdapterAccount | undefined`: no match is undefined.
+    unlinkAccount: async ({ provider, providerAccountId }) =>
+      (await call<AdapterAccount | null>("unlinkAccount", { provider, providerAccountId })) ?? undefined,
+    getAccount: async (providerAccountId, provider) =>
+      call<AdapterAccount | null>("getAccount", { provider, providerAccountId }),
+    createSession: async (newSession) => session(await call("createSession", { session: newSession })),
+    getSessionAndUser: async (sessionToken) => {
+      const found = await call<{ session: Wire<AdapterSession>; user: Wire<AdapterUser> } | null>(
+        "getSessionAndUser",
+        { sessionToken },
+      );
+      return found && { session: session(found.session), user: user(found.user) };
+    },
+    updateSession: async (patch) => orNull(session)(await call("updateSession", { session: patch })),
+    deleteSession: async (sessionToken) => orNull(session)(await call("deleteSession", { sessionToken })),
+    createVerificationToken: async (token) =>
+      verificationToken(await call("createVerificationToken", { verificationToken: token })),
+    useVerificationToken: async ({ identifier, token }) =>
+      orNull(verificationToken)(await call("useVerificationToken", { identifier, token })),
+    createAuthenticator: async (authenticator) =>
+      call<AdapterAuthenticator>("createAuthenticator", { authenticator }),
+    getAuthenticator: async (credentialID) =>
+      call<AdapterAuthenticator | null>("getAuthenticator", { credentialID }),
+    listAuthenticatorsByUserId: async (userId) =>
+      call<AdapterAuthenticator[]>("listAuthenticatorsByUserId", { userId }),
+    updateAuthenticatorCounter: async (credentialID, newCounter) =>
+      call<AdapterAuthenticator>("updateAuthenticatorCounter", { credentialID, newCounter }),
+  };
+
+  return {
+    adapter,
+    async mintToken(sessionToken, { fresh = false } = {}) {
+      try {
+        const minted = await client.post<{ token: string; expiresAt: string }>(
+          "/api/token",
+          { sessionToken, fresh },
+          "mintToken",
+        );
+        return { token: minted.token, expiresAt: date(minted.expiresAt) };
+      } catch (error) {
+        if (error instanceof Error && "code" in error && error.code === "not_found") return null;
+        throw error;
+      }
+    },
+    close: () => client.close(),
+  };
+}
+
+/** The Auth.js `Adapter` alone, for apps that do not mint tokens. */
+export function authstoreAdapter(options: AuthstoreOptions): Adapter {
+  return authstore(options).adapter;
+}
