@@ -5,10 +5,12 @@
 //! `web::block` cost 38% of throughput, measured here). Writes may wait on
 //! the database lock, so they go through [`writer::Writer`].
 
+mod checkpoint;
 mod rows;
 pub mod schema;
 mod writer;
 
+use self::checkpoint::Checkpointer;
 use self::rows::{
     insert_error, millis, token_hash, ACCOUNT_COLUMNS, AUTHENTICATOR_COLUMNS, USER_COLUMNS,
 };
@@ -22,7 +24,7 @@ use crate::model::{
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -78,7 +80,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct SqliteStore {
     readers: r2d2::Pool<SqliteConnectionManager>,
+    // Field order is drop order: the writer finishes its queue before the
+    // checkpointer stops.
     writer: Writer,
+    _checkpointer: Checkpointer,
 }
 
 impl SqliteStore {
@@ -97,7 +102,14 @@ impl SqliteStore {
             path: path.clone(),
             source,
         })?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(open_error)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+            .map_err(open_error)?;
         let writer = Writer::spawn(conn)?;
+        let checkpoint_conn = Connection::open(&path).map_err(open_error)?;
+        configure(&checkpoint_conn, options.durability).map_err(open_error)?;
+        let checkpointer = Checkpointer::spawn(checkpoint_conn)?;
 
         let durability = options.durability;
         let manager = SqliteConnectionManager::file(&path)
@@ -111,7 +123,11 @@ impl SqliteStore {
                 path: path.clone(),
                 source,
             })?;
-        Ok(SqliteStore { readers, writer })
+        Ok(SqliteStore {
+            readers,
+            writer,
+            _checkpointer: checkpointer,
+        })
     }
 
     fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
@@ -216,11 +232,12 @@ impl Store for SqliteStore {
     async fn update_user(&self, patch: UserPatch) -> Result<User> {
         self.writer
             .run(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let mut user = select_user(&tx, &patch.id)?
+                // Read-modify-write is safe: the writer's transaction holds
+                // the database's write lock throughout.
+                let mut user = select_user(conn, &patch.id)?
                     .ok_or_else(|| Error::NotFound("no user has this id".into()))?;
                 user.apply(patch);
-                tx.prepare_cached(
+                conn.prepare_cached(
                     "UPDATE users SET email = ?2, name = ?3, email_verified = ?4, image = ?5, \
                      extra = ?6 WHERE id = ?1",
                 )?
@@ -233,7 +250,6 @@ impl Store for SqliteStore {
                     rows::extra_json(&user.extra),
                 ])
                 .map_err(|e| insert_error(e, user_conflict))?;
-                tx.commit()?;
                 Ok(user)
             })
             .await
@@ -557,7 +573,8 @@ impl Store for SqliteStore {
     async fn save_signing_keys(&self, changes: KeyChanges) -> Result<()> {
         self.writer
             .run(move |conn| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                // All or nothing, inside the writer's shared transaction.
+                let tx = conn.savepoint()?;
                 for key in &changes.insert {
                     tx.prepare_cached(
                         "INSERT INTO signing_keys (kid, algorithm, private_key, created_at, \
