@@ -1,0 +1,487 @@
+#!/usr/bin/env python3
+"""The engine of bench/run: seeds databases, runs every measurement with the
+server pinned to one core and the load generator on the other, and prints
+one table of figures and ratios (also written to bench/results.md).
+
+Every comparison is measured in the same run, interleaved, and each figure
+is the median of several runs. Only 127.0.0.1 is ever loaded.
+"""
+import argparse
+import datetime
+import glob
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+OUT = os.path.join(BENCH, "out")
+SERVER_CORE = "0"
+LOAD_CORE = "1"
+SECRET = "bench-secret-0123456789abcdef"
+PG_PORT = 54329
+
+
+def log(message):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def pinned(core, command):
+    return ["taskset", "-c", core] + command
+
+
+# --- Seeding -------------------------------------------------------------------
+
+def seed_authstore(binary, path, users, sessions):
+    """An authstore database with users user-<i> and sessions bench-session-<j>."""
+    if os.path.exists(path):
+        return path
+    log(f"seeding authstore: {users} users, {sessions} sessions")
+    tmp = path + ".tmp"
+    for leftover in glob.glob(tmp + "*"):
+        os.remove(leftover)
+    # authstore creates the schema (and nothing else) when it lists keys.
+    subprocess.run([binary, "keys", "list", "--database", tmp], check=True, capture_output=True)
+    con = sqlite3.connect(tmp)
+    con.execute("PRAGMA synchronous=OFF")
+    con.executemany(
+        "INSERT INTO users (id, email, name, email_verified, image, extra) VALUES (?, ?, ?, ?, NULL, NULL)",
+        ((f"user-{i}", f"user{i}@example.com", f"User {i}", 1764208868123) for i in range(users)),
+    )
+    con.executemany(
+        "INSERT INTO sessions (token_hash, user_id, expires) VALUES (?, ?, ?)",
+        (
+            (hashlib.sha256(f"bench-session-{j}".encode()).digest(), f"user-{j % users}", 4070908800000)
+            for j in range(sessions)
+        ),
+    )
+    con.commit()
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(tmp + suffix):
+            os.rename(tmp + suffix, path + suffix)
+    return path
+
+
+def seed_kysely(path, users, sessions):
+    """The same data in @auth/kysely-adapter's SQLite schema."""
+    if os.path.exists(path):
+        return path
+    log(f"seeding kysely/better-sqlite3: {users} users, {sessions} sessions")
+    con = sqlite3.connect(path + ".tmp")
+    con.executescript(
+        """
+        PRAGMA journal_mode=WAL;
+        CREATE TABLE "User" (id TEXT PRIMARY KEY NOT NULL, name TEXT, email TEXT UNIQUE,
+            emailVerified TEXT, image TEXT);
+        CREATE TABLE "Account" (id TEXT PRIMARY KEY NOT NULL,
+            userId TEXT NOT NULL REFERENCES "User"(id) ON DELETE CASCADE, type TEXT NOT NULL,
+            provider TEXT NOT NULL, providerAccountId TEXT NOT NULL, refresh_token TEXT,
+            access_token TEXT, expires_at INTEGER, token_type TEXT, scope TEXT, id_token TEXT,
+            session_state TEXT);
+        CREATE TABLE "Session" (id TEXT PRIMARY KEY NOT NULL,
+            userId TEXT NOT NULL REFERENCES "User"(id) ON DELETE CASCADE,
+            sessionToken TEXT NOT NULL UNIQUE, expires TEXT NOT NULL);
+        CREATE INDEX Session_userId ON "Session"(userId);
+        CREATE TABLE "VerificationToken" (identifier TEXT NOT NULL, token TEXT NOT NULL UNIQUE,
+            expires TEXT NOT NULL);
+        """
+    )
+    con.executemany(
+        'INSERT INTO "User" (id, name, email, emailVerified, image) VALUES (?, ?, ?, ?, NULL)',
+        ((f"user-{i}", f"User {i}", f"user{i}@example.com", "2026-11-27T02:01:08.123Z") for i in range(users)),
+    )
+    con.executemany(
+        'INSERT INTO "Session" (id, userId, sessionToken, expires) VALUES (?, ?, ?, ?)',
+        ((f"s-{j}", f"user-{j % users}", f"bench-session-{j}", "2099-01-01T00:00:00.000Z") for j in range(sessions)),
+    )
+    con.commit()
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    os.rename(path + ".tmp", path)
+    return path
+
+
+class Postgres:
+    """A throwaway PostgreSQL on 127.0.0.1, pinned to the server core."""
+
+    def __init__(self, users, sessions):
+        versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+        if not versions:
+            raise SystemExit("PostgreSQL is not installed (bench/run installs Debian's postgresql)")
+        self.bin = versions[-1]
+        self.data = os.path.join(OUT, f"pg-{users}-{sessions}")
+        self.as_user = []
+        if os.geteuid() == 0:
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        fresh = not os.path.exists(os.path.join(self.data, "PG_VERSION"))
+        if fresh:
+            shutil.rmtree(self.data, ignore_errors=True)
+            os.makedirs(self.data)
+            if self.as_user:
+                shutil.chown(self.data, "postgres", "postgres")
+            self.run("initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
+        else:
+            # A server left running by an interrupted run.
+            self.run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop", check=False)
+        self.run(
+            "pg_ctl", "-D", self.data, "-w", "-l", os.path.join(self.data, "log"),
+            "-o", f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -k /tmp", "start",
+            pin=True,
+        )
+        self.url = f"postgres://postgres@127.0.0.1:{PG_PORT}/bench"
+        if fresh:
+            log(f"seeding PostgreSQL: {users} users, {sessions} sessions")
+            self.sql("postgres", "CREATE DATABASE bench")
+            self.sql("bench", f"""
+                CREATE TABLE users (id SERIAL PRIMARY KEY, name VARCHAR(255), email VARCHAR(255),
+                    "emailVerified" TIMESTAMPTZ, image TEXT);
+                CREATE TABLE sessions (id SERIAL PRIMARY KEY, "userId" INTEGER NOT NULL,
+                    expires TIMESTAMPTZ NOT NULL, "sessionToken" VARCHAR(255) NOT NULL);
+                CREATE TABLE accounts (id SERIAL PRIMARY KEY, "userId" INTEGER NOT NULL,
+                    type VARCHAR(255) NOT NULL, provider VARCHAR(255) NOT NULL,
+                    "providerAccountId" VARCHAR(255) NOT NULL, refresh_token TEXT, access_token TEXT,
+                    expires_at BIGINT, id_token TEXT, scope TEXT, session_state TEXT, token_type TEXT);
+                CREATE TABLE verification_token (identifier TEXT NOT NULL, expires TIMESTAMPTZ NOT NULL,
+                    token TEXT NOT NULL, PRIMARY KEY (identifier, token));
+                INSERT INTO users (name, email, "emailVerified")
+                    SELECT 'User ' || i, 'user' || i || '@example.com', now() FROM generate_series(0, {users - 1}) i;
+                INSERT INTO sessions ("userId", expires, "sessionToken")
+                    SELECT (j % {users}) + 1, '2099-01-01', 'bench-session-' || j FROM generate_series(0, {sessions - 1}) j;
+                -- The adapter's documented schema has no index here; any real deployment adds one.
+                CREATE UNIQUE INDEX sessions_token ON sessions ("sessionToken");
+                ANALYZE;
+            """)
+
+    def run(self, tool, *args, pin=False, check=True):
+        command = self.as_user + [os.path.join(self.bin, tool), *args]
+        if pin:
+            command = pinned(SERVER_CORE, command)
+        out = subprocess.run(command, capture_output=True, text=True, cwd="/tmp")
+        if check and out.returncode != 0:
+            raise SystemExit(f"{tool} failed: {out.stderr}{out.stdout}")
+
+    def sql(self, database, text):
+        subprocess.run(
+            [os.path.join(self.bin, "psql"), "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+             "-p", str(PG_PORT), "-U", "postgres", "-d", database, "-c", text],
+            check=True, capture_output=True,
+        )
+
+    def version(self):
+        out = subprocess.run([os.path.join(self.bin, "postgres"), "--version"], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def stop(self):
+        self.run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+
+
+# --- The server ------------------------------------------------------------------
+
+class Server:
+    """`authstore serve` pinned to one core with one worker."""
+
+    def __init__(self, binary, database, env=None):
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            pinned(SERVER_CORE, [binary, "serve", "--port", "0", "--database", database, "--workers", "1"]),
+            env={"PATH": os.environ["PATH"], "AUTHSTORE_SECRET": SECRET,
+                 "RUST_LOG": "warn,authstore=info", **(env or {})},
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=OUT,
+        )
+        self.lines = []
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip())
+            match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+            if match:
+                self.url = f"http://127.0.0.1:{match.group(1)}"
+                break
+        else:
+            raise SystemExit("authstore exited before listening:\n" + "\n".join(self.lines))
+        threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
+
+    def ready_ms(self):
+        """Milliseconds from spawning the process to the first 200 from /readyz."""
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as response:
+                    if response.status == 200:
+                        return (time.perf_counter() - self.started) * 1000
+            except OSError:
+                pass
+            time.sleep(0.001)
+
+    def post(self, path, body):
+        request = urllib.request.Request(
+            self.url + path, data=json.dumps(body).encode(), method="POST",
+            headers={"Authorization": f"Bearer {SECRET}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
+    def peak_rss_mib(self):
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# --- Load generators --------------------------------------------------------------
+
+def to_ms(text):
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url, path, seconds, connections=32, script=None, env=None):
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        command += ["-s", os.path.join(BENCH, "wrk", script)]
+    out = subprocess.run(
+        pinned(LOAD_CORE, command + [url + path]), capture_output=True, text=True,
+        env={**os.environ, "BENCH_SECRET": SECRET, **(env or {})},
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"wrk failed: {out.stderr}{out.stdout}")
+    text = out.stdout
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errors = re.search(r"Socket errors: (.*)", text)
+    if bad or errors:
+        raise SystemExit(f"wrk saw failures on {path}:\n{text}")
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+        "p50": to_ms(re.search(r"\s50%\s+(\S+)", text).group(1)),
+        "p99": to_ms(re.search(r"\s99%\s+(\S+)", text).group(1)),
+    }
+
+
+def node_bench(kind, args, sessions, in_flight, seconds):
+    out = subprocess.run(
+        pinned(LOAD_CORE, ["node", os.path.join(BENCH, "node", "bench.mjs"), kind, *args,
+                           str(sessions), str(in_flight), str(seconds)]),
+        capture_output=True, text=True,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"node bench {kind} failed: {out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def openssl_speed(seconds):
+    out = subprocess.run(pinned(SERVER_CORE, ["openssl", "speed", "-seconds", str(seconds), "rsa2048"]),
+                         capture_output=True, text=True, check=True)
+    row = re.search(r"^rsa\s+2048 bits\s+\S+\s+\S+\s+([\d.]+)", out.stdout, re.M)
+    return {"rps": float(row.group(1))}
+
+
+def medians(samples):
+    return {key: statistics.median(s[key] for s in samples) for key in samples[0]}
+
+
+# --- The run ------------------------------------------------------------------------
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small data, 1 s runs, one run each")
+    parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "authstore"))
+    args = parser.parse_args()
+    args.binary = os.path.abspath(args.binary)
+    quick = args.quick
+    os.makedirs(OUT, exist_ok=True)
+
+    users, sessions = (10_000, 20_000) if quick else (100_000, 200_000)
+    big_users, big_sessions = (20_000, 40_000) if quick else (1_000_000, 2_000_000)
+    runs = 1 if quick else 3
+    seconds = 1 if quick else 5
+
+    db = seed_authstore(args.binary, os.path.join(OUT, f"authstore-{users}.db"), users, sessions)
+    big_db = seed_authstore(args.binary, os.path.join(OUT, f"authstore-{big_users}.db"), big_users, big_sessions)
+    kysely_db = seed_kysely(os.path.join(OUT, f"kysely-{users}.db"), users, sessions)
+    pg = Postgres(users, sessions)
+    rows = []  # (measurement, figure, ratio text, target, met)
+
+    def row(name, figure, ratio, target, met):
+        rows.append((name, figure, ratio, target, met))
+        log(f"{name}: {figure} {ratio}")
+
+    try:
+        server = Server(args.binary, db)
+        try:
+            probe = server.post("/api/adapter/getSessionAndUser", {"sessionToken": "bench-session-1"})
+            assert probe and probe["user"]["id"] == "user-1", probe
+            session_env = {"BENCH_SESSIONS": str(sessions)}
+
+            # 1. getSessionAndUser against a fixed-JSON endpoint (/healthz), interleaved.
+            log("1. getSessionAndUser vs fixed JSON")
+            fixed, gsu = [], []
+            for _ in range(runs):
+                fixed.append(wrk(server.url, "/healthz", seconds))
+                gsu.append(wrk(server.url, "/api/adapter/getSessionAndUser", seconds, script="session.lua", env=session_env))
+            fixed, gsu = medians(fixed), medians(gsu)
+            ratio = gsu["rps"] / fixed["rps"]
+            row("fixed JSON (GET /healthz), 32 conns", f"{fixed['rps']:,.0f} req/s", "1.00x", "", True)
+            row("getSessionAndUser over HTTP, 32 conns", f"{gsu['rps']:,.0f} req/s, p99 {gsu['p99']:.2f} ms",
+                f"{ratio:.2f}x fixed", ">= 0.45x, p99 < 1 ms", ratio >= 0.45 and gsu["p99"] < 1.0)
+
+            # 2. From Node through each adapter, interleaved.
+            log("2. Node adapters")
+            ours, pgs, kys, single = [], [], [], []
+            for _ in range(runs):
+                ours.append(node_bench("authstore", [server.url, SECRET], sessions, 32, seconds))
+                pgs.append(node_bench("pg", [pg.url], sessions, 32, seconds))
+                kys.append(node_bench("kysely", [kysely_db], sessions, 32, seconds))
+                single.append(node_bench("authstore", [server.url, SECRET], sessions, 1, seconds))
+            ours, pgs, kys, single = (medians([{k: s[k] for k in ("callsPerSec", "meanUs")} for s in x])
+                                      for x in (ours, pgs, kys, single))
+            row("clients/authjs, 32 in flight", f"{ours['callsPerSec']:,.0f} calls/s", "", "", True)
+            row("@auth/pg-adapter (PostgreSQL), 32 in flight", f"{pgs['callsPerSec']:,.0f} calls/s",
+                f"authstore {ours['callsPerSec'] / pgs['callsPerSec']:.2f}x", "authstore >= 2.5x",
+                ours["callsPerSec"] >= 2.5 * pgs["callsPerSec"])
+            row("@auth/kysely-adapter (better-sqlite3), 32 in flight", f"{kys['callsPerSec']:,.0f} calls/s",
+                f"authstore {ours['callsPerSec'] / kys['callsPerSec']:.2f}x", "authstore >= 1.5x",
+                ours["callsPerSec"] >= 1.5 * kys["callsPerSec"])
+            row("clients/authjs, 1 in flight", f"mean {single['meanUs']:.0f} us", "", "< 100 us",
+                single["meanUs"] < 100)
+
+            # 3. Fresh RS256 mints against openssl speed on the same core.
+            log("3. minting vs openssl speed")
+            speed, fresh = [], []
+            for _ in range(runs):
+                speed.append(openssl_speed(max(1, seconds // 2)))
+                fresh.append(wrk(server.url, "/api/token", seconds, script="mint.lua",
+                                 env={"BENCH_SESSIONS": str(sessions), "BENCH_FRESH": "true"}))
+            speed, fresh = medians(speed), medians(fresh)
+            ratio = fresh["rps"] / speed["rps"]
+            row("openssl speed rsa2048 (sign/s, server core)", f"{speed['rps']:,.0f} /s", "1.00x", "", True)
+            row("POST /api/token, fresh: true", f"{fresh['rps']:,.0f} req/s, p99 {fresh['p99']:.2f} ms",
+                f"{ratio:.2f}x openssl", ">= 0.8x", ratio >= 0.8)
+
+            # 4. Reused tokens against fresh ones.
+            log("4. reused mints")
+            reuse_env = {"BENCH_SESSIONS": "1000", "BENCH_FRESH": "false"}
+            for n in range(1000):  # every session gets a token to reuse
+                server.post("/api/token", {"sessionToken": f"bench-session-{n}"})
+            reused = medians([wrk(server.url, "/api/token", seconds, script="mint.lua", env=reuse_env)
+                              for _ in range(runs)])
+            ratio = reused["rps"] / fresh["rps"]
+            row("POST /api/token, reused", f"{reused['rps']:,.0f} req/s", f"{ratio:.1f}x fresh", ">= 10x",
+                ratio >= 10)
+        finally:
+            server.stop()
+
+        # 5. Writes in each durability mode, on a copy of the seeded database.
+        log("5. createSession")
+        for mode in ("normal", "full"):
+            copy = os.path.join(OUT, f"writes-{mode}.db")
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(copy + suffix):
+                    os.remove(copy + suffix)
+            shutil.copy(db, copy)
+            writer = Server(args.binary, copy, env={"AUTHSTORE_DURABILITY": mode})
+            try:
+                writes = medians([wrk(writer.url, "/api/adapter/createSession", seconds, script="create_session.lua",
+                                      env={"BENCH_USERS": str(users), "BENCH_RUN": f"{mode}{r}"})
+                                  for r in range(runs)])
+            finally:
+                writer.stop()
+            met = writes["rps"] >= 10_000 and writes["p99"] < 5.0
+            row(f"createSession, 32 conns, durability={mode}",
+                f"{writes['rps']:,.0f} req/s, p99 {writes['p99']:.2f} ms", "",
+                ">= 10k/s, p99 < 5 ms" if mode == "normal" else "(documented)", met if mode == "normal" else True)
+
+        # 6. Scale: ten times the data.
+        log("6. scale")
+        small_gsu = gsu["rps"]
+        ready = []
+        for _ in range(runs):
+            probe = Server(args.binary, big_db)
+            ready.append(probe.ready_ms())
+            probe.stop()
+        big = Server(args.binary, big_db)
+        try:
+            large = medians([wrk(big.url, "/api/adapter/getSessionAndUser", seconds, script="session.lua",
+                                 env={"BENCH_SESSIONS": str(big_sessions)}) for _ in range(runs)])
+            rss = big.peak_rss_mib()
+        finally:
+            big.stop()
+        ratio = large["rps"] / small_gsu
+        ready_ms = statistics.median(ready)
+        row(f"getSessionAndUser, {big_users:,} users / {big_sessions:,} sessions",
+            f"{large['rps']:,.0f} req/s, p99 {large['p99']:.2f} ms", f"{ratio:.2f}x small db", ">= 0.8x",
+            ratio >= 0.8)
+        row("  peak RSS of the server under that load", f"{rss:.1f} MiB", "", "< 100 MiB", rss < 100)
+        row("  serve ready (spawn to first /readyz 200)", f"{ready_ms:.0f} ms", "", "< 200 ms", ready_ms < 200)
+    finally:
+        pg.stop()
+
+    report(rows, quick, pg_version=pg.version(), users=users, sessions=sessions, runs=runs, seconds=seconds,
+           binary=args.binary)
+
+
+def version_of(command):
+    try:
+        out = subprocess.run(command, capture_output=True, text=True)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, IndexError):
+        return "unknown"
+
+
+def report(rows, quick, pg_version, users, sessions, runs, seconds, binary):
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    commit = version_of(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+    header = [
+        f"# authstore benchmark results{' (quick: checks that every measurement runs, not speed)' if quick else ''}",
+        "",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- machine: {os.cpu_count()} cores, {cpu}, {platform.system()} {platform.release()}",
+        f"- authstore {commit} ({os.path.relpath(binary, ROOT)}), {version_of(['rustc', '--version'])}",
+        f"- {version_of(['node', '--version'])}, {pg_version}, {version_of(['openssl', 'version'])}, "
+        f"{version_of(['wrk', '--version'])}",
+        f"- server pinned to core {SERVER_CORE} with one worker; load generator (wrk -t1, node) pinned to core {LOAD_CORE}",
+        f"- data: {users:,} users, {sessions:,} sessions; each figure is the median of {runs} run(s) of {seconds} s",
+        "",
+        "| measurement | figure | ratio | target | met |",
+        "|---|---|---|---|---|",
+    ]
+    lines = header + [
+        f"| {name} | {figure} | {ratio} | {target} | {'yes' if met else 'NO'} |" if target
+        else f"| {name} | {figure} | {ratio} | | |"
+        for name, figure, ratio, target, met in rows
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    name = "results-quick.md" if quick else "results.md"
+    with open(os.path.join(BENCH, name), "w") as out:
+        out.write(text)
+    missed = [name for name, _, _, target, met in rows if target and not met]
+    if missed:
+        print(f"targets missed: {', '.join(missed)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
