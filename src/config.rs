@@ -29,7 +29,13 @@ pub struct Config {
     pub purge_interval_secs: u64,
     pub purge_batch: usize,
     pub durability: Durability,
+    /// Read-only connections; 0 means one per worker plus one (reads run on
+    /// the workers, so no more are ever in use at once).
     pub read_connections: u32,
+    /// SQLite page cache of each read connection, in MiB.
+    pub read_cache_mib: u32,
+    /// Map up to this many MiB of the database into memory for reads; 0 is off.
+    pub read_mmap_mib: u32,
     /// The public URL of this issuer; defaults to `http://<bind>:<port>`.
     pub issuer: Option<String>,
     pub audience: String,
@@ -69,7 +75,9 @@ impl Default for Config {
             purge_interval_secs: 300,
             purge_batch: 1000,
             durability: Durability::default(),
-            read_connections: 16,
+            read_connections: 0,
+            read_cache_mib: 8,
+            read_mmap_mib: 0,
             issuer: None,
             audience: "convex".into(),
             token_lifetime_secs: 3600,

@@ -58,11 +58,25 @@ pub fn resolve_secret(config: &Config) -> Result<(Secret, SecretOrigin), SecretE
 }
 
 pub fn open_store(config: &Config) -> Result<SqliteStore, OpenError> {
+    let readers = match config.read_connections {
+        0 => workers(config) as u32 + 1,
+        n => n,
+    };
     SqliteStore::open(&SqliteOptions {
         path: config.database.clone(),
         durability: config.durability,
-        readers: config.read_connections,
+        readers,
+        read_cache_mib: config.read_cache_mib,
+        read_mmap_mib: config.read_mmap_mib,
     })
+}
+
+/// HTTP worker threads: the setting, or one per core.
+pub fn workers(config: &Config) -> usize {
+    match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
 }
 
 /// The issuer URL: the configured one, else this server's own address.
@@ -116,10 +130,7 @@ impl Application {
             secret,
             max_body_bytes: config.max_body_bytes,
         });
-        let workers = match config.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
+        let workers = workers(&config);
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(

@@ -13,14 +13,18 @@ pub const MIN_LEN: usize = 16;
 
 /// A secret value. `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret {
+    value: String,
+    /// SHA-256 of `value`, computed once: requests compare against it.
+    digest: [u8; 32],
+}
 
 impl Secret {
     /// 32 random bytes, base64url: what `authstore secret` prints.
     pub fn generate() -> Self {
         let mut bytes = [0u8; 32];
         openssl::rand::rand_bytes(&mut bytes).expect("the OS random source failed");
-        Secret(URL_SAFE_NO_PAD.encode(bytes))
+        Secret::from_string(URL_SAFE_NO_PAD.encode(bytes))
     }
 
     pub fn new(value: impl Into<String>) -> Result<Self, SecretError> {
@@ -28,19 +32,23 @@ impl Secret {
         if value.len() < MIN_LEN {
             return Err(SecretError::TooShort);
         }
-        Ok(Secret(value))
+        Ok(Secret::from_string(value))
+    }
+
+    fn from_string(value: String) -> Self {
+        let digest = openssl::sha::sha256(value.as_bytes());
+        Secret { value, digest }
     }
 
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.value
     }
 
     /// Compares in constant time. Both sides are hashed first so that the
     /// comparison does not leak the length either.
     pub fn matches(&self, presented: &[u8]) -> bool {
-        let expected = openssl::sha::sha256(self.0.as_bytes());
         let presented = openssl::sha::sha256(presented);
-        openssl::memcmp::eq(&expected, &presented)
+        openssl::memcmp::eq(&self.digest, &presented)
     }
 }
 
@@ -52,7 +60,7 @@ impl fmt::Debug for Secret {
 
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(&self.value)
     }
 }
 

@@ -93,13 +93,27 @@ struct CounterArgs {
 
 pub async fn call(
     state: web::Data<AppState>,
-    method: web::Path<String>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     authorize(&req, &state.secret)?;
+    let method = req.path().rsplit('/').next().unwrap_or_default();
     let body = body::read(payload, state.max_body_bytes).await?;
-    dispatch(&state, &method, &body).await
+    dispatch(&state, method, &body).await
+}
+
+/// Any other name under `/api/adapter/`.
+pub async fn unknown(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+    authorize(&req, &state.secret)?;
+    let method = req.match_info().get("method").unwrap_or_default();
+    Err(unknown_method(method))
+}
+
+fn unknown_method(method: &str) -> Error {
+    Error::NotFound(format!(
+        "unknown adapter method `{method}`; valid methods: {}",
+        METHODS.join(", ")
+    ))
 }
 
 async fn dispatch(state: &AppState, method: &str, body: &[u8]) -> Result<HttpResponse> {
@@ -193,10 +207,7 @@ async fn dispatch(state: &AppState, method: &str, body: &[u8]) -> Result<HttpRes
                 .update_authenticator_counter(&credential_id, new_counter)
                 .await?)
         }
-        unknown => Err(Error::NotFound(format!(
-            "unknown adapter method `{unknown}`; valid methods: {}",
-            METHODS.join(", ")
-        ))),
+        unknown => Err(unknown_method(unknown)),
     }
 }
 

@@ -21,6 +21,10 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
             "the request body must be a JSON object".into(),
         ));
     }
+    // The fast path; only a failure is parsed again to name the field.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();

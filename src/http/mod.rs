@@ -30,7 +30,15 @@ pub struct AppState {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/adapter/{method}", web::post().to(adapter::call))
+    // One static route per method: a pattern with a `{method}` segment is
+    // matched by a regex on every request (7% of getSessionAndUser's time).
+    for method in adapter::METHODS {
+        cfg.route(
+            &format!("/api/adapter/{method}"),
+            web::post().to(adapter::call),
+        );
+    }
+    cfg.route("/api/adapter/{method}", web::post().to(adapter::unknown))
         .route("/api/token", web::post().to(token::mint))
         .service(
             web::resource("/.well-known/openid-configuration")

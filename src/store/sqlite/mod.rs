@@ -56,6 +56,10 @@ pub struct SqliteOptions {
     pub durability: Durability,
     /// Size of the read-only connection pool.
     pub readers: u32,
+    /// Page cache of each read-only connection, in MiB.
+    pub read_cache_mib: u32,
+    /// Bytes of the file each read-only connection maps into memory (0: none).
+    pub read_mmap_mib: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +80,22 @@ pub enum OpenError {
     Pool { path: PathBuf, source: r2d2::Error },
 }
 
+/// How long a connection waits for a lock before giving up with an error.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long it sleeps between attempts. SQLite's own busy handler sleeps
+/// 1, 2, 5, 10 ... 100 ms, so a wait of a few hundred microseconds behind a
+/// checkpoint turned into a 50 ms p99 for writes (measured here).
+const BUSY_RETRY: Duration = Duration::from_micros(100);
+
+/// Retries every `BUSY_RETRY` until `BUSY_TIMEOUT` has passed.
+fn retry_briefly(attempts: i32) -> bool {
+    let limit = BUSY_TIMEOUT.as_micros() / BUSY_RETRY.as_micros();
+    if attempts as u128 >= limit {
+        return false;
+    }
+    std::thread::sleep(BUSY_RETRY);
+    true
+}
 
 pub struct SqliteStore {
     readers: r2d2::Pool<SqliteConnectionManager>,
@@ -112,11 +131,20 @@ impl SqliteStore {
         let checkpointer = Checkpointer::spawn(checkpoint_conn)?;
 
         let durability = options.durability;
+        let read_cache_mib = options.read_cache_mib;
+        let read_mmap_mib = options.read_mmap_mib;
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-            .with_init(move |conn| configure(conn, durability));
+            .with_init(move |conn| {
+                configure(conn, durability)?;
+                // Negative: a size in KiB rather than in pages.
+                conn.pragma_update(None, "cache_size", -(i64::from(read_cache_mib) * 1024))?;
+                conn.pragma_update(None, "mmap_size", i64::from(read_mmap_mib) << 20)
+            });
         let readers = r2d2::Pool::builder()
             .max_size(options.readers.max(1))
+            // A local file does not drop connections; skip the check per checkout.
+            .test_on_check_out(false)
             .min_idle(Some(1))
             .build(manager)
             .map_err(|source| OpenError::Pool {
@@ -140,10 +168,15 @@ impl SqliteStore {
 fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", durability.pragma())?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_handler(Some(retry_briefly))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
+
+/// The hot path: one statement, a primary-key probe into each table.
+const SESSION_AND_USER: &str =
+    "SELECT s.expires, u.id, u.email, u.name, u.email_verified, u.image, u.extra \
+     FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1";
 
 fn select_user(conn: &Connection, id: &str) -> rusqlite::Result<Option<User>> {
     conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
@@ -348,22 +381,19 @@ impl Store for SqliteStore {
     async fn get_session_and_user(&self, session_token: &str) -> Result<Option<SessionAndUser>> {
         let hash = token_hash(session_token);
         self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT s.expires, u.id, u.email, u.name, u.email_verified, u.image, u.extra \
-                 FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1",
-            )?
-            .query_row([hash], |row| {
-                let user = rows::user(row, 1)?;
-                Ok(SessionAndUser {
-                    session: Session {
-                        session_token: session_token.to_owned(),
-                        user_id: user.id.clone(),
-                        expires: Timestamp::from_millis(row.get(0)?),
-                    },
-                    user,
+            conn.prepare_cached(SESSION_AND_USER)?
+                .query_row([hash], |row| {
+                    let user = rows::user(row, 1)?;
+                    Ok(SessionAndUser {
+                        session: Session {
+                            session_token: session_token.to_owned(),
+                            user_id: user.id.clone(),
+                            expires: Timestamp::from_millis(row.get(0)?),
+                        },
+                        user,
+                    })
                 })
-            })
-            .optional()
+                .optional()
         })
     }
 
