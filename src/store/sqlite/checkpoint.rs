@@ -7,12 +7,16 @@
 //! checkpoint runs beside readers and the writer without blocking them.
 //!
 //! Under a steady flood of writes a PASSIVE checkpoint never quite catches
-//! up, and the WAL starts over only once it is wholly copied, so it grows
-//! until writes pause (any real pause: the next write then restarts it). A
-//! RESTART checkpoint would bound it, but it holds writers back while it
-//! syncs the database: a p99 of 35-90 ms for writes, measured here. So only
-//! past `RESTART_FRAMES` (1 GiB of WAL) is that stall accepted, to bound the
-//! disk space.
+//! up, and the WAL starts over only once it is wholly copied: until writes
+//! pause (any real pause; the next write then restarts it), the WAL grows,
+//! about 16 KB per new session. A RESTART checkpoint would bound it, but it
+//! holds writers back while it copies and syncs everything the PASSIVE passes
+//! left unsynced (SQLite syncs the database only when a checkpoint
+//! completes): a write p99 of 35-90 ms, measured here. Syncing the database
+//! from this thread after each pass made it worse (ext4's journal commit then
+//! stalls the writer's WAL appends: p99 260 ms). So the WAL may grow to
+//! `RESTART_FRAMES` (1 GiB) before that stall is accepted to bound the disk
+//! space.
 
 use rusqlite::Connection;
 use std::sync::mpsc;
