@@ -1,5 +1,6 @@
 -- POST /api/adapter/createSession with a new token every time, for a random
--- seeded user. BENCH_USERS: how many users were seeded.
+-- seeded user, expiring 30 days from now (as Auth.js sets it: later sessions
+-- expire later). BENCH_USERS: how many users were seeded.
 local secret = os.getenv("BENCH_SECRET")
 local users = tonumber(os.getenv("BENCH_USERS"))
 local run = os.getenv("BENCH_RUN") or tostring(os.time())
@@ -17,8 +18,9 @@ end
 
 function request()
   counter = counter + 1
+  local expires = string.format("%d", (os.time() + 30 * 86400) * 1000 + counter % 1000)
   local body = '{"session":{"sessionToken":"' .. prefix .. counter .. '","userId":"user-'
-    .. math.random(0, users - 1) .. '","expires":"2099-01-01T00:00:00.000Z"}}'
+    .. math.random(0, users - 1) .. '","expires":' .. expires .. '}}'
   return wrk.format(nil, "/api/adapter/createSession", nil, body)
 end
 

@@ -123,8 +123,6 @@ impl SqliteStore {
         })?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(open_error)?;
-        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
-            .map_err(open_error)?;
         let writer = Writer::spawn(conn)?;
         let checkpoint_conn = Connection::open(&path).map_err(open_error)?;
         configure(&checkpoint_conn, options.durability).map_err(open_error)?;
