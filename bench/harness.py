@@ -468,8 +468,13 @@ def report(rows, quick, pg_version, users, sessions, runs, seconds, binary):
         "| measurement | figure | ratio | target | met |",
         "|---|---|---|---|---|",
     ]
+    def verdict(met):
+        # A quick run uses a debug build on tiny data: it shows that each
+        # measurement ran, and says nothing about the targets.
+        return "ran" if quick else ("yes" if met else "NO")
+
     lines = header + [
-        f"| {name} | {figure} | {ratio} | {target} | {'yes' if met else 'NO'} |" if target
+        f"| {name} | {figure} | {ratio} | {target} | {verdict(met)} |" if target
         else f"| {name} | {figure} | {ratio} | | |"
         for name, figure, ratio, target, met in rows
     ]
@@ -479,7 +484,7 @@ def report(rows, quick, pg_version, users, sessions, runs, seconds, binary):
     with open(os.path.join(BENCH, name), "w") as out:
         out.write(text)
     missed = [name for name, _, _, target, met in rows if target and not met]
-    if missed:
+    if missed and not quick:
         print(f"targets missed: {', '.join(missed)}", file=sys.stderr)
 
 

@@ -332,6 +332,23 @@ mod tests {
     }
 
     #[test]
+    fn config_toml_documents_every_setting() {
+        let documented = include_str!("../config.toml");
+        let mut names: Vec<String> = Table::try_from(Config::default())
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        names.extend(["secret", "secret_file", "issuer"].map(String::from));
+        for name in names {
+            assert!(
+                documented.contains(&format!("\n# {name} = ")),
+                "config.toml does not document {name}"
+            );
+        }
+    }
+
+    #[test]
     fn debug_does_not_show_the_secret() {
         let config = Config::load(
             None,
