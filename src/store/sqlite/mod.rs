@@ -193,6 +193,22 @@ fn select_authenticator(
     .optional()
 }
 
+/// Runs `sql`, an INSERT or UPDATE taking the user's columns as ?1..?6 in
+/// `USER_COLUMNS` order.
+fn write_user(conn: &Connection, sql: &str, user: &User) -> Result<()> {
+    conn.prepare_cached(sql)?
+        .execute(params![
+            user.id,
+            user.email,
+            user.name,
+            millis(user.email_verified),
+            user.image,
+            rows::extra_json(&user.extra),
+        ])
+        .map_err(|e| insert_error(e, user_conflict))?;
+    Ok(())
+}
+
 fn user_conflict(columns: &str) -> String {
     if columns.contains("users.email") {
         "a user with this email already exists".into()
@@ -214,19 +230,12 @@ impl Store for SqliteStore {
         };
         self.writer
             .run(move |conn| {
-                conn.prepare_cached(
+                write_user(
+                    conn,
                     "INSERT INTO users (id, email, name, email_verified, image, extra) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?
-                .execute(params![
-                    user.id,
-                    user.email,
-                    user.name,
-                    millis(user.email_verified),
-                    user.image,
-                    rows::extra_json(&user.extra),
-                ])
-                .map_err(|e| insert_error(e, user_conflict))?;
+                    &user,
+                )?;
                 Ok(user)
             })
             .await
@@ -268,19 +277,12 @@ impl Store for SqliteStore {
                 let mut user = select_user(conn, &patch.id)?
                     .ok_or_else(|| Error::NotFound("no user has this id".into()))?;
                 user.apply(patch);
-                conn.prepare_cached(
+                write_user(
+                    conn,
                     "UPDATE users SET email = ?2, name = ?3, email_verified = ?4, image = ?5, \
                      extra = ?6 WHERE id = ?1",
-                )?
-                .execute(params![
-                    user.id,
-                    user.email,
-                    user.name,
-                    millis(user.email_verified),
-                    user.image,
-                    rows::extra_json(&user.extra),
-                ])
-                .map_err(|e| insert_error(e, user_conflict))?;
+                    &user,
+                )?;
                 Ok(user)
             })
             .await
