@@ -200,17 +200,14 @@ pub fn plan_rotation(
     schedule: &Schedule,
     now: Timestamp,
 ) -> Option<KeyChanges> {
-    let waiting = keys
+    let mut waiting = keys
         .iter()
-        .filter(|k| KeyState::of(k, now) == KeyState::Next);
+        .filter(|k| KeyState::of(k, now) == KeyState::Next)
+        .peekable();
     let mut changes = KeyChanges::default();
     let starts = match how {
-        Rotation::Scheduled => {
-            if keys.iter().any(|k| KeyState::of(k, now) == KeyState::Next) {
-                return None;
-            }
-            now.plus_secs(schedule.lead_time_secs)
-        }
+        Rotation::Scheduled if waiting.peek().is_some() => return None,
+        Rotation::Scheduled => now.plus_secs(schedule.lead_time_secs),
         Rotation::Immediate | Rotation::Adopt => {
             changes.delete.extend(waiting.map(|k| k.kid.clone()));
             now

@@ -17,6 +17,7 @@ use crate::store::{KeyChanges, KeyRecord, Store};
 use crate::timestamp::Timestamp;
 use serde::Serialize;
 use serde_json::json;
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 #[derive(Debug, Clone)]
@@ -59,34 +60,35 @@ impl IssuerSettings {
 
 /// The loaded keys, and the JWKS they publish.
 struct KeyRing {
-    keys: Vec<(KeyRecord, Arc<SigningKey>)>,
+    records: Vec<KeyRecord>,
+    signers: HashMap<String, Arc<SigningKey>>,
     jwks: String,
 }
 
 impl KeyRing {
     fn load(records: Vec<KeyRecord>, now: Timestamp) -> Result<Self> {
-        let mut keys = Vec::with_capacity(records.len());
-        for record in records {
+        let mut signers = HashMap::with_capacity(records.len());
+        for record in &records {
             let material = KeyMaterial::from_pkcs8_der(&record.private_key_der).map_err(|e| {
                 Error::internal(format!("signing key {} is unreadable: {e}", record.kid))
             })?;
-            keys.push((record, Arc::new(SigningKey::new(material))));
+            signers.insert(record.kid.clone(), Arc::new(SigningKey::new(material)));
         }
-        let published: Vec<_> = keys
+        let published: Vec<_> = records
             .iter()
-            .filter(|(record, _)| KeyState::of(record, now).is_published())
-            .map(|(_, key)| &key.material.jwk)
+            .filter(|record| KeyState::of(record, now).is_published())
+            .map(|record| &signers[&record.kid].material.jwk)
             .collect();
         let jwks = json!({ "keys": published }).to_string();
-        Ok(KeyRing { keys, jwks })
+        Ok(KeyRing {
+            records,
+            signers,
+            jwks,
+        })
     }
 
     fn signer(&self, now: Timestamp) -> Option<&Arc<SigningKey>> {
-        self.keys
-            .iter()
-            .filter(|(record, _)| KeyState::of(record, now) == KeyState::Current)
-            .max_by(|(a, _), (b, _)| (a.signs_from, &a.kid).cmp(&(b.signs_from, &b.kid)))
-            .map(|(_, key)| key)
+        keys::current(&self.records, now).and_then(|record| self.signers.get(&record.kid))
     }
 }
 
@@ -104,6 +106,8 @@ pub struct Issuer {
     clock: Arc<dyn Clock>,
     ring: RwLock<Arc<KeyRing>>,
     cache: TokenCache,
+    /// The discovery document: fixed by the settings, so built once.
+    discovery: String,
 }
 
 impl Issuer {
@@ -119,6 +123,7 @@ impl Issuer {
             settings.token_reuse_min_remaining,
         );
         Ok(Issuer {
+            discovery: discovery_document(&settings),
             settings,
             store,
             clock,
@@ -208,16 +213,9 @@ impl Issuer {
         Ok(Some(material.jwk.kid))
     }
 
-    pub fn discovery(&self) -> serde_json::Value {
-        let issuer = &self.settings.issuer;
-        json!({
-            "issuer": issuer,
-            "jwks_uri": self.settings.jwks_uri(),
-            "authorization_endpoint": format!("{issuer}/authorize"),
-            "response_types_supported": ["id_token"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": [keys::ALGORITHM],
-        })
+    /// The OIDC discovery document.
+    pub fn discovery(&self) -> &str {
+        &self.discovery
     }
 
     /// The JWKS document: every published key.
@@ -308,6 +306,19 @@ impl Issuer {
             })
             .collect())
     }
+}
+
+fn discovery_document(settings: &IssuerSettings) -> String {
+    let issuer = &settings.issuer;
+    json!({
+        "issuer": issuer,
+        "jwks_uri": settings.jwks_uri(),
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [keys::ALGORITHM],
+    })
+    .to_string()
 }
 
 fn log_changes(changes: &KeyChanges) {

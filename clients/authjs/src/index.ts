@@ -14,7 +14,7 @@ import type {
   AdapterUser,
   VerificationToken,
 } from "@auth/core/adapters";
-import { Client, type AuthstoreOptions } from "./client.js";
+import { AuthstoreError, Client, type AuthstoreOptions } from "./client.js";
 
 export { AuthstoreError, type AuthstoreOptions } from "./client.js";
 
@@ -114,7 +114,7 @@ export function authstore(options: AuthstoreOptions): Authstore {
         );
         return { token: minted.token, expiresAt: date(minted.expiresAt) };
       } catch (error) {
-        if (error instanceof Error && "code" in error && error.code === "not_found") return null;
+        if (error instanceof AuthstoreError && error.code === "not_found") return null;
         throw error;
       }
     },

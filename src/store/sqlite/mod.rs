@@ -6,14 +6,13 @@
 //! the database lock, so they go through [`writer::Writer`].
 
 mod checkpoint;
+#[macro_use]
 mod rows;
 pub mod schema;
 mod writer;
 
 use self::checkpoint::Checkpointer;
-use self::rows::{
-    insert_error, millis, token_hash, ACCOUNT_COLUMNS, AUTHENTICATOR_COLUMNS, USER_COLUMNS,
-};
+use self::rows::{insert_error, millis, token_hash};
 use self::writer::Writer;
 use super::{KeyChanges, KeyRecord, Purged, Store};
 use crate::error::{Error, Result};
@@ -177,24 +176,30 @@ const SESSION_AND_USER: &str =
      FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1";
 
 fn select_user(conn: &Connection, id: &str) -> rusqlite::Result<Option<User>> {
-    conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
-        .query_row([id], |row| rows::user(row, 0))
-        .optional()
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE id = ?1"
+    ))?
+    .query_row([id], |row| rows::user(row, 0))
+    .optional()
 }
 
 fn select_authenticator(
     conn: &Connection,
     credential_id: &str,
 ) -> rusqlite::Result<Option<Authenticator>> {
-    conn.prepare_cached(&format!(
-        "SELECT {AUTHENTICATOR_COLUMNS} FROM authenticators WHERE credential_id = ?1"
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        authenticator_columns!(),
+        " FROM authenticators WHERE credential_id = ?1"
     ))?
     .query_row([credential_id], rows::authenticator)
     .optional()
 }
 
 /// Runs `sql`, an INSERT or UPDATE taking the user's columns as ?1..?6 in
-/// `USER_COLUMNS` order.
+/// `user_columns!()` order.
 fn write_user(conn: &Connection, sql: &str, user: &User) -> Result<()> {
     conn.prepare_cached(sql)?
         .execute(params![
@@ -247,8 +252,10 @@ impl Store for SqliteStore {
 
     async fn get_user_by_email(&self, email: &str) -> Result<Option<User>> {
         self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {USER_COLUMNS} FROM users WHERE email = ?1"
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE email = ?1"
             ))?
             .query_row([email], |row| rows::user(row, 0))
             .optional()
@@ -293,8 +300,10 @@ impl Store for SqliteStore {
         self.writer
             .run(move |conn| {
                 Ok(conn
-                    .prepare_cached(&format!(
-                        "DELETE FROM users WHERE id = ?1 RETURNING {USER_COLUMNS}"
+                    .prepare_cached(concat!(
+                        "DELETE FROM users WHERE id = ?1 RETURNING ",
+                        user_columns!(),
+                        ""
                     ))?
                     .query_row([id], |row| rows::user(row, 0))
                     .optional()?)
@@ -305,8 +314,10 @@ impl Store for SqliteStore {
     async fn link_account(&self, account: Account) -> Result<Account> {
         self.writer
             .run(move |conn| {
-                conn.prepare_cached(&format!(
-                    "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
+                conn.prepare_cached(concat!(
+                    "INSERT INTO accounts (",
+                    account_columns!(),
+                    ") \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
                 ))?
                 .execute(params![
@@ -338,9 +349,11 @@ impl Store for SqliteStore {
         self.writer
             .run(move |conn| {
                 Ok(conn
-                    .prepare_cached(&format!(
+                    .prepare_cached(concat!(
                         "DELETE FROM accounts WHERE provider = ?1 AND provider_account_id = ?2 \
-                         RETURNING {ACCOUNT_COLUMNS}"
+                         RETURNING ",
+                        account_columns!(),
+                        ""
                     ))?
                     .query_row([key.provider, key.provider_account_id], rows::account)
                     .optional()?)
@@ -350,8 +363,10 @@ impl Store for SqliteStore {
 
     async fn get_account(&self, key: &AccountKey) -> Result<Option<Account>> {
         self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM accounts \
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                account_columns!(),
+                " FROM accounts \
                  WHERE provider = ?1 AND provider_account_id = ?2"
             ))?
             .query_row([&key.provider, &key.provider_account_id], rows::account)
@@ -492,8 +507,10 @@ impl Store for SqliteStore {
         self.writer
             .run(move |conn| {
                 let a = &authenticator;
-                conn.prepare_cached(&format!(
-                    "INSERT INTO authenticators ({AUTHENTICATOR_COLUMNS}) \
+                conn.prepare_cached(concat!(
+                    "INSERT INTO authenticators (",
+                    authenticator_columns!(),
+                    ") \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
                 ))?
                 .execute(params![
@@ -522,8 +539,10 @@ impl Store for SqliteStore {
 
     async fn list_authenticators_by_user_id(&self, user_id: &str) -> Result<Vec<Authenticator>> {
         self.read(|conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {AUTHENTICATOR_COLUMNS} FROM authenticators WHERE user_id = ?1 \
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                authenticator_columns!(),
+                " FROM authenticators WHERE user_id = ?1 \
                  ORDER BY credential_id"
             ))?
             .query_map([user_id], rows::authenticator)?
@@ -539,9 +558,11 @@ impl Store for SqliteStore {
         let credential_id = credential_id.to_owned();
         self.writer
             .run(move |conn| {
-                conn.prepare_cached(&format!(
+                conn.prepare_cached(concat!(
                     "UPDATE authenticators SET counter = ?2 WHERE credential_id = ?1 \
-                     RETURNING {AUTHENTICATOR_COLUMNS}"
+                     RETURNING ",
+                    authenticator_columns!(),
+                    ""
                 ))?
                 .query_row(params![credential_id, counter], rows::authenticator)
                 .optional()?

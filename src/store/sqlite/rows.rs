@@ -5,13 +5,27 @@ use crate::model::{Account, Authenticator, Extra, User};
 use crate::timestamp::Timestamp;
 use rusqlite::{ffi, Row};
 
-pub const USER_COLUMNS: &str = "id, email, name, email_verified, image, extra";
-pub const ACCOUNT_COLUMNS: &str = "user_id, type, provider, provider_account_id, refresh_token, \
-     access_token, expires_at, token_type, scope, id_token, session_state, extra";
-pub const AUTHENTICATOR_COLUMNS: &str = "credential_id, user_id, provider_account_id, \
-     credential_public_key, counter, credential_device_type, credential_backed_up, transports";
+// Column lists as macros, so that queries are `concat!`-ed string literals
+// rather than strings formatted on every call.
+macro_rules! user_columns {
+    () => {
+        "id, email, name, email_verified, image, extra"
+    };
+}
+macro_rules! account_columns {
+    () => {
+        "user_id, type, provider, provider_account_id, refresh_token, access_token, \
+         expires_at, token_type, scope, id_token, session_state, extra"
+    };
+}
+macro_rules! authenticator_columns {
+    () => {
+        "credential_id, user_id, provider_account_id, credential_public_key, counter, \
+         credential_device_type, credential_backed_up, transports"
+    };
+}
 
-/// Reads a user from six columns starting at `at` (in `USER_COLUMNS` order).
+/// Reads a user from six columns starting at `at` (in `user_columns!()` order).
 pub fn user(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
     Ok(User {
         id: row.get(at)?,
