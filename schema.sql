@@ -1,4 +1,4 @@
--- authstore schema, version 1 (PRAGMA user_version).
+-- authstore schema, version 2 (PRAGMA user_version).
 --
 -- This file is the whole schema of the newest version. An empty database
 -- receives it in one transaction; an older one is upgraded by the numbered
@@ -7,6 +7,9 @@
 -- Conventions:
 --   * instants are INTEGER epoch milliseconds;
 --   * session tokens are stored only as their SHA-256 digest (32-byte BLOB);
+--   * secrets (signing keys, OAuth tokens) are stored sealed: AES-256-GCM
+--     under the key-encryption key (KEK) kept outside the database, bound to
+--     their row by associated data (src/kek.rs);
 --   * `extra` holds the fields Auth.js sent that have no column, as a JSON
 --     object (NULL when there are none);
 --   * text-keyed tables are WITHOUT ROWID: a keyed lookup walks one B-tree
@@ -26,12 +29,12 @@ CREATE TABLE accounts (
     provider_account_id TEXT NOT NULL,
     user_id             TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     type                TEXT NOT NULL,
-    refresh_token       TEXT,
-    access_token        TEXT,
+    refresh_token       BLOB,              -- sealed under the KEK
+    access_token        BLOB,              -- sealed under the KEK
     expires_at          INTEGER,           -- epoch seconds, as OAuth providers give it
     token_type          TEXT,
     scope               TEXT,
-    id_token            TEXT,
+    id_token            BLOB,              -- sealed under the KEK
     session_state       TEXT,
     extra               TEXT,
     PRIMARY KEY (provider, provider_account_id)
@@ -73,14 +76,30 @@ CREATE INDEX authenticators_by_user ON authenticators (user_id);
 --   current  signs_from <= now and (retires_at IS NULL or now < retires_at)
 --   retired  retires_at <= now < unpublish_at (still in the JWKS, signs nothing)
 --   removed  unpublish_at <= now (deleted by the background check)
+-- A key keeps its private half only while it may sign (next, current).
 CREATE TABLE signing_keys (
     kid          TEXT PRIMARY KEY NOT NULL,  -- RFC 7638 JWK thumbprint
     algorithm    TEXT NOT NULL,              -- 'RS256'
-    private_key  BLOB NOT NULL,              -- PKCS#8 DER
+    public_key   BLOB NOT NULL,              -- SubjectPublicKeyInfo DER
+    private_key  BLOB,                       -- PKCS#8 DER sealed under the KEK; NULL once retired
+    kek_id       TEXT,                       -- the KEK that sealed private_key
     created_at   INTEGER NOT NULL,
     signs_from   INTEGER NOT NULL,
     retires_at   INTEGER,
-    unpublish_at INTEGER
+    unpublish_at INTEGER,
+    CHECK ((private_key IS NULL) = (kek_id IS NULL))
 ) WITHOUT ROWID;
+
+-- One row. key_set_version is bumped in the same transaction as every change
+-- to signing_keys: a process changes the key set only if the version is still
+-- the one it planned from (compare-and-swap), and running servers reload when
+-- it moves. kek_id names the KEK everything sealed here is sealed under (NULL
+-- until a KEK is first bound).
+CREATE TABLE meta (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    key_set_version INTEGER NOT NULL,
+    kek_id          TEXT
+);
+INSERT INTO meta (id, key_set_version, kek_id) VALUES (1, 0, NULL);
 
 -- user_version is set by the code that applies this file (src/store/sqlite/schema.rs).

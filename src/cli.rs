@@ -4,9 +4,11 @@ use crate::clock::SystemClock;
 use crate::config::{Config, ConfigError};
 use crate::issuer::keys::{KeyMaterial, Rotation};
 use crate::issuer::{Issuer, IssuerSettings};
+use crate::kek::Kek;
 use crate::secret::Secret;
+use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
-use crate::{issuer_url, open_store, Application};
+use crate::{issuer_url, open_store, open_store_with, Application};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use clap::{Args, Parser, Subcommand};
 use std::net::TcpListener;
@@ -92,6 +94,16 @@ enum KeysCommand {
         #[arg(long, value_name = "FILE")]
         pem: PathBuf,
     },
+    /// Re-seal every signing key and OAuth token under a new key-encryption
+    /// key, in one transaction. The new key is the configured one
+    /// (key_encryption_key_file / AUTHSTORE_KEY_ENCRYPTION_KEY, else
+    /// <database>.kek, generated when missing). Stop the servers using the
+    /// database first, and start them with the new key.
+    Rewrap {
+        /// The key-encryption key the database is sealed under now
+        #[arg(long, value_name = "FILE")]
+        old_key_file: PathBuf,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +113,11 @@ enum CliError {
     #[error(transparent)]
     Startup(#[from] crate::StartupError),
     #[error(transparent)]
+    Kek(#[from] crate::kek::KekError),
+    #[error(transparent)]
     Database(#[from] crate::store::sqlite::OpenError),
+    #[error("{0}")]
+    Rewrap(String),
     #[error("{0}")]
     App(#[from] crate::error::Error),
     #[error("cannot read {path}: {source}")]
@@ -199,10 +215,13 @@ fn serve(config: Config) -> Result<(), CliError> {
     let addr = format!("{}:{}", config.bind, config.port);
     let listener = TcpListener::bind(&addr).map_err(|source| CliError::Bind { addr, source })?;
     block_on(async move {
+        // Installed before the ready line is logged: a harness that stops the
+        // server right after it started must not kill it mid-write.
+        let stop = ShutdownSignals::install()?;
         let app = Application::build(config, listener).await?;
         let handle = app.handle();
         actix_web::rt::spawn(async move {
-            shutdown_signal().await;
+            stop.received().await;
             log::info!("shutting down: finishing requests in flight");
             handle.stop(true).await;
         });
@@ -212,25 +231,39 @@ fn serve(config: Config) -> Result<(), CliError> {
     })
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(e) => {
-            log::warn!("cannot listen for SIGTERM ({e}); only SIGINT stops the server");
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGINT and SIGTERM, listened for from the moment they are installed.
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn received(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
     }
 }
 
+/// Names the database a command works on, as an absolute path (on stderr,
+/// so that stdout stays the command's answer).
+fn announce_database(config: &Config) {
+    let path = std::path::absolute(&config.database).unwrap_or_else(|_| config.database.clone());
+    eprintln!("database {}", path.display());
+}
+
 async fn issuer(config: &Config, start: bool) -> Result<Issuer, CliError> {
-    let store: Arc<dyn Store> = Arc::new(open_store(config)?);
+    announce_database(config);
+    let store: Arc<dyn Store> = Arc::new(open_store(config, false)?);
     let settings = IssuerSettings::from_config(config, issuer_url(config, config.port));
     let clock = Arc::new(SystemClock);
     Ok(if start {
@@ -281,7 +314,7 @@ async fn keys(config: Config, command: KeysCommand) -> Result<(), CliError> {
             }
             println!(
                 "a running server picks this up within {} s",
-                config.key_check_interval_secs
+                crate::config::KEY_RELOAD_SECS
             );
         }
         KeysCommand::Import { pem } => {
@@ -298,7 +331,35 @@ async fn keys(config: Config, command: KeysCommand) -> Result<(), CliError> {
                 println!("key {kid} imported; it signs now");
             }
         }
+        KeysCommand::Rewrap { old_key_file } => rewrap(&config, &old_key_file).await?,
     }
+    Ok(())
+}
+
+async fn rewrap(config: &Config, old_key_file: &Path) -> Result<(), CliError> {
+    announce_database(config);
+    let old =
+        Kek::derive(&crate::secret::read_file(old_key_file).map_err(crate::kek::KekError::from)?)
+            .map_err(crate::kek::KekError::from)?;
+    let sealed_under = SqliteStore::sealed_under(&config.database)?;
+    if let Some(id) = sealed_under.as_deref().filter(|id| *id != old.id()) {
+        return Err(CliError::Rewrap(format!(
+            "{} holds key-encryption key {}, but the database is sealed under {id}",
+            old_key_file.display(),
+            old.id()
+        )));
+    }
+    let (new, origin) = crate::kek::resolve(config, None)?;
+    if new.id() == old.id() {
+        return Err(CliError::Rewrap(format!(
+            "the configured key-encryption key ({origin}) is the old one; point \
+             key_encryption_key_file or AUTHSTORE_KEY_ENCRYPTION_KEY at the new key"
+        )));
+    }
+    let store = open_store_with(config, false, Arc::new(old))?;
+    let count = store.rewrap(Arc::new(new)).await?;
+    println!("re-sealed {count} secrets under key-encryption key from {origin}");
+    println!("start the servers with that key; the old key no longer opens this database");
     Ok(())
 }
 

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 pub const DEFAULT_PORT: u16 = 7878;
+/// The longest a server takes to see a key change made by another process.
+pub const KEY_RELOAD_SECS: u64 = 2;
+const DAY: u64 = 86_400;
+const MAX_WORKERS: u64 = 256;
 const ENV_PREFIX: &str = "AUTHSTORE_";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -25,6 +29,11 @@ pub struct Config {
     /// is generated into `<database>.secret` on first start and reused after.
     pub secret: Option<Secret>,
     pub secret_file: Option<PathBuf>,
+    /// The key-encryption key that seals signing keys and OAuth tokens in the
+    /// database. When neither this nor `key_encryption_key_file` is set, one
+    /// is generated into `<database>.kek` on first start and reused after.
+    pub key_encryption_key: Option<Secret>,
+    pub key_encryption_key_file: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub purge_interval_secs: u64,
     pub purge_batch: usize,
@@ -71,6 +80,8 @@ impl Default for Config {
             workers: 0,
             secret: None,
             secret_file: None,
+            key_encryption_key: None,
+            key_encryption_key_file: None,
             max_body_bytes: 64 * 1024,
             purge_interval_secs: 300,
             purge_batch: 1000,
@@ -161,39 +172,99 @@ impl Config {
         if self.audience.is_empty() {
             return invalid("audience must not be empty");
         }
-        if self.token_lifetime_secs == 0 {
-            return invalid("token_lifetime_secs must be at least 1");
+        within("token_lifetime_secs", self.token_lifetime_secs, 1, DAY)?;
+        within("jwks_max_age_secs", self.jwks_max_age_secs, 0, DAY)?;
+        within("key_lead_time_secs", self.key_lead_time_secs, 0, 90 * DAY)?;
+        within("key_rotation_days", self.key_rotation_days, 0, 3650)?;
+        within(
+            "key_check_interval_secs",
+            self.key_check_interval_secs,
+            1,
+            DAY,
+        )?;
+        within("workers", self.workers as u64, 0, MAX_WORKERS)?;
+        within(
+            "read_connections",
+            u64::from(self.read_connections),
+            0,
+            1024,
+        )?;
+        within("max_body_bytes", self.max_body_bytes as u64, 1, 16 << 20)?;
+        within("purge_interval_secs", self.purge_interval_secs, 1, DAY)?;
+        within("purge_batch", self.purge_batch as u64, 1, 1_000_000)?;
+        within(
+            "token_cache_capacity",
+            self.token_cache_capacity as u64,
+            0,
+            100_000_000,
+        )?;
+        // Verifiers cache the JWKS for jwks_max_age_secs and a server sees
+        // another process's key change within KEY_RELOAD_SECS: a new key must
+        // be published at least that long before it signs.
+        let min_lead = self.jwks_max_age_secs + KEY_RELOAD_SECS;
+        if self.key_lead_time_secs < min_lead {
+            return Err(ConfigError::Invalid(format!(
+                "key_lead_time_secs ({}) must be at least jwks_max_age_secs + {KEY_RELOAD_SECS} \
+                 ({min_lead}): verifiers cache the JWKS that long and would reject tokens \
+                 signed by a key they have not seen",
+                self.key_lead_time_secs
+            )));
         }
-        if self.max_body_bytes == 0 {
-            return invalid("max_body_bytes must be at least 1");
-        }
-        if self.purge_interval_secs == 0 || self.purge_batch == 0 {
-            return invalid("purge_interval_secs and purge_batch must be at least 1");
+        if self.key_rotation_days > 0 && self.key_rotation_days * DAY <= self.key_lead_time_secs {
+            return Err(ConfigError::Invalid(format!(
+                "key_rotation_days ({} days) must be longer than key_lead_time_secs ({} s)",
+                self.key_rotation_days, self.key_lead_time_secs
+            )));
         }
         if !(0.0..=1.0).contains(&self.token_reuse_min_remaining) {
             return invalid("token_reuse_min_remaining must be between 0 and 1");
         }
-        if self.key_check_interval_secs == 0 {
-            return invalid("key_check_interval_secs must be at least 1");
-        }
         if self.secret.is_some() && self.secret_file.is_some() {
             return invalid("set either secret or secret_file, not both");
+        }
+        if self.key_encryption_key.is_some() && self.key_encryption_key_file.is_some() {
+            return invalid("set either key_encryption_key or key_encryption_key_file, not both");
         }
         Ok(())
     }
 
     /// Where the generated secret lives when none is configured.
     pub fn default_secret_file(&self) -> PathBuf {
+        self.beside_database(".secret")
+    }
+
+    /// Where the generated key-encryption key lives when none is configured.
+    pub fn default_kek_file(&self) -> PathBuf {
+        self.beside_database(".kek")
+    }
+
+    fn beside_database(&self, suffix: &str) -> PathBuf {
         let mut name = self.database.clone().into_os_string();
-        name.push(".secret");
+        name.push(suffix);
         PathBuf::from(name)
+    }
+}
+
+fn within(name: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "{name} is {value}; it must be from {min} to {max}"
+        )))
     }
 }
 
 /// Environment values are text; the type of the setting's default says how
 /// to read them. Lists are comma separated.
 fn env_value(defaults: &Table, key: &str, raw: &str) -> Result<Value, String> {
-    const OPTIONAL_TEXT: [&str; 3] = ["secret", "secret_file", "issuer"];
+    const OPTIONAL_TEXT: [&str; 5] = [
+        "secret",
+        "secret_file",
+        "issuer",
+        "key_encryption_key",
+        "key_encryption_key_file",
+    ];
     match defaults.get(key) {
         Some(Value::Integer(_)) => raw
             .trim()
@@ -339,13 +410,47 @@ mod tests {
             .keys()
             .cloned()
             .collect();
-        names.extend(["secret", "secret_file", "issuer"].map(String::from));
+        names.extend(
+            [
+                "secret",
+                "secret_file",
+                "issuer",
+                "key_encryption_key",
+                "key_encryption_key_file",
+            ]
+            .map(String::from),
+        );
         for name in names {
             assert!(
                 documented.contains(&format!("\n# {name} = ")),
                 "config.toml does not document {name}"
             );
         }
+    }
+
+    #[test]
+    fn settings_that_make_rotation_unsafe_are_refused() {
+        let load = |pairs: &[(&str, &str)]| Config::load(None, env(pairs), Table::new());
+        let err = load(&[("AUTHSTORE_KEY_LEAD_TIME_SECS", "301")]).unwrap_err();
+        assert!(err.to_string().contains("jwks_max_age_secs + 2"), "{err}");
+        assert!(load(&[("AUTHSTORE_KEY_LEAD_TIME_SECS", "302")]).is_ok());
+        let err = load(&[
+            ("AUTHSTORE_KEY_ROTATION_DAYS", "1"),
+            ("AUTHSTORE_KEY_LEAD_TIME_SECS", "86400"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("key_rotation_days"), "{err}");
+        for (name, value) in [
+            ("AUTHSTORE_WORKERS", "600"),
+            ("AUTHSTORE_TOKEN_LIFETIME_SECS", "99999999999"),
+            ("AUTHSTORE_TOKEN_LIFETIME_SECS", "0"),
+            ("AUTHSTORE_PURGE_BATCH", "0"),
+        ] {
+            let err = load(&[(name, value)]).unwrap_err();
+            let setting = name.trim_start_matches("AUTHSTORE_").to_ascii_lowercase();
+            assert!(err.to_string().contains(&setting), "{err}");
+        }
+        assert!(load(&[("AUTHSTORE_WORKERS", "256")]).is_ok());
     }
 
     #[test]

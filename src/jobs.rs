@@ -41,16 +41,28 @@ pub fn spawn_purge(store: Arc<dyn Store>, clock: Arc<dyn Clock>, every: Duration
     });
 }
 
-/// Every `every`, applies due key-schedule steps and reloads the keys, so a
-/// `next` key starts signing and a rotation made by the CLI is picked up
-/// without a restart.
+/// How often the server looks for key changes made by another process.
+const KEY_WATCH: Duration = Duration::from_secs(1);
+
+/// Every second, reloads the keys when another process changed them (so
+/// `keys rotate --now` reaches this server within about a second) and
+/// applies a schedule step the moment it is due; every `every`, runs the
+/// full check (automatic rotation).
 pub fn spawn_key_check(issuer: Arc<Issuer>, every: Duration) {
     actix_web::rt::spawn(async move {
-        let mut ticks = actix_web::rt::time::interval(every);
+        let mut ticks = actix_web::rt::time::interval(KEY_WATCH);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
+        let mut last_check = std::time::Instant::now();
         loop {
             ticks.tick().await;
-            if let Err(e) = issuer.maintain().await {
+            let result = if last_check.elapsed() >= every {
+                last_check = std::time::Instant::now();
+                issuer.maintain().await
+            } else {
+                issuer.refresh().await
+            };
+            if let Err(e) = result {
                 log::error!("signing key check failed: {e}");
             }
         }

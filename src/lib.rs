@@ -13,9 +13,11 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod issuer;
 mod jobs;
+pub mod kek;
 pub mod model;
 pub mod secret;
 pub mod store;
@@ -25,6 +27,7 @@ pub use config::Config;
 
 use crate::clock::{Clock, SystemClock};
 use crate::issuer::{Issuer, IssuerSettings};
+use crate::kek::{Kek, KekOrigin};
 use crate::secret::{Secret, SecretError, SecretOrigin};
 use crate::store::sqlite::{OpenError, SqliteOptions, SqliteStore};
 use crate::store::Store;
@@ -39,6 +42,8 @@ pub enum StartupError {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Database(#[from] OpenError),
+    #[error(transparent)]
+    Kek(#[from] kek::KekError),
     #[error("cannot load the signing keys: {0}")]
     Keys(error::Error),
     #[error("cannot start the HTTP server: {0}")]
@@ -57,18 +62,40 @@ pub fn resolve_secret(config: &Config) -> Result<(Secret, SecretOrigin), SecretE
     secret::read_or_generate(&config.default_secret_file())
 }
 
-pub fn open_store(config: &Config) -> Result<SqliteStore, OpenError> {
+/// Opens the database (creating it only when `create`) with its
+/// key-encryption key: the configured one, or `<database>.kek`, generated
+/// only for a database that holds nothing sealed yet.
+pub fn open_store(config: &Config, create: bool) -> Result<SqliteStore, StartupError> {
+    let sealed_under = SqliteStore::sealed_under(&config.database)?;
+    let (kek, origin) = kek::resolve(config, sealed_under.as_deref())?;
+    log::info!("key-encryption key {} from {origin}", kek.id());
+    if let KekOrigin::File(path) | KekOrigin::Generated(path) = &origin {
+        files::warn_if_readable_by_others(path, "key-encryption key");
+    }
+    open_store_with(config, create, Arc::new(kek))
+}
+
+/// Opens the database with a given key-encryption key.
+pub fn open_store_with(
+    config: &Config,
+    create: bool,
+    kek: Arc<Kek>,
+) -> Result<SqliteStore, StartupError> {
     let readers = match config.read_connections {
         0 => workers(config) as u32 + 1,
         n => n,
     };
-    SqliteStore::open(&SqliteOptions {
-        path: config.database.clone(),
-        durability: config.durability,
-        readers,
-        read_cache_mib: config.read_cache_mib,
-        read_mmap_mib: config.read_mmap_mib,
-    })
+    Ok(SqliteStore::open(
+        &SqliteOptions {
+            path: config.database.clone(),
+            create,
+            durability: config.durability,
+            readers,
+            read_cache_mib: config.read_cache_mib,
+            read_mmap_mib: config.read_mmap_mib,
+        },
+        kek,
+    )?)
 }
 
 /// HTTP worker threads: the setting, or one per core.
@@ -112,7 +139,7 @@ impl Application {
     ) -> Result<Self, StartupError> {
         let (secret, origin) = resolve_secret(&config)?;
         log::info!("secret from {origin}");
-        let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
+        let store: Arc<dyn Store> = Arc::new(open_store(&config, true)?);
         log::info!("database {}", config.database.display());
 
         let port = listener.local_addr()?.port();

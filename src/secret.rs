@@ -3,9 +3,6 @@
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
-use std::fs::OpenOptions;
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Below this many bytes a secret is refused: it could be guessed.
@@ -123,31 +120,23 @@ pub fn read_file(path: &Path) -> Result<Secret, SecretError> {
 }
 
 /// Reads the secret in `path`, or, when there is no such file, generates one
-/// and writes it there readable by the owner only (0600).
+/// and writes it there readable by the owner only (0600). Two processes
+/// starting at once end with the same secret.
 pub fn read_or_generate(path: &Path) -> Result<(Secret, SecretOrigin), SecretError> {
+    if path.exists() {
+        crate::files::warn_if_readable_by_others(path, "secret");
+        return Ok((read_file(path)?, SecretOrigin::File(path.to_owned())));
+    }
     let secret = Secret::generate();
-    let created = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path);
-    match created {
-        Ok(mut file) => {
-            file.write_all(format!("{}\n", secret.expose()).as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|source| SecretError::Write {
-                    path: path.to_owned(),
-                    source,
-                })?;
-            Ok((secret, SecretOrigin::Generated(path.to_owned())))
-        }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            Ok((read_file(path)?, SecretOrigin::File(path.to_owned())))
-        }
-        Err(source) => Err(SecretError::Write {
-            path: path.to_owned(),
-            source,
-        }),
+    let created = crate::files::create_private(path, format!("{}\n", secret.expose()).as_bytes())
+        .map_err(|source| SecretError::Write {
+        path: path.to_owned(),
+        source,
+    })?;
+    if created {
+        Ok((secret, SecretOrigin::Generated(path.to_owned())))
+    } else {
+        Ok((read_file(path)?, SecretOrigin::File(path.to_owned())))
     }
 }
 

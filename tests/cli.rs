@@ -155,9 +155,17 @@ fn bad_settings_are_refused_with_the_name() {
     assert!(err.contains("colour"), "{err}");
 }
 
+/// A database made the way users make one: the server's first start.
+fn initialized() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, _, _) = serve(dir.path(), &["--port", "0"]);
+    assert!(terminate(child).success());
+    dir
+}
+
 #[test]
 fn keys_list_and_rotate() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = initialized();
     let (ok, out, err) = run(dir.path(), &["keys", "rotate"]);
     assert!(ok, "{err}");
     assert!(out.contains("signs in 86400 s"), "{out}");
@@ -181,7 +189,7 @@ fn keys_list_and_rotate() {
 
 #[test]
 fn convex_config_prints_both_providers() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = initialized();
     let output = authstore(dir.path())
         .arg("convex-config")
         .env("AUTHSTORE_ISSUER", "https://auth.example.com")

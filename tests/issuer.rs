@@ -416,7 +416,9 @@ fn an_imported_openssl_key_signs_and_its_kid_is_its_thumbprint() {
         .status()
         .expect("the openssl command is installed");
     assert!(status.success());
+    // The database exists (keys commands never create one) with its first key.
     let config = test_config(&dir);
+    let (dir, config) = TestApp::start(dir, config, Arc::new(authstore::clock::SystemClock)).stop();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_authstore"))
         .args(["keys", "import", "--pem"])
         .arg(&pem)
@@ -434,20 +436,23 @@ fn an_imported_openssl_key_signs_and_its_kid_is_its_thumbprint() {
     let app = TestApp::start(dir.clone(), config, Arc::new(authstore::clock::SystemClock));
     let jwks: Value = app.get("/.well-known/jwks.json").1.into_json().unwrap();
     let keys = jwks["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 1, "the imported key is the only key: {jwks}");
+    assert_eq!(
+        keys.len(),
+        2,
+        "the imported key, and the previous one until its tokens expire: {jwks}"
+    );
     let private = openssl::pkey::PKey::private_key_from_pem(&std::fs::read(&pem).unwrap()).unwrap();
     let n = base64_url(&private.rsa().unwrap().n().to_vec());
-    assert_eq!(
-        keys[0]["n"],
-        n.as_str(),
-        "the published key is the imported one"
-    );
+    let imported = keys
+        .iter()
+        .find(|key| key["n"] == n.as_str())
+        .expect("the imported key is published");
     let canonical = format!(
         r#"{{"e":"{}","kty":"RSA","n":"{n}"}}"#,
-        keys[0]["e"].as_str().unwrap()
+        imported["e"].as_str().unwrap()
     );
     assert_eq!(
-        keys[0]["kid"],
+        imported["kid"],
         base64_url(&openssl::sha::sha256(canonical.as_bytes())).as_str()
     );
 
@@ -456,7 +461,7 @@ fn an_imported_openssl_key_signs_and_its_kid_is_its_thumbprint() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(kid_of(&token), keys[0]["kid"].as_str().unwrap());
+    assert_eq!(kid_of(&token), imported["kid"].as_str().unwrap());
     Verifier::discover(&app)
         .verify(&token, Timestamp::now())
         .unwrap();

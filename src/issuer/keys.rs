@@ -10,7 +10,7 @@
 use crate::store::{KeyChanges, KeyRecord};
 use crate::timestamp::Timestamp;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use openssl::pkey::{Id, PKey, Private};
+use openssl::pkey::{Id, PKey, Private, Public};
 use openssl::rsa::Rsa;
 use serde::Serialize;
 
@@ -97,8 +97,36 @@ pub enum KeyError {
     NotRsa,
     #[error("the RSA key has {0} bits; at least 2048 are required")]
     TooSmall(u32),
+    #[error("the stored public key is unreadable: {0}")]
+    PublicUnreadable(openssl::error::ErrorStack),
     #[error("openssl: {0}")]
     Openssl(#[from] openssl::error::ErrorStack),
+}
+
+impl Jwk {
+    /// The JWK of a stored public key (SubjectPublicKeyInfo DER).
+    pub fn from_public_der(der: &[u8]) -> Result<Jwk, KeyError> {
+        let public: PKey<Public> =
+            PKey::public_key_from_der(der).map_err(KeyError::PublicUnreadable)?;
+        if public.id() != Id::RSA {
+            return Err(KeyError::NotRsa);
+        }
+        let rsa = public.rsa()?;
+        Ok(Jwk::rsa(rsa.n().to_vec(), rsa.e().to_vec()))
+    }
+
+    fn rsa(n: Vec<u8>, e: Vec<u8>) -> Jwk {
+        let n = URL_SAFE_NO_PAD.encode(n);
+        let e = URL_SAFE_NO_PAD.encode(e);
+        Jwk {
+            kty: "RSA",
+            use_: "sig",
+            alg: ALGORITHM,
+            kid: thumbprint(&n, &e),
+            n,
+            e,
+        }
+    }
 }
 
 /// A private key ready to sign, with its public JWK.
@@ -130,20 +158,8 @@ impl KeyMaterial {
             return Err(KeyError::TooSmall(private.bits()));
         }
         let rsa = private.rsa()?;
-        let n = URL_SAFE_NO_PAD.encode(rsa.n().to_vec());
-        let e = URL_SAFE_NO_PAD.encode(rsa.e().to_vec());
-        let kid = thumbprint(&n, &e);
-        Ok(KeyMaterial {
-            private,
-            jwk: Jwk {
-                kty: "RSA",
-                use_: "sig",
-                alg: ALGORITHM,
-                kid,
-                n,
-                e,
-            },
-        })
+        let jwk = Jwk::rsa(rsa.n().to_vec(), rsa.e().to_vec());
+        Ok(KeyMaterial { private, jwk })
     }
 
     /// A new record for this key; the schedule is the caller's.
@@ -155,7 +171,8 @@ impl KeyMaterial {
         Ok(KeyRecord {
             kid: self.jwk.kid.clone(),
             algorithm: ALGORITHM.into(),
-            private_key_der: self.private.private_key_to_pkcs8()?,
+            public_key_der: self.private.public_key_to_der()?,
+            private_key_der: Some(self.private.private_key_to_pkcs8()?),
             created_at,
             signs_from,
             retires_at: None,
@@ -186,6 +203,8 @@ pub fn current(keys: &[KeyRecord], now: Timestamp) -> Option<&KeyRecord> {
 ///   the JWKS now; a waiting key is dropped; retired keys keep their schedule.
 /// * `Adopt` (an imported key): `new` signs now; the previous key retires now
 ///   and stays published for the retirement period; a waiting key is dropped.
+///
+/// A key that stops signing now loses its private half in the same change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rotation {
     Scheduled,
@@ -227,6 +246,9 @@ pub fn plan_rotation(
                 key.unpublish_at = Some(starts.plus_secs(schedule.retirement_secs()));
             }
         }
+        if KeyState::of(&key, now) != KeyState::Current && key.private_key_der.is_some() {
+            changes.erase.push(key.kid.clone());
+        }
         changes.reschedule.push(key);
     }
     new.signs_from = starts;
@@ -234,8 +256,9 @@ pub fn plan_rotation(
     Some(changes)
 }
 
-/// The periodic check: removes keys past their publication, and rotates when
-/// automatic rotation is due. `fresh_key` is called only when a key is needed.
+/// The periodic check: erases the private half of keys that retired, removes
+/// keys past their publication, and rotates when automatic rotation is due.
+/// `fresh_key` is called only when a key is needed.
 pub fn plan_maintenance(
     keys: &[KeyRecord],
     schedule: &Schedule,
@@ -246,11 +269,13 @@ pub fn plan_maintenance(
     let live: Vec<KeyRecord> = keys
         .iter()
         .filter(|key| {
-            let removed = KeyState::of(key, now) == KeyState::Removed;
-            if removed {
+            let state = KeyState::of(key, now);
+            if state == KeyState::Removed {
                 changes.delete.push(key.kid.clone());
+            } else if state == KeyState::Retired && key.private_key_der.is_some() {
+                changes.erase.push(key.kid.clone());
             }
-            !removed
+            state != KeyState::Removed
         })
         .cloned()
         .collect();
@@ -272,6 +297,7 @@ pub fn plan_maintenance(
                     {
                         changes.insert.extend(rotation.insert);
                         changes.reschedule.extend(rotation.reschedule);
+                        changes.erase.extend(rotation.erase);
                         changes.delete.extend(rotation.delete);
                     }
                 }
@@ -297,7 +323,8 @@ mod tests {
         KeyRecord {
             kid: kid.into(),
             algorithm: ALGORITHM.into(),
-            private_key_der: Vec::new(),
+            public_key_der: Vec::new(),
+            private_key_der: Some(Vec::new()),
             created_at: Timestamp::from_millis(signs_from),
             signs_from: Timestamp::from_millis(signs_from),
             retires_at: None,
@@ -310,6 +337,12 @@ mod tests {
         for changed in changes.reschedule {
             let slot = keys.iter_mut().find(|k| k.kid == changed.kid).unwrap();
             *slot = changed;
+        }
+        for kid in &changes.erase {
+            keys.iter_mut()
+                .find(|k| &k.kid == kid)
+                .unwrap()
+                .private_key_der = None;
         }
         keys.extend(changes.insert);
     }
@@ -391,6 +424,30 @@ mod tests {
         assert!(
             keys.iter().all(|k| k.kid != "b"),
             "the waiting key is dropped"
+        );
+        let a = keys.iter().find(|k| k.kid == "a").unwrap();
+        assert!(a.private_key_der.is_none(), "the compromised key is erased");
+    }
+
+    #[test]
+    fn a_key_loses_its_private_half_when_it_retires() {
+        let t0 = Timestamp::from_millis(1_000_000);
+        let mut keys = vec![record("a", 0)];
+        let changes =
+            plan_rotation(&keys, record("b", 0), Rotation::Scheduled, &SCHEDULE, t0).unwrap();
+        assert!(changes.erase.is_empty(), "a still signs until b takes over");
+        apply(&mut keys, changes);
+        let switch = t0.plus_secs(SCHEDULE.lead_time_secs);
+        let before =
+            plan_maintenance(&keys, &SCHEDULE, t0.plus_secs(60), || unreachable!()).unwrap();
+        assert!(before.is_empty());
+        let changes = plan_maintenance(&keys, &SCHEDULE, switch, || unreachable!()).unwrap();
+        assert_eq!(changes.erase, vec!["a".to_string()]);
+        apply(&mut keys, changes);
+        assert!(
+            plan_maintenance(&keys, &SCHEDULE, switch, || unreachable!())
+                .unwrap()
+                .is_empty()
         );
     }
 

@@ -9,11 +9,11 @@ pub mod keys;
 
 use self::cache::{Cached, Identity, TokenCache};
 use self::jwt::{Claims, SigningKey};
-use self::keys::{KeyError, KeyMaterial, KeyState, Rotation, Schedule};
+use self::keys::{Jwk, KeyError, KeyMaterial, KeyState, Rotation, Schedule};
 use crate::clock::Clock;
 use crate::config::{Config, ProfileClaim};
 use crate::error::{Error, Result};
-use crate::store::{KeyChanges, KeyRecord, Store};
+use crate::store::{KeyChanges, KeyRecord, KeySet, Saved, Store};
 use crate::timestamp::Timestamp;
 use serde::Serialize;
 use serde_json::json;
@@ -58,32 +58,54 @@ impl IssuerSettings {
     }
 }
 
+/// How often a compare-and-swap on the key set is retried when another
+/// process changed it meanwhile (each retry re-reads and re-plans).
+const KEY_SET_ATTEMPTS: usize = 20;
+
 /// The loaded keys, and the JWKS they publish.
 struct KeyRing {
+    /// The key set version these keys are from.
+    version: i64,
     records: Vec<KeyRecord>,
     signers: HashMap<String, Arc<SigningKey>>,
     jwks: String,
+    /// The next instant a key changes state; the ring is rebuilt then.
+    next_change: Option<Timestamp>,
 }
 
 impl KeyRing {
-    fn load(records: Vec<KeyRecord>, now: Timestamp) -> Result<Self> {
-        let mut signers = HashMap::with_capacity(records.len());
-        for record in &records {
-            let material = KeyMaterial::from_pkcs8_der(&record.private_key_der).map_err(|e| {
-                Error::internal(format!("signing key {} is unreadable: {e}", record.kid))
-            })?;
-            signers.insert(record.kid.clone(), Arc::new(SigningKey::new(material)));
+    fn load(set: KeySet, now: Timestamp) -> Result<Self> {
+        let unreadable = |kid: &str, e: KeyError| {
+            Error::internal(format!("signing key {kid} is unreadable: {e}"))
+        };
+        let mut signers = HashMap::with_capacity(set.keys.len());
+        let mut published = Vec::with_capacity(set.keys.len());
+        for record in &set.keys {
+            if let Some(der) = &record.private_key_der {
+                let material =
+                    KeyMaterial::from_pkcs8_der(der).map_err(|e| unreadable(&record.kid, e))?;
+                signers.insert(record.kid.clone(), Arc::new(SigningKey::new(material)));
+            }
+            if KeyState::of(record, now).is_published() {
+                published.push(
+                    Jwk::from_public_der(&record.public_key_der)
+                        .map_err(|e| unreadable(&record.kid, e))?,
+                );
+            }
         }
-        let published: Vec<_> = records
+        let next_change = set
+            .keys
             .iter()
-            .filter(|record| KeyState::of(record, now).is_published())
-            .map(|record| &signers[&record.kid].material.jwk)
-            .collect();
-        let jwks = json!({ "keys": published }).to_string();
+            .flat_map(|k| [Some(k.signs_from), k.retires_at, k.unpublish_at])
+            .flatten()
+            .filter(|at| *at > now)
+            .min();
         Ok(KeyRing {
-            records,
+            version: set.version,
+            jwks: json!({ "keys": published }).to_string(),
+            records: set.keys,
             signers,
-            jwks,
+            next_change,
         })
     }
 
@@ -155,28 +177,87 @@ impl Issuer {
             .clone()
     }
 
-    /// Applies due schedule steps (removal, automatic rotation, a first key)
-    /// and reloads the keys from the database.
+    /// Applies due schedule steps (erasing retired keys, removal, automatic
+    /// rotation, a first key) and reloads the keys from the database.
     pub async fn maintain(&self) -> Result<()> {
-        let now = self.clock.now();
-        let records = self.store.signing_keys().await?;
-        let changes = keys::plan_maintenance(&records, &self.settings.schedule, now, || {
-            KeyMaterial::generate()?.record(now, now)
+        // Generating a key costs up to a second: keep it across retries.
+        let mut fresh: Option<KeyMaterial> = None;
+        self.change_key_set(|records, now| {
+            let material = &mut fresh;
+            keys::plan_maintenance(records, &self.settings.schedule, now, || {
+                if material.is_none() {
+                    *material = Some(KeyMaterial::generate()?);
+                }
+                material
+                    .as_ref()
+                    .map_or(Err(KeyError::NotRsa), |m| m.record(now, now))
+            })
+            .map(Some)
+            .map_err(Error::internal)
         })
-        .map_err(Error::internal)?;
-        if !changes.is_empty() {
-            log_changes(&changes);
-            self.store.save_signing_keys(changes).await?;
+        .await
+        .map(drop)
+    }
+
+    /// Reads the key set, plans a change with `plan`, and applies it with a
+    /// compare-and-swap on the key set version; when another process changed
+    /// the set meanwhile, reads and plans again. Returns whether a change
+    /// was applied. Reloads the ring in every case.
+    async fn change_key_set(
+        &self,
+        mut plan: impl FnMut(&[KeyRecord], Timestamp) -> Result<Option<KeyChanges>>,
+    ) -> Result<bool> {
+        for _ in 0..KEY_SET_ATTEMPTS {
+            let now = self.clock.now();
+            let set = self.store.signing_keys().await?;
+            let changes = match plan(&set.keys, now)? {
+                Some(changes) if !changes.is_empty() => changes,
+                _ => {
+                    self.install(set)?;
+                    return Ok(false);
+                }
+            };
+            let described = describe(&changes);
+            match self.store.save_signing_keys(set.version, changes).await? {
+                Saved::Applied => {
+                    described.iter().for_each(|line| log::info!("{line}"));
+                    self.reload().await?;
+                    return Ok(true);
+                }
+                Saved::Stale => log::info!("the key set changed under this plan; planning again"),
+            }
         }
-        self.reload().await
+        Err(Error::internal(
+            "the key set kept changing under this process; try again",
+        ))
     }
 
     async fn reload(&self) -> Result<()> {
-        let ring = KeyRing::load(self.store.signing_keys().await?, self.clock.now())?;
+        let set = self.store.signing_keys().await?;
+        self.install(set)
+    }
+
+    fn install(&self, set: KeySet) -> Result<()> {
+        let ring = KeyRing::load(set, self.clock.now())?;
         *self
             .ring
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(ring);
+        Ok(())
+    }
+
+    /// Run every second by the server: reloads the keys when another process
+    /// changed them (`keys rotate --now` takes effect here within about a
+    /// second) and applies schedule steps as soon as one is due.
+    pub async fn refresh(&self) -> Result<()> {
+        let ring = self.ring();
+        if ring.next_change.is_some_and(|at| at <= self.clock.now()) {
+            return self.maintain().await;
+        }
+        if self.store.key_set_version().await? != ring.version {
+            log::info!("the key set changed in the database; reloading it");
+            self.reload().await?;
+        }
         Ok(())
     }
 
@@ -193,24 +274,25 @@ impl Issuer {
     }
 
     async fn adopt(&self, material: KeyMaterial, how: Rotation) -> Result<Option<String>> {
-        let now = self.clock.now();
-        let records = self.store.signing_keys().await?;
-        if records.iter().any(|r| r.kid == material.jwk.kid) {
-            return Err(Error::Conflict(format!(
-                "key {} is already in the key set",
-                material.jwk.kid
-            )));
-        }
-        let record = material.record(now, now).map_err(Error::internal)?;
-        let Some(changes) =
-            keys::plan_rotation(&records, record, how, &self.settings.schedule, now)
-        else {
-            return Ok(None);
-        };
-        log_changes(&changes);
-        self.store.save_signing_keys(changes).await?;
-        self.reload().await?;
-        Ok(Some(material.jwk.kid))
+        let kid = material.jwk.kid.clone();
+        let applied = self
+            .change_key_set(|records, now| {
+                if records.iter().any(|r| r.kid == kid) {
+                    return Err(Error::Conflict(format!(
+                        "key {kid} is already in the key set"
+                    )));
+                }
+                let record = material.record(now, now).map_err(Error::internal)?;
+                Ok(keys::plan_rotation(
+                    records,
+                    record,
+                    how,
+                    &self.settings.schedule,
+                    now,
+                ))
+            })
+            .await?;
+        Ok(applied.then_some(kid))
     }
 
     /// The OIDC discovery document.
@@ -299,6 +381,7 @@ impl Issuer {
             .store
             .signing_keys()
             .await?
+            .keys
             .into_iter()
             .map(|record| {
                 let state = KeyState::of(&record, now);
@@ -321,25 +404,33 @@ fn discovery_document(settings: &IssuerSettings) -> String {
     .to_string()
 }
 
-fn log_changes(changes: &KeyChanges) {
+/// One line per change, logged once it is applied.
+fn describe(changes: &KeyChanges) -> Vec<String> {
+    let when = |t: Option<Timestamp>| t.map_or("never".into(), |t| t.to_string());
+    let mut lines = Vec::new();
     for key in &changes.insert {
-        log::info!(
+        lines.push(format!(
             "signing key {} added; signs from {}",
-            key.kid,
-            key.signs_from
-        );
+            key.kid, key.signs_from
+        ));
     }
     for key in &changes.reschedule {
-        log::info!(
+        lines.push(format!(
             "signing key {} rescheduled: retires {}, leaves the JWKS {}",
             key.kid,
-            key.retires_at.map_or("never".into(), |t| t.to_string()),
-            key.unpublish_at.map_or("never".into(), |t| t.to_string()),
-        );
+            when(key.retires_at),
+            when(key.unpublish_at),
+        ));
+    }
+    for kid in &changes.erase {
+        lines.push(format!(
+            "signing key {kid} no longer signs: its private half is erased"
+        ));
     }
     for kid in &changes.delete {
-        log::info!("signing key {kid} removed from the key set");
+        lines.push(format!("signing key {kid} removed from the key set"));
     }
+    lines
 }
 
 impl From<KeyError> for Error {

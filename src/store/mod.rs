@@ -5,6 +5,7 @@
 //! Rules that belong to Auth.js rather than to a database (email
 //! normalization, id generation) are applied before a call reaches the store.
 
+pub mod sealing;
 pub mod sqlite;
 
 use crate::error::Result;
@@ -16,14 +17,18 @@ use crate::timestamp::Timestamp;
 use async_trait::async_trait;
 use std::fmt;
 
-/// A signing key as persisted. Its lifecycle state is derived from the clock
-/// by `issuer::keys`.
+/// A signing key as the store hands it out: its private half already
+/// opened (the store seals it under the KEK at rest). Its lifecycle state is
+/// derived from the clock by `issuer::keys`.
 #[derive(Clone)]
 pub struct KeyRecord {
     pub kid: String,
     pub algorithm: String,
-    /// PKCS#8 DER. Never logged: `Debug` leaves it out.
-    pub private_key_der: Vec<u8>,
+    /// SubjectPublicKeyInfo DER: what the JWKS publishes.
+    pub public_key_der: Vec<u8>,
+    /// PKCS#8 DER while the key may sign; `None` once it retired (erased).
+    /// Never logged: `Debug` leaves it out.
+    pub private_key_der: Option<Vec<u8>>,
     pub created_at: Timestamp,
     pub signs_from: Timestamp,
     pub retires_at: Option<Timestamp>,
@@ -35,6 +40,7 @@ impl fmt::Debug for KeyRecord {
         f.debug_struct("KeyRecord")
             .field("kid", &self.kid)
             .field("algorithm", &self.algorithm)
+            .field("has_private_key", &self.private_key_der.is_some())
             .field("created_at", &self.created_at)
             .field("signs_from", &self.signs_from)
             .field("retires_at", &self.retires_at)
@@ -43,19 +49,41 @@ impl fmt::Debug for KeyRecord {
     }
 }
 
+/// The key set as one snapshot: its keys and the version they are at.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    /// Bumped by every change; changes are compare-and-swapped against it.
+    pub version: i64,
+    pub keys: Vec<KeyRecord>,
+}
+
 /// Changes to the key set, applied together in one transaction.
 #[derive(Debug, Default)]
 pub struct KeyChanges {
     pub insert: Vec<KeyRecord>,
     /// Rows whose schedule (`signs_from`, `retires_at`, `unpublish_at`) changed.
     pub reschedule: Vec<KeyRecord>,
+    /// Keys whose private half is erased (they will never sign again).
+    pub erase: Vec<String>,
     pub delete: Vec<String>,
 }
 
 impl KeyChanges {
     pub fn is_empty(&self) -> bool {
-        self.insert.is_empty() && self.reschedule.is_empty() && self.delete.is_empty()
+        self.insert.is_empty()
+            && self.reschedule.is_empty()
+            && self.erase.is_empty()
+            && self.delete.is_empty()
     }
+}
+
+/// What became of a compare-and-swap on the key set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    Applied,
+    /// Another process changed the key set since it was read: nothing was
+    /// written; re-read and plan again.
+    Stale,
 }
 
 /// How many expired rows one purge pass removed.
@@ -113,6 +141,11 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the database does.
     async fn ping(&self) -> Result<()>;
 
-    async fn signing_keys(&self) -> Result<Vec<KeyRecord>>;
-    async fn save_signing_keys(&self, changes: KeyChanges) -> Result<()>;
+    /// The key set, read in one snapshot.
+    async fn signing_keys(&self) -> Result<KeySet>;
+    /// The key set's version alone: cheap enough to poll every second.
+    async fn key_set_version(&self) -> Result<i64>;
+    /// Applies `changes` only if the key set is still at `expected_version`,
+    /// and bumps the version in the same transaction.
+    async fn save_signing_keys(&self, expected_version: i64, changes: KeyChanges) -> Result<Saved>;
 }

@@ -14,8 +14,10 @@ mod writer;
 use self::checkpoint::Checkpointer;
 use self::rows::{insert_error, millis, token_hash};
 use self::writer::Writer;
-use super::{KeyChanges, KeyRecord, Purged, Store};
+use super::sealing::{self, TokenField};
+use super::{KeyChanges, KeyRecord, KeySet, Purged, Saved, Store};
 use crate::error::{Error, Result};
+use crate::kek::Kek;
 use crate::model::{
     Account, AccountKey, Authenticator, NewUser, Session, SessionAndUser, SessionPatch, User,
     UserPatch, VerificationToken,
@@ -25,8 +27,9 @@ use async_trait::async_trait;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// `PRAGMA synchronous` in WAL mode: what a commit waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -52,6 +55,9 @@ impl Durability {
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
     pub path: PathBuf,
+    /// Create the database when it does not exist (`serve`); the other
+    /// commands work only on an existing one.
+    pub create: bool,
     pub durability: Durability,
     /// Size of the read-only connection pool.
     pub readers: u32,
@@ -63,6 +69,25 @@ pub struct SqliteOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    #[error(
+        "there is no database at {path}; start `authstore serve` there first, or point \
+         --database / AUTHSTORE_DATABASE at the right file"
+    )]
+    Missing { path: PathBuf },
+    #[error("cannot create database {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "database {path} is sealed under key-encryption key {sealed_under}, not {given} \
+         (another process bound it first?)"
+    )]
+    WrongKek {
+        path: PathBuf,
+        sealed_under: String,
+        given: String,
+    },
     #[error("cannot open database {path}: {source}")]
     Open {
         path: PathBuf,
@@ -101,29 +126,50 @@ pub struct SqliteStore {
     // Field order is drop order: the writer finishes its queue before the
     // checkpointer stops.
     writer: Writer,
+    /// Seals OAuth tokens and signing keys at rest.
+    kek: Arc<Kek>,
     _checkpointer: Checkpointer,
 }
 
+/// How long start-up waits for another process that holds the database
+/// lock (switching to WAL, migrating, creating the first key).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates the database at `options.path`.
-    pub fn open(options: &SqliteOptions) -> Result<Self, OpenError> {
+    /// Opens and migrates the database at `options.path` (creating it, mode
+    /// 0600, when `options.create`), and binds it to `kek`.
+    pub fn open(options: &SqliteOptions, kek: Arc<Kek>) -> Result<Self, OpenError> {
         let path = options.path.clone();
         let open_error = |source| OpenError::Open {
             path: path.clone(),
             source,
         };
-        let mut conn = Connection::open(&path).map_err(open_error)?;
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if !path.exists() {
+            if !options.create {
+                return Err(OpenError::Missing { path });
+            }
+            // SQLite creates files with the umask's mode, and gives the -wal
+            // and -shm files the database's mode: make it 0600 first.
+            crate::files::touch_private(&path).map_err(|source| OpenError::Create {
+                path: path.clone(),
+                source,
+            })?;
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        crate::files::warn_if_readable_by_others(&path, "database");
+        let mut conn = Connection::open_with_flags(&path, flags).map_err(open_error)?;
         configure(&conn, options.durability).map_err(open_error)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_error)?;
-        schema::migrate(&mut conn).map_err(|source| OpenError::Schema {
+        retry_while_busy(|| conn.pragma_update(None, "journal_mode", "WAL")).map_err(open_error)?;
+        schema::migrate(&mut conn, &kek, Timestamp::now()).map_err(|source| OpenError::Schema {
             path: path.clone(),
             source,
         })?;
+        bind_kek(&conn, &kek, &path)?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(open_error)?;
         let writer = Writer::spawn(conn)?;
-        let checkpoint_conn = Connection::open(&path).map_err(open_error)?;
+        let checkpoint_conn = Connection::open_with_flags(&path, flags).map_err(open_error)?;
         configure(&checkpoint_conn, options.durability).map_err(open_error)?;
         let checkpointer = Checkpointer::spawn(checkpoint_conn)?;
 
@@ -151,13 +197,157 @@ impl SqliteStore {
         Ok(SqliteStore {
             readers,
             writer,
+            kek,
             _checkpointer: checkpointer,
         })
+    }
+
+    /// The id of the KEK the database at `path` is sealed under; `None` when
+    /// there is no such file or nothing is sealed in it yet (a version-1
+    /// database). Opens the file read-only; creates nothing.
+    pub fn sealed_under(path: &Path) -> Result<Option<String>, OpenError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let open_error = |source| OpenError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(open_error)?;
+        conn.busy_handler(Some(retry_briefly)).map_err(open_error)?;
+        let has_meta: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(open_error)?;
+        if !has_meta {
+            return Ok(None);
+        }
+        conn.query_row("SELECT kek_id FROM meta WHERE id = 1", [], |row| row.get(0))
+            .optional()
+            .map(Option::flatten)
+            .map_err(open_error)
+    }
+
+    /// Re-seals every secret in the database under `new` (signing keys and
+    /// OAuth tokens), in one transaction. The store must have been opened
+    /// with the KEK the database is sealed under now. Returns how many
+    /// values were re-sealed.
+    pub async fn rewrap(&self, new: Arc<Kek>) -> Result<usize> {
+        let old = self.kek.clone();
+        self.writer
+            .run(move |conn| {
+                let tx = conn.savepoint()?;
+                tx.pragma_update(None, "secure_delete", "ON")?;
+                let mut count = 0;
+                let keys: Vec<(String, Vec<u8>)> = tx
+                    .prepare("SELECT kid, private_key FROM signing_keys WHERE private_key IS NOT NULL")?
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for (kid, sealed) in keys {
+                    let context = sealing::signing_key_context(&kid);
+                    let plain = old.open(&context, &sealed).map_err(|e| {
+                        Error::internal(format!("signing key {kid} does not open: {e}"))
+                    })?;
+                    tx.execute(
+                        "UPDATE signing_keys SET private_key = ?2, kek_id = ?3 WHERE kid = ?1",
+                        params![kid, new.seal(&context, &plain).map_err(Error::internal)?, new.id()],
+                    )?;
+                    count += 1;
+                }
+                type Tokens = (String, String, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+                let accounts: Vec<Tokens> = tx
+                    .prepare(
+                        "SELECT provider, provider_account_id, refresh_token, access_token, id_token \
+                         FROM accounts WHERE refresh_token IS NOT NULL OR access_token IS NOT NULL \
+                         OR id_token IS NOT NULL",
+                    )?
+                    .query_map([], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                for (provider, account_id, refresh, access, id) in accounts {
+                    let mut reseal = |field, sealed: Option<Vec<u8>>| -> Result<Option<Vec<u8>>> {
+                        let plain = sealing::open_token(&old, &provider, &account_id, field, sealed.as_deref())
+                            .map_err(|e| Error::internal(format!("an account token does not open: {e}")))?;
+                        count += usize::from(plain.is_some());
+                        sealing::seal_token(&new, &provider, &account_id, field, plain.as_deref())
+                            .map_err(Error::internal)
+                    };
+                    let refresh = reseal(TokenField::RefreshToken, refresh)?;
+                    let access = reseal(TokenField::AccessToken, access)?;
+                    let id = reseal(TokenField::IdToken, id)?;
+                    tx.execute(
+                        "UPDATE accounts SET refresh_token = ?3, access_token = ?4, id_token = ?5 \
+                         WHERE provider = ?1 AND provider_account_id = ?2",
+                        params![provider, account_id, refresh, access, id],
+                    )?;
+                }
+                tx.execute(
+                    "UPDATE meta SET kek_id = ?1, key_set_version = key_set_version + 1 WHERE id = 1",
+                    [new.id()],
+                )?;
+                tx.pragma_update(None, "secure_delete", "OFF")?;
+                tx.commit()?;
+                Ok(count)
+            })
+            .await
     }
 
     fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let conn = self.readers.get()?;
         Ok(query(&conn)?)
+    }
+}
+
+/// Records `kek` as the database's KEK when none is recorded yet, and
+/// refuses a database sealed under another. A compare-and-swap: of two
+/// processes binding different KEKs at once, one is refused.
+fn bind_kek(conn: &Connection, kek: &Kek, path: &Path) -> Result<(), OpenError> {
+    let open_error = |source| OpenError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    retry_while_busy(|| {
+        conn.execute(
+            "UPDATE meta SET kek_id = ?1 WHERE id = 1 AND kek_id IS NULL",
+            [kek.id()],
+        )
+    })
+    .map_err(open_error)?;
+    let bound: Option<String> = conn
+        .query_row("SELECT kek_id FROM meta WHERE id = 1", [], |row| row.get(0))
+        .map_err(open_error)?;
+    match bound {
+        Some(id) if id == kek.id() => Ok(()),
+        other => Err(OpenError::WrongKek {
+            path: path.to_owned(),
+            sealed_under: other.unwrap_or_default(),
+            given: kek.id().to_owned(),
+        }),
+    }
+}
+
+/// Runs `work` again while another process holds a lock it needs, up to
+/// [`START_TIMEOUT`]. For start-up steps that SQLite's busy handler does not
+/// cover (switching the journal mode) or that may meet a long migration.
+fn retry_while_busy<T>(mut work: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        match work() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -312,8 +502,14 @@ impl Store for SqliteStore {
     }
 
     async fn link_account(&self, account: Account) -> Result<Account> {
+        let kek = self.kek.clone();
         self.writer
             .run(move |conn| {
+                let seal = |field, value: &Option<String>| {
+                    let (provider, id) = (&account.provider, &account.provider_account_id);
+                    sealing::seal_token(&kek, provider, id, field, value.as_deref())
+                        .map_err(Error::internal)
+                };
                 conn.prepare_cached(concat!(
                     "INSERT INTO accounts (",
                     account_columns!(),
@@ -325,12 +521,12 @@ impl Store for SqliteStore {
                     account.kind,
                     account.provider,
                     account.provider_account_id,
-                    account.refresh_token,
-                    account.access_token,
+                    seal(TokenField::RefreshToken, &account.refresh_token)?,
+                    seal(TokenField::AccessToken, &account.access_token)?,
                     account.expires_at,
                     account.token_type,
                     account.scope,
-                    account.id_token,
+                    seal(TokenField::IdToken, &account.id_token)?,
                     account.session_state,
                     rows::extra_json(&account.extra),
                 ])
@@ -346,6 +542,7 @@ impl Store for SqliteStore {
 
     async fn unlink_account(&self, key: &AccountKey) -> Result<Option<Account>> {
         let key = key.clone();
+        let kek = self.kek.clone();
         self.writer
             .run(move |conn| {
                 Ok(conn
@@ -355,7 +552,9 @@ impl Store for SqliteStore {
                         account_columns!(),
                         ""
                     ))?
-                    .query_row([key.provider, key.provider_account_id], rows::account)
+                    .query_row([key.provider, key.provider_account_id], |row| {
+                        rows::account(row, &kek)
+                    })
                     .optional()?)
             })
             .await
@@ -369,7 +568,9 @@ impl Store for SqliteStore {
                 " FROM accounts \
                  WHERE provider = ?1 AND provider_account_id = ?2"
             ))?
-            .query_row([&key.provider, &key.provider_account_id], rows::account)
+            .query_row([&key.provider, &key.provider_account_id], |row| {
+                rows::account(row, &self.kek)
+            })
             .optional()
         })
     }
@@ -600,41 +801,103 @@ impl Store for SqliteStore {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
     }
 
-    async fn signing_keys(&self) -> Result<Vec<KeyRecord>> {
+    async fn signing_keys(&self) -> Result<KeySet> {
+        let (version, sealed) = self.read(|conn| {
+            // One read transaction: the version and the keys of one snapshot.
+            let tx = conn.unchecked_transaction()?;
+            let version: i64 =
+                tx.query_row("SELECT key_set_version FROM meta WHERE id = 1", [], |row| {
+                    row.get(0)
+                })?;
+            let keys = tx
+                .prepare_cached(
+                    "SELECT kid, algorithm, public_key, private_key, kek_id, created_at, \
+                     signs_from, retires_at, unpublish_at \
+                     FROM signing_keys ORDER BY signs_from, created_at",
+                )?
+                .query_map([], |row| {
+                    let record = KeyRecord {
+                        kid: row.get(0)?,
+                        algorithm: row.get(1)?,
+                        public_key_der: row.get(2)?,
+                        private_key_der: row.get(3)?,
+                        created_at: Timestamp::from_millis(row.get(5)?),
+                        signs_from: Timestamp::from_millis(row.get(6)?),
+                        retires_at: row.get::<_, Option<i64>>(7)?.map(Timestamp::from_millis),
+                        unpublish_at: row.get::<_, Option<i64>>(8)?.map(Timestamp::from_millis),
+                    };
+                    Ok((record, row.get::<_, Option<String>>(4)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((version, keys))
+        })?;
+        let mut keys = Vec::with_capacity(sealed.len());
+        for (mut record, kek_id) in sealed {
+            if let Some(sealed) = record.private_key_der.take() {
+                let kek_id = kek_id.unwrap_or_default();
+                if kek_id != self.kek.id() {
+                    return Err(Error::internal(format!(
+                        "signing key {} is sealed under key-encryption key {kek_id}, \
+                         not this server's {}",
+                        record.kid,
+                        self.kek.id()
+                    )));
+                }
+                let plain = self
+                    .kek
+                    .open(&sealing::signing_key_context(&record.kid), &sealed)
+                    .map_err(|e| {
+                        Error::internal(format!("signing key {} does not open: {e}", record.kid))
+                    })?;
+                record.private_key_der = Some(plain);
+            }
+            keys.push(record);
+        }
+        Ok(KeySet { version, keys })
+    }
+
+    async fn key_set_version(&self) -> Result<i64> {
         self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT kid, algorithm, private_key, created_at, signs_from, retires_at, unpublish_at \
-                 FROM signing_keys ORDER BY signs_from, created_at",
-            )?
-            .query_map([], |row| {
-                Ok(KeyRecord {
-                    kid: row.get(0)?,
-                    algorithm: row.get(1)?,
-                    private_key_der: row.get(2)?,
-                    created_at: Timestamp::from_millis(row.get(3)?),
-                    signs_from: Timestamp::from_millis(row.get(4)?),
-                    retires_at: row.get::<_, Option<i64>>(5)?.map(Timestamp::from_millis),
-                    unpublish_at: row.get::<_, Option<i64>>(6)?.map(Timestamp::from_millis),
-                })
-            })?
-            .collect()
+            conn.prepare_cached("SELECT key_set_version FROM meta WHERE id = 1")?
+                .query_row([], |row| row.get(0))
         })
     }
 
-    async fn save_signing_keys(&self, changes: KeyChanges) -> Result<()> {
+    async fn save_signing_keys(&self, expected_version: i64, changes: KeyChanges) -> Result<Saved> {
+        let kek = self.kek.clone();
         self.writer
             .run(move |conn| {
                 // All or nothing, inside the writer's shared transaction.
                 let tx = conn.savepoint()?;
+                let swapped = tx.execute(
+                    "UPDATE meta SET key_set_version = key_set_version + 1 \
+                     WHERE id = 1 AND key_set_version = ?1",
+                    [expected_version],
+                )?;
+                if swapped == 0 {
+                    return Ok(Saved::Stale);
+                }
+                // Erased private halves are zeroed in the file, not just unlinked.
+                tx.pragma_update(None, "secure_delete", "ON")?;
                 for key in &changes.insert {
+                    let sealed = key
+                        .private_key_der
+                        .as_ref()
+                        .map(|der| kek.seal(&sealing::signing_key_context(&key.kid), der))
+                        .transpose()
+                        .map_err(Error::internal)?;
+                    let kek_id = sealed.as_ref().map(|_| kek.id());
                     tx.prepare_cached(
-                        "INSERT INTO signing_keys (kid, algorithm, private_key, created_at, \
-                         signs_from, retires_at, unpublish_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        "INSERT INTO signing_keys (kid, algorithm, public_key, private_key, kek_id, \
+                         created_at, signs_from, retires_at, unpublish_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                     )?
                     .execute(params![
                         key.kid,
                         key.algorithm,
-                        key.private_key_der,
+                        key.public_key_der,
+                        sealed,
+                        kek_id,
                         key.created_at.millis(),
                         key.signs_from.millis(),
                         millis(key.retires_at),
@@ -654,11 +917,18 @@ impl Store for SqliteStore {
                         millis(key.unpublish_at),
                     ])?;
                 }
+                for kid in &changes.erase {
+                    tx.execute(
+                        "UPDATE signing_keys SET private_key = NULL, kek_id = NULL WHERE kid = ?1",
+                        [kid],
+                    )?;
+                }
                 for kid in &changes.delete {
                     tx.execute("DELETE FROM signing_keys WHERE kid = ?1", [kid])?;
                 }
+                tx.pragma_update(None, "secure_delete", "OFF")?;
                 tx.commit()?;
-                Ok(())
+                Ok(Saved::Applied)
             })
             .await
     }

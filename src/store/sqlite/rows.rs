@@ -1,7 +1,9 @@
 //! Mapping between rows and models, and SQLite errors to store errors.
 
 use crate::error::Error;
+use crate::kek::Kek;
 use crate::model::{Account, Authenticator, Extra, User};
+use crate::store::sealing::{self, TokenField};
 use crate::timestamp::Timestamp;
 use rusqlite::{ffi, Row};
 
@@ -39,20 +41,30 @@ pub fn user(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
     })
 }
 
-pub fn account(row: &Row<'_>) -> rusqlite::Result<Account> {
+/// Reads an account (in `account_columns!()` order), opening its sealed
+/// OAuth tokens.
+pub fn account(row: &Row<'_>, kek: &Kek) -> rusqlite::Result<Account> {
+    let provider: String = row.get(2)?;
+    let provider_account_id: String = row.get(3)?;
+    let token = |at: usize, field| -> rusqlite::Result<Option<String>> {
+        let sealed = row.get_ref(at)?.as_blob_or_null()?;
+        sealing::open_token(kek, &provider, &provider_account_id, field, sealed).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Blob, e.into())
+        })
+    };
     Ok(Account {
         user_id: row.get(0)?,
         kind: row.get(1)?,
-        provider: row.get(2)?,
-        provider_account_id: row.get(3)?,
-        refresh_token: row.get(4)?,
-        access_token: row.get(5)?,
+        refresh_token: token(4, TokenField::RefreshToken)?,
+        access_token: token(5, TokenField::AccessToken)?,
         expires_at: row.get(6)?,
         token_type: row.get(7)?,
         scope: row.get(8)?,
-        id_token: row.get(9)?,
+        id_token: token(9, TokenField::IdToken)?,
         session_state: row.get(10)?,
         extra: extra(row, 11)?,
+        provider,
+        provider_account_id,
     })
 }
 

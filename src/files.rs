@@ -1,0 +1,124 @@
+//! Files authstore creates: readable by the owner only, whatever the umask,
+//! and published whole, so a second process never reads half a file.
+
+use std::fs::OpenOptions;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Mode of every file authstore creates.
+pub const PRIVATE: u32 = 0o600;
+
+/// Creates `path` holding `contents` (mode 0600) unless it already exists.
+/// Returns `Ok(false)` when another process (or an earlier start) created it
+/// first; the caller then reads that one.
+///
+/// The contents go to a temporary file first, which is then hard-linked to
+/// `path`: the link either appears whole or fails because `path` exists, so
+/// two processes starting at the same instant agree on one file.
+pub fn create_private(path: &Path, contents: &[u8]) -> std::io::Result<bool> {
+    let temp = temp_name(path);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(PRIVATE)
+            .open(&temp)?;
+        // The mode given to open() is masked by the umask; say it again.
+        file.set_permissions(std::fs::Permissions::from_mode(PRIVATE))?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        match std::fs::hard_link(&temp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    })();
+    let _ = std::fs::remove_file(&temp);
+    result
+}
+
+/// Creates an empty file at `path` with mode 0600 if there is none (SQLite
+/// then gives its `-wal` and `-shm` files the same mode).
+pub fn touch_private(path: &Path) -> std::io::Result<()> {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE)
+        .open(path)
+    {
+        Ok(file) => file.set_permissions(std::fs::Permissions::from_mode(PRIVATE)),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Logs a warning when `path` can be read by its group or by others.
+pub fn warn_if_readable_by_others(path: &Path, what: &str) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        let shown = path.display();
+        let extra = if what == "database" {
+            format!(" {shown}-wal {shown}-shm")
+        } else {
+            String::new()
+        };
+        log::warn!(
+            "the {what} file {shown} can be read by other users (mode {mode:o}); \
+             fix it with: chmod 600 {shown}{extra}"
+        );
+    }
+}
+
+fn temp_name(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".tmp-{}-{}", std::process::id(), unique()));
+    PathBuf::from(name)
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_writer_wins_and_the_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        assert!(create_private(&path, b"one").unwrap());
+        assert!(!create_private(&path, b"two").unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"one");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp left"
+        );
+    }
+
+    #[test]
+    fn racing_writers_agree_on_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || create_private(&path, format!("{i}").as_bytes()))
+            })
+            .collect();
+        let won: usize = threads
+            .into_iter()
+            .map(|t| usize::from(t.join().unwrap().unwrap()))
+            .sum();
+        assert_eq!(won, 1);
+    }
+}
