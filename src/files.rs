@@ -60,6 +60,7 @@ pub fn warn_if_readable_by_others(path: &Path, what: &str) {
     };
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
         let shown = path.display();
         let extra = if what == "database" {
             format!(" {shown}-wal {shown}-shm")

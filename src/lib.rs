@@ -66,6 +66,13 @@ pub fn resolve_secret(config: &Config) -> Result<(Secret, SecretOrigin), SecretE
 /// key-encryption key: the configured one, or `<database>.kek`, generated
 /// only for a database that holds nothing sealed yet.
 pub fn open_store(config: &Config, create: bool) -> Result<SqliteStore, StartupError> {
+    if !create && !config.database.exists() {
+        // Before anything is generated beside it.
+        return Err(OpenError::Missing {
+            path: std::path::absolute(&config.database).unwrap_or_else(|_| config.database.clone()),
+        }
+        .into());
+    }
     let sealed_under = SqliteStore::sealed_under(&config.database)?;
     let (kek, origin) = kek::resolve(config, sealed_under.as_deref())?;
     log::info!("key-encryption key {} from {origin}", kek.id());
@@ -140,7 +147,9 @@ impl Application {
         let (secret, origin) = resolve_secret(&config)?;
         log::info!("secret from {origin}");
         let store: Arc<dyn Store> = Arc::new(open_store(&config, true)?);
-        log::info!("database {}", config.database.display());
+        let database = std::path::absolute(&config.database);
+        let database = database.as_deref().unwrap_or(&config.database);
+        log::info!("database {}", database.display());
 
         let port = listener.local_addr()?.port();
         let settings = IssuerSettings::from_config(&config, issuer_url(&config, port));

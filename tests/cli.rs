@@ -1,72 +1,14 @@
 //! The binary as a user runs it: zero-configuration start, commands, errors.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-fn authstore(dir: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_authstore"));
-    command.current_dir(dir).env_remove("RUST_LOG");
-    for (name, _) in std::env::vars() {
-        if name.starts_with("AUTHSTORE_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
-fn run(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let output = authstore(dir).args(args).output().unwrap();
-    (
-        output.status.success(),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-    )
-}
-
-/// Starts `serve` and returns it with the port from its log line.
-fn serve(dir: &std::path::Path, args: &[&str]) -> (Child, u16, Vec<String>) {
-    let mut child = authstore(dir)
-        .arg("serve")
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let prefix = "listening on http://127.0.0.1:";
-    while let Some(Ok(line)) = lines.next() {
-        seen.push(line.clone());
-        if let Some(port) = line
-            .find(prefix)
-            .and_then(|at| line[at + prefix.len()..].trim().parse().ok())
-        {
-            // Keep draining the log so the server never blocks on a full pipe.
-            std::thread::spawn(move || lines.for_each(drop));
-            return (child, port, seen);
-        }
-        if Instant::now() > deadline {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("serve did not report a port: {seen:?}");
-}
-
-fn terminate(mut child: Child) -> std::process::ExitStatus {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap()
-}
+use common::process::{authstore, output, run, serve};
 
 #[test]
 fn zero_configuration_start_on_a_free_port() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, port, log) = serve(dir.path(), &["--port", "0"]);
+    let server = serve(dir.path(), &[]);
+    let (port, log) = (server.port, server.log.clone());
     let secret_file = dir.path().join("authstore.db.secret");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&secret_file)
@@ -96,7 +38,7 @@ fn zero_configuration_start_on_a_free_port() {
         .send_string(r#"{"id":"x"}"#)
         .unwrap();
     assert_eq!(answer.into_string().unwrap(), "null");
-    assert!(terminate(child).success(), "SIGTERM stops it cleanly");
+    assert!(server.terminate().success(), "SIGTERM stops it cleanly");
     assert!(dir.path().join("authstore.db").exists());
 }
 
@@ -142,11 +84,11 @@ fn an_issuer_with_a_trailing_slash_is_refused() {
 #[test]
 fn bad_settings_are_refused_with_the_name() {
     let dir = tempfile::tempdir().unwrap();
-    let output = authstore(dir.path())
+    let mut command = authstore(dir.path());
+    command
         .args(["serve", "--port", "0"])
-        .env("AUTHSTORE_TOKEN_LIFETIME_SECS", "an hour")
-        .output()
-        .unwrap();
+        .env("AUTHSTORE_TOKEN_LIFETIME_SECS", "an hour");
+    let output = output(command);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("AUTHSTORE_TOKEN_LIFETIME_SECS"));
     std::fs::write(dir.path().join("config.toml"), "colour = \"blue\"\n").unwrap();
@@ -158,8 +100,7 @@ fn bad_settings_are_refused_with_the_name() {
 /// A database made the way users make one: the server's first start.
 fn initialized() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let (child, _, _) = serve(dir.path(), &["--port", "0"]);
-    assert!(terminate(child).success());
+    assert!(serve(dir.path(), &[]).terminate().success());
     dir
 }
 
@@ -190,11 +131,11 @@ fn keys_list_and_rotate() {
 #[test]
 fn convex_config_prints_both_providers() {
     let dir = initialized();
-    let output = authstore(dir.path())
+    let mut command = authstore(dir.path());
+    command
         .arg("convex-config")
-        .env("AUTHSTORE_ISSUER", "https://auth.example.com")
-        .output()
-        .unwrap();
+        .env("AUTHSTORE_ISSUER", "https://auth.example.com");
+    let output = output(command);
     assert!(output.status.success());
     let out = String::from_utf8(output.stdout).unwrap();
     assert!(

@@ -159,3 +159,4 @@ pub fn user_fixture() -> Value {
         "emailVerified": "2026-11-27T02:01:08.123Z",
     })
 }
+pub mod process;

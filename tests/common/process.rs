@@ -1,0 +1,153 @@
+//! The binary as a user runs it, with a deadline on everything that waits.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a started server may take to say it listens.
+pub const START_DEADLINE: Duration = Duration::from_secs(30);
+/// How long any one command may run.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(60);
+
+/// `authstore` in `dir`, with no AUTHSTORE_* or RUST_LOG from the test's
+/// own environment.
+pub fn authstore(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_authstore"));
+    command.current_dir(dir).env_remove("RUST_LOG");
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AUTHSTORE_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Runs a command to completion, killing it past [`COMMAND_DEADLINE`].
+pub fn output(mut command: Command) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the authstore binary runs");
+    let pid = child.id();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        if finished.recv_timeout(COMMAND_DEADLINE).is_err() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = done.send(());
+    out
+}
+
+/// Runs `authstore ARGS` in `dir`: (success, stdout, stderr).
+pub fn run(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let mut command = authstore(dir);
+    command.args(args);
+    let out = output(command);
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// A running `authstore serve`; killed when dropped.
+pub struct Server {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub log: Vec<String>,
+}
+
+impl Server {
+    /// Starts `command` (an `authstore serve ...`) and waits for its ready line.
+    pub fn start(mut command: Command) -> Server {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines_tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        // Reads the log to the end, so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + START_DEADLINE;
+        let prefix = "listening on http://127.0.0.1:";
+        let mut log = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    let port = line
+                        .find(prefix)
+                        .and_then(|at| line[at + prefix.len()..].trim().parse().ok());
+                    log.push(line);
+                    if let Some(port) = port {
+                        std::thread::spawn(move || lines.iter().for_each(drop));
+                        return Server {
+                            child: Some(child),
+                            port,
+                            log,
+                        };
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("serve did not report a port in time: {log:?}");
+                }
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// SIGTERM, then waits (SIGKILL past the deadline).
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + COMMAND_DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the server did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `authstore serve --port 0 ARGS` in `dir`.
+pub fn serve(dir: &Path, args: &[&str]) -> Server {
+    let mut command = authstore(dir);
+    command.arg("serve").args(["--port", "0"]).args(args);
+    Server::start(command)
+}

@@ -1,0 +1,193 @@
+//! Many processes on one database: two servers starting together, a CLI
+//! command beside a running server, commands pointed at a wrong path.
+
+mod common;
+
+use common::process::{authstore, output, run, serve, Server};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const SECRET_HEADER: &str = "Authorization";
+
+fn secret(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("authstore.db.secret"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+fn post(server: &Server, secret: &str, path: &str, body: Value) -> Value {
+    ureq::post(&server.url(path))
+        .timeout(Duration::from_secs(10))
+        .set(SECRET_HEADER, &format!("Bearer {secret}"))
+        .send_string(&body.to_string())
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+        .into_json()
+        .unwrap()
+}
+
+fn jwks(server: &Server) -> Value {
+    ureq::get(&server.url("/.well-known/jwks.json"))
+        .timeout(Duration::from_secs(10))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap()
+}
+
+fn kids(jwks: &Value) -> Vec<String> {
+    let mut kids: Vec<String> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    kids.sort();
+    kids
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+fn mint(server: &Server, secret: &str, session_token: &str) -> String {
+    let minted = post(
+        server,
+        secret,
+        "/api/token",
+        json!({ "sessionToken": session_token, "fresh": true }),
+    );
+    minted["token"].as_str().unwrap().to_owned()
+}
+
+/// A user with a live session, through `server`.
+fn signed_in(server: &Server, secret: &str, session_token: &str) {
+    let user = post(
+        server,
+        secret,
+        "/api/adapter/createUser",
+        json!({ "user": { "email": format!("{session_token}@example.com") } }),
+    );
+    post(
+        server,
+        secret,
+        "/api/adapter/createSession",
+        json!({ "session": { "sessionToken": session_token, "userId": user["id"],
+                             "expires": "2099-01-01T00:00:00.000Z" } }),
+    );
+}
+
+#[test]
+fn two_servers_started_together_on_a_fresh_database_share_one_key() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_owned();
+        let both: Vec<Server> = (0..2)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || serve(&path, &[]))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().expect("both servers start"))
+            .collect();
+        let secret = secret(dir.path());
+        let (a, b) = (&both[0], &both[1]);
+        let jwks_a = jwks(a);
+        assert_eq!(
+            jwks_a["keys"].as_array().unwrap().len(),
+            1,
+            "round {round}: {jwks_a}"
+        );
+        assert_eq!(kids(&jwks_a), kids(&jwks(b)), "round {round}");
+        signed_in(a, &secret, "shared-session");
+        let (token_a, token_b) = (
+            mint(a, &secret, "shared-session"),
+            mint(b, &secret, "shared-session"),
+        );
+        assert_eq!(kid_of(&token_a), kid_of(&token_b), "round {round}");
+        assert_eq!(kid_of(&token_a), kids(&jwks_a)[0], "round {round}");
+        for server in both {
+            assert!(server.terminate().success(), "round {round}");
+        }
+        let (ok, list, err) = run(dir.path(), &["keys", "list"]);
+        assert!(ok, "{err}");
+        assert_eq!(
+            list.lines().skip(1).count(),
+            1,
+            "round {round}: exactly one key\n{list}"
+        );
+        assert!(list.contains(" current "), "{list}");
+    }
+}
+
+#[test]
+fn rotate_now_from_the_cli_reaches_a_running_server_within_two_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    let secret = secret(dir.path());
+    signed_in(&server, &secret, "live-session");
+    let old = kid_of(&mint(&server, &secret, "live-session"));
+
+    let (ok, out, err) = run(dir.path(), &["keys", "rotate", "--now"]);
+    assert!(ok, "{err}");
+    let rotated = Instant::now();
+    let new = out
+        .split_whitespace()
+        .nth(1)
+        .expect("the new kid is printed")
+        .to_owned();
+    assert_ne!(new, old);
+    loop {
+        let published = kids(&jwks(&server));
+        let signs_with = kid_of(&mint(&server, &secret, "live-session"));
+        if !published.contains(&old) && signs_with == new {
+            assert_eq!(published, vec![new.clone()]);
+            break;
+        }
+        assert!(
+            rotated.elapsed() <= Duration::from_secs(2),
+            "after {:?} the server still publishes {published:?} and signs with {signs_with}",
+            rotated.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.terminate();
+}
+
+#[test]
+fn commands_on_a_missing_database_fail_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["keys", "list"][..],
+        &["keys", "rotate"],
+        &["keys", "rotate", "--now"],
+        &["convex-config"],
+        &["--database", "nowhere/else.db", "keys", "list"],
+    ] {
+        let (ok, out, err) = run(dir.path(), args);
+        assert!(!ok, "{args:?} succeeded: {out}");
+        assert!(err.contains("there is no database at"), "{args:?}: {err}");
+        let absolute = dir.path().canonicalize().unwrap();
+        assert!(
+            err.contains(&absolute.display().to_string()),
+            "{args:?} names the absolute path: {err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "{args:?} created {left:?}");
+    }
+}
+
+#[test]
+fn keys_commands_name_the_database_they_act_on() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(serve(dir.path(), &[]).terminate().success());
+    let mut command = authstore(dir.path());
+    command.args(["keys", "list"]);
+    let out = output(command);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let db = dir.path().canonicalize().unwrap().join("authstore.db");
+    assert!(err.contains(&format!("database {}", db.display())), "{err}");
+}

@@ -1,0 +1,334 @@
+//! What a copy of the database gives away: nothing. Files are 0600, signing
+//! keys and OAuth tokens are sealed under the key-encryption key (KEK), a
+//! retired key keeps only its public half, and a wrong or missing KEK stops
+//! the start.
+
+mod common;
+
+use authstore::clock::ManualClock;
+use authstore::issuer::keys::{KeyMaterial, Rotation};
+use authstore::kek::Kek;
+use authstore::secret::Secret;
+use authstore::store::Store;
+use authstore::timestamp::Timestamp;
+use common::process::{authstore, serve};
+use common::{test_config, TestApp};
+use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+const KEY_PEM: &[u8] = include_bytes!("fixtures/v1-imported-key.pem");
+/// DER of a PKCS#8 RSA private key from its version field on: `INTEGER 0`,
+/// then the rsaEncryption algorithm identifier, then the OCTET STRING.
+/// (A public key's SubjectPublicKeyInfo has the identifier, not the version.)
+const PKCS8_RSA_MARKER: &[u8] = &[
+    0x02, 0x01, 0x00, 0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+    0x05, 0x00, 0x04,
+];
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every byte of the database and its WAL, as a copy of them would hold.
+fn database_bytes(db: &Path) -> Vec<(String, Vec<u8>)> {
+    ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| {
+            let path = format!("{}{suffix}", db.display());
+            std::fs::read(&path).ok().map(|bytes| (path, bytes))
+        })
+        .collect()
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    actix_web::rt::System::new().block_on(future)
+}
+
+#[test]
+fn every_file_is_0600_whatever_the_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    for umask in ["022", "000"] {
+        let sub = dir.path().join(format!("umask-{umask}"));
+        std::fs::create_dir(&sub).unwrap();
+        // Run through sh so the umask applies to the server itself.
+        let mut shell = std::process::Command::new("sh");
+        shell.current_dir(&sub).env_remove("RUST_LOG");
+        for (name, _) in std::env::vars() {
+            if name.starts_with("AUTHSTORE_") {
+                shell.env_remove(name);
+            }
+        }
+        shell
+            .arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" serve --port 0"))
+            .arg(env!("CARGO_BIN_EXE_authstore"));
+        let server = common::process::Server::start(shell);
+        for name in [
+            "authstore.db",
+            "authstore.db-wal",
+            "authstore.db-shm",
+            "authstore.db.secret",
+            "authstore.db.kek",
+        ] {
+            let path = sub.join(name);
+            assert!(path.exists(), "{name} exists while the server runs");
+            assert_eq!(mode(&path), 0o600, "{name} under umask {umask}");
+        }
+        assert!(server.terminate().success());
+    }
+}
+
+#[test]
+fn a_database_readable_by_others_gets_a_warning_naming_chmod() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(serve(dir.path(), &[]).terminate().success());
+    let db = dir.path().join("authstore.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = serve(dir.path(), &[]);
+    let log = server.log.join("\n");
+    let absolute = std::fs::canonicalize(&db).unwrap();
+    assert!(
+        log.contains(&format!("chmod 600 {}", absolute.display())),
+        "{log}"
+    );
+    server.terminate();
+}
+
+#[test]
+fn a_copy_of_the_database_holds_no_private_key_and_no_oauth_token() {
+    let app = TestApp::spawn();
+    let material = KeyMaterial::from_pem(KEY_PEM).unwrap();
+    block_on(app.issuer.import(material)).unwrap();
+    let user = app.ok("createUser", json!({ "user": common::user_fixture() }));
+    let tokens = [
+        "plaintext-refresh-token-4b1d",
+        "plaintext-access-token-9c2e",
+        "plaintext-id-token-77aa",
+    ];
+    app.ok(
+        "linkAccount",
+        json!({ "account": {
+            "userId": user["id"], "type": "oauth", "provider": "github",
+            "providerAccountId": "42", "refresh_token": tokens[0],
+            "access_token": tokens[1], "id_token": tokens[2],
+        }}),
+    );
+    // The tokens come back as they went in.
+    let account = app.ok(
+        "getAccount",
+        json!({ "provider": "github", "providerAccountId": "42" }),
+    );
+    assert_eq!(account["refresh_token"], tokens[0]);
+    assert_eq!(account["access_token"], tokens[1]);
+    assert_eq!(account["id_token"], tokens[2]);
+
+    // A copy taken while the server runs (database and WAL)...
+    let private = openssl::pkey::PKey::private_key_from_pem(KEY_PEM).unwrap();
+    let der = private.private_key_to_pkcs8().unwrap();
+    let rsa = private.rsa().unwrap();
+    let (d, p, q) = (
+        rsa.d().to_vec(),
+        rsa.p().unwrap().to_vec(),
+        rsa.q().unwrap().to_vec(),
+    );
+    let live = database_bytes(&app.db_path());
+    let (dir, _) = app.stop();
+    // ...and the files left after a clean stop.
+    let stopped = database_bytes(&dir.path().join("authstore.db"));
+    assert!(!live.is_empty() && !stopped.is_empty());
+    for (path, bytes) in live.iter().chain(&stopped) {
+        assert!(
+            !contains(bytes, PKCS8_RSA_MARKER),
+            "{path} holds a PKCS#8 key"
+        );
+        for (what, secret) in [("the key", &der), ("d", &d), ("p", &p), ("q", &q)] {
+            assert!(
+                !contains(bytes, secret),
+                "{path} holds {what} of the private key"
+            );
+        }
+        for token in tokens {
+            assert!(!contains(bytes, token.as_bytes()), "{path} holds {token}");
+        }
+    }
+}
+
+/// Two keys with their private halves, in a stopped database.
+fn two_sealed_keys() -> (Arc<tempfile::TempDir>, authstore::Config) {
+    let app = TestApp::spawn();
+    block_on(app.issuer.rotate(Rotation::Scheduled)).unwrap();
+    app.stop()
+}
+
+#[test]
+fn a_wrong_or_missing_kek_refuses_to_start_and_says_what_it_expects() {
+    let (dir, config) = two_sealed_keys();
+    let default_kek = config.default_kek_file();
+    assert!(default_kek.exists(), "zero configuration generated the KEK");
+
+    let mut wrong = config.clone();
+    wrong.key_encryption_key = Some(Secret::new("not-the-key-that-sealed-it").unwrap());
+    let err = authstore::open_store(&wrong, false).err().expect("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("AUTHSTORE_KEY_ENCRYPTION_KEY"),
+        "{message}"
+    );
+    assert!(message.contains("is not the one that sealed"), "{message}");
+
+    let moved = dir.path().join("elsewhere.kek");
+    std::fs::rename(&default_kek, &moved).unwrap();
+    let err = authstore::open_store(&config, true).err().expect("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains(&default_kek.display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("key_encryption_key_file"), "{message}");
+    assert!(
+        !default_kek.exists(),
+        "no new KEK is generated over sealed keys"
+    );
+
+    let mut pointed = config.clone();
+    pointed.key_encryption_key_file = Some(moved);
+    let store = authstore::open_store(&pointed, false).unwrap();
+    let set = block_on(store.signing_keys()).unwrap();
+    assert_eq!(set.keys.len(), 2);
+    assert!(set.keys.iter().all(|k| k.private_key_der.is_some()));
+}
+
+#[test]
+fn a_sealed_key_moved_to_another_row_does_not_open() {
+    let (dir, config) = two_sealed_keys();
+    let db = dir.path().join("authstore.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let rows: Vec<(String, Vec<u8>)> = conn
+            .prepare("SELECT kid, private_key FROM signing_keys")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rows.len(), 2);
+        for (i, (kid, _)) in rows.iter().enumerate() {
+            conn.execute(
+                "UPDATE signing_keys SET private_key = ?2 WHERE kid = ?1",
+                rusqlite::params![kid, rows[1 - i].1],
+            )
+            .unwrap();
+        }
+    }
+    let store = authstore::open_store(&config, false).unwrap();
+    let err = block_on(store.signing_keys()).unwrap_err();
+    assert!(format!("{:?}", err).contains("does not open"), "{err:?}");
+}
+
+#[test]
+fn a_retired_key_keeps_only_its_public_half() {
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = TestApp::start(dir.clone(), test_config(&dir), clock.clone());
+    let old = app.issuer.describe_keys();
+    let old = block_on(old).unwrap()[0].0.kid.clone();
+    block_on(app.issuer.rotate(Rotation::Scheduled)).unwrap();
+    let private_of = |kid: &str| -> Option<Vec<u8>> {
+        rusqlite::Connection::open(app.db_path())
+            .unwrap()
+            .query_row(
+                "SELECT private_key FROM signing_keys WHERE kid = ?1",
+                [kid],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert!(
+        private_of(&old).is_some(),
+        "it signs until the new key takes over"
+    );
+    clock.advance_secs(app.config.key_lead_time_secs);
+    block_on(app.issuer.refresh()).unwrap();
+    assert!(private_of(&old).is_none(), "its private half is erased");
+    let jwks: serde_json::Value = app.get("/.well-known/jwks.json").1.into_json().unwrap();
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == old.as_str()),
+        "it stays published until its tokens expire: {jwks}"
+    );
+}
+
+#[test]
+fn rewrap_moves_every_secret_to_a_new_kek_in_one_step() {
+    let (dir, config) = two_sealed_keys();
+    {
+        let app = TestApp::start(
+            dir.clone(),
+            config.clone(),
+            Arc::new(authstore::clock::SystemClock),
+        );
+        let user = app.ok("createUser", json!({ "user": common::user_fixture() }));
+        app.ok(
+            "linkAccount",
+            json!({ "account": {
+                "userId": user["id"], "type": "oauth", "provider": "github",
+                "providerAccountId": "7", "access_token": "tok-before-rewrap",
+            }}),
+        );
+    }
+    let old_file = dir.path().join("old.kek");
+    std::fs::rename(config.default_kek_file(), &old_file).unwrap();
+    let mut command = authstore(dir.path());
+    command
+        .args(["keys", "rewrap", "--old-key-file"])
+        .arg(&old_file)
+        .arg("--database")
+        .arg(&config.database)
+        .env("AUTHSTORE_SECRET", common::SECRET);
+    let out = common::process::output(command);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("re-sealed 3 secrets"), "{said}");
+    assert!(
+        config.default_kek_file().exists(),
+        "the new KEK was generated"
+    );
+
+    // The old KEK no longer opens it; the new one (now <db>.kek) does.
+    let mut with_old = config.clone();
+    with_old.key_encryption_key_file = Some(old_file);
+    assert!(authstore::open_store(&with_old, false).is_err());
+    let app = TestApp::start(dir.clone(), config, Arc::new(authstore::clock::SystemClock));
+    let account = app.ok(
+        "getAccount",
+        json!({ "provider": "github", "providerAccountId": "7" }),
+    );
+    assert_eq!(account["access_token"], "tok-before-rewrap");
+    let kek = Kek::derive(&authstore::secret::read_file(&app.config.default_kek_file()).unwrap())
+        .unwrap();
+    let kek_ids: Vec<Option<String>> = rusqlite::Connection::open(app.db_path())
+        .unwrap()
+        .prepare("SELECT kek_id FROM signing_keys")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        kek_ids.iter().all(|id| id.as_deref() == Some(kek.id())),
+        "{kek_ids:?}"
+    );
+}
