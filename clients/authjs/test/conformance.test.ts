@@ -5,7 +5,8 @@
  * SQLite file the way the reference suite reads its database.
  */
 import assert from "node:assert/strict";
-import { createHash, randomUUID } from "node:crypto";
+import { createDecipheriv, createHash, hkdfSync, randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import Database from "better-sqlite3";
 import type { Adapter, AdapterAccount, AdapterAuthenticator } from "@auth/core/adapters";
@@ -21,11 +22,43 @@ const ONE_MONTH_FROM_NOW = new Date(Date.now() + ONE_MONTH);
 const hashToken = (token: string) => createHash("sha256").update(`${token}anything`).digest("hex");
 const sha256 = (text: string) => createHash("sha256").update(text).digest();
 
+/**
+ * Opens values sealed under the key-encryption key beside the database, as
+ * README "Security" specifies: HKDF-SHA256 of the KEK text, AES-256-GCM with
+ * `01 || nonce(12) || ciphertext || tag(16)` and the row's associated data.
+ */
+class Kek {
+  readonly #key: Buffer;
+  constructor(path: string) {
+    const text = readFileSync(path, "utf8").trim();
+    this.#key = Buffer.from(hkdfSync("sha256", text, "authstore key-encryption key", "authstore kek v1 aes-256-gcm", 32));
+  }
+  static context(label: string, parts: string[]): Buffer {
+    const chunks = [Buffer.from(label), Buffer.from([0])];
+    for (const part of parts) {
+      const bytes = Buffer.from(part);
+      const length = Buffer.alloc(4);
+      length.writeUInt32BE(bytes.length);
+      chunks.push(length, bytes);
+    }
+    return Buffer.concat(chunks);
+  }
+  open(sealed: Buffer, context: Buffer): string {
+    assert.equal(sealed[0], 1, "format byte");
+    const decipher = createDecipheriv("aes-256-gcm", this.#key, sealed.subarray(1, 13));
+    decipher.setAAD(context);
+    decipher.setAuthTag(sealed.subarray(sealed.length - 16));
+    return Buffer.concat([decipher.update(sealed.subarray(13, sealed.length - 16)), decipher.final()]).toString("utf8");
+  }
+}
+
 /** Reads rows straight from the database file, bypassing the server. */
 class Rows {
   readonly #db: Database.Database;
+  readonly #kek: Kek;
   constructor(path: string) {
     this.#db = new Database(path, { readonly: true, fileMustExist: true });
+    this.#kek = new Kek(`${path}.kek`);
   }
   close() {
     this.#db.close();
@@ -53,6 +86,13 @@ class Rows {
       .prepare("SELECT * FROM accounts WHERE provider = ? AND provider_account_id = ?")
       .get(provider, providerAccountId) as Record<string, any> | undefined;
     if (!row) return null;
+    for (const column of ["refresh_token", "access_token", "id_token"]) {
+      if (row[column] === null) continue;
+      // Stored sealed, never as the token itself.
+      assert.ok(Buffer.isBuffer(row[column]), `${column} is stored sealed`);
+      const context = Kek.context("authstore account token v1", [provider, providerAccountId, column]);
+      row[column] = this.#kek.open(row[column], context);
+    }
     const { user_id, provider_account_id, extra, ...columns } = row;
     const present = Object.fromEntries(Object.entries(columns).filter(([, v]) => v !== null));
     return { ...present, userId: user_id, providerAccountId: provider_account_id, ...(extra ? JSON.parse(extra) : {}) };
