@@ -118,7 +118,7 @@ enum CliError {
     Database(#[from] crate::store::sqlite::OpenError),
     #[error("{0}")]
     Rewrap(String),
-    #[error("{0}")]
+    #[error("{}", .0.log_text())]
     App(#[from] crate::error::Error),
     #[error("cannot read {path}: {source}")]
     Read {

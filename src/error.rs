@@ -34,6 +34,15 @@ impl Error {
         Error::Internal(cause.into())
     }
 
+    /// The text for the server log: for an internal error, its cause (which
+    /// the client never sees).
+    pub fn log_text(&self) -> String {
+        match self {
+            Error::Internal(cause) => format!("internal error: {cause}"),
+            other => other.to_string(),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Error::Unauthorized => "unauthorized",

@@ -27,7 +27,7 @@ pub fn spawn_purge(store: Arc<dyn Store>, clock: Arc<dyn Clock>, every: Duration
                         }
                     }
                     Err(e) => {
-                        log::error!("purging expired rows failed: {e}");
+                        log::error!("purging expired rows failed: {}", e.log_text());
                         break;
                     }
                 }
@@ -54,6 +54,9 @@ pub fn spawn_key_check(issuer: Arc<Issuer>, every: Duration) {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;
         let mut last_check = std::time::Instant::now();
+        // A failure that persists (say, the database was re-sealed under
+        // another KEK) is logged when it starts and when it ends, not every second.
+        let mut failing: Option<String> = None;
         loop {
             ticks.tick().await;
             let result = if last_check.elapsed() >= every {
@@ -62,8 +65,19 @@ pub fn spawn_key_check(issuer: Arc<Issuer>, every: Duration) {
             } else {
                 issuer.refresh().await
             };
-            if let Err(e) = result {
-                log::error!("signing key check failed: {e}");
+            match result {
+                Err(e) => {
+                    let message = e.log_text();
+                    if failing.as_ref() != Some(&message) {
+                        log::error!("signing key check failed: {message}");
+                        failing = Some(message);
+                    }
+                }
+                Ok(()) => {
+                    if failing.take().is_some() {
+                        log::info!("signing key check works again");
+                    }
+                }
             }
         }
     });

@@ -44,7 +44,7 @@ pub enum StartupError {
     Database(#[from] OpenError),
     #[error(transparent)]
     Kek(#[from] kek::KekError),
-    #[error("cannot load the signing keys: {0}")]
+    #[error("cannot load the signing keys: {}", .0.log_text())]
     Keys(error::Error),
     #[error("cannot start the HTTP server: {0}")]
     Io(#[from] std::io::Error),
