@@ -185,12 +185,11 @@ impl Issuer {
         self.change_key_set(|records, now| {
             let material = &mut fresh;
             keys::plan_maintenance(records, &self.settings.schedule, now, || {
-                if material.is_none() {
-                    *material = Some(KeyMaterial::generate()?);
-                }
-                material
-                    .as_ref()
-                    .map_or(Err(KeyError::NotRsa), |m| m.record(now, now))
+                let key = match material {
+                    Some(key) => key,
+                    None => material.insert(KeyMaterial::generate()?),
+                };
+                key.record(now, now)
             })
             .map(Some)
             .map_err(Error::internal)

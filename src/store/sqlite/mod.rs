@@ -877,8 +877,6 @@ impl Store for SqliteStore {
                 if swapped == 0 {
                     return Ok(Saved::Stale);
                 }
-                // Erased private halves are zeroed in the file, not just unlinked.
-                tx.pragma_update(None, "secure_delete", "ON")?;
                 for key in &changes.insert {
                     let sealed = key
                         .private_key_der
@@ -917,6 +915,8 @@ impl Store for SqliteStore {
                         millis(key.unpublish_at),
                     ])?;
                 }
+                // Erased private halves are zeroed in the file, not just unlinked.
+                tx.pragma_update(None, "secure_delete", "ON")?;
                 for kid in &changes.erase {
                     tx.execute(
                         "UPDATE signing_keys SET private_key = NULL, kek_id = NULL WHERE kid = ?1",
