@@ -77,9 +77,10 @@ def seed_authstore(binary, path, users, sessions):
 
 
 def seed_accounts(server, count):
-    """Accounts through the adapter (the server seals their tokens): provider
-    "sealed" with the three OAuth tokens of a typical provider, provider
-    "plain" with none."""
+    """Accounts through the adapter: provider "sealed" with the three OAuth
+    tokens of a typical provider (the server seals them), provider "plain"
+    with the same bytes in three fields of its own, which are stored as they
+    come: the same answer size, so the difference is the sealing."""
     jwt = "eyJ" + "x" * 900  # an id_token is about a kilobyte
     if server.post("/api/adapter/getAccount", {"provider": "plain", "providerAccountId": str(count - 1)}):
         return  # seeded by an earlier run on this database
@@ -90,6 +91,7 @@ def seed_accounts(server, count):
             "token_type": "bearer", "scope": "read:user", "expires_at": 4070908800}})
         server.post("/api/adapter/linkAccount", {"account": {
             "userId": f"user-{n}", "type": "oauth", "provider": "plain", "providerAccountId": str(n),
+            "access_tokeN": f"gho_{n:036d}", "refresh_tokeN": f"ghr_{n:076d}", "id_tokeN": jwt,
             "token_type": "bearer", "scope": "read:user", "expires_at": 4070908800}})
 
 
@@ -406,7 +408,7 @@ def main():
                 ratio >= 10)
 
             # 4b. getAccount: the cost of opening three sealed OAuth tokens.
-            log("4b. getAccount, sealed tokens vs none")
+            log("4b. getAccount, sealed tokens vs the same bytes unsealed")
             accounts = 200 if quick else 5_000
             seed_accounts(server, accounts)
             plain, sealed = [], []
@@ -415,11 +417,11 @@ def main():
                     samples.append(wrk(server.url, "/api/adapter/getAccount", seconds, script="get_account.lua",
                                        env={"BENCH_ACCOUNTS": str(accounts), "BENCH_PROVIDER": provider}))
             plain, sealed = medians(plain), medians(sealed)
-            row("getAccount, no tokens, 32 conns", f"{plain['rps']:,.0f} req/s, p99 {plain['p99']:.2f} ms",
+            row("getAccount, same bytes unsealed, 32 conns", f"{plain['rps']:,.0f} req/s, p99 {plain['p99']:.2f} ms",
                 "1.00x", "", True)
             ratio = sealed["rps"] / plain["rps"]
             row("getAccount, 3 sealed tokens (AES-256-GCM), 32 conns",
-                f"{sealed['rps']:,.0f} req/s, p99 {sealed['p99']:.2f} ms", f"{ratio:.2f}x no tokens",
+                f"{sealed['rps']:,.0f} req/s, p99 {sealed['p99']:.2f} ms", f"{ratio:.2f}x unsealed",
                 "(documented)", True)
         finally:
             server.stop()

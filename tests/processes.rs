@@ -191,3 +191,52 @@ fn keys_commands_name_the_database_they_act_on() {
     let db = dir.path().canonicalize().unwrap().join("authstore.db");
     assert!(err.contains(&format!("database {}", db.display())), "{err}");
 }
+
+#[test]
+fn concurrent_rotations_leave_at_most_one_waiting_key() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(serve(dir.path(), &[]).terminate().success());
+    // The first key is now over a second old: a server configured to rotate
+    // every day with a lead time of a day less one second finds automatic
+    // rotation due as it starts, while four CLI rotations run.
+    std::thread::sleep(Duration::from_millis(1100));
+    let path = dir.path().to_owned();
+    let starting = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let mut command = authstore(&path);
+            command
+                .args(["serve", "--port", "0"])
+                .env("AUTHSTORE_KEY_ROTATION_DAYS", "1")
+                .env("AUTHSTORE_KEY_LEAD_TIME_SECS", "86399");
+            Server::start(command)
+        })
+    };
+    let rotations: Vec<_> = (0..4)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || run(&path, &["keys", "rotate"]))
+        })
+        .collect();
+    let waiting = rotations
+        .into_iter()
+        .map(|rotation| {
+            let (ok, out, err) = rotation.join().unwrap();
+            assert!(ok, "{out}{err}");
+            out
+        })
+        .filter(|out| out.contains("is published now"))
+        .count();
+    let server = starting.join().unwrap();
+    let (ok, list, err) = run(dir.path(), &["keys", "list"]);
+    assert!(ok, "{err}");
+    assert_eq!(list.matches(" next ").count(), 1, "{list}");
+    assert_eq!(list.matches(" current ").count(), 1, "{list}");
+    assert!(waiting <= 1, "{waiting} rotations said they added a key");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while kids(&jwks(&server)).len() != 2 {
+        assert!(Instant::now() < deadline, "the server publishes both keys");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.terminate();
+}

@@ -1,7 +1,8 @@
 -- POST /api/adapter/getAccount for random seeded accounts of one provider.
 -- BENCH_SECRET: the server's secret; BENCH_ACCOUNTS: accounts seeded per
 -- provider; BENCH_PROVIDER: "sealed" (three OAuth tokens each, stored sealed
--- under the KEK) or "plain" (no tokens: nothing to open).
+-- under the KEK) or "plain" (the same bytes in fields of its own, stored as
+-- they come).
 local secret = os.getenv("BENCH_SECRET")
 local accounts = tonumber(os.getenv("BENCH_ACCOUNTS"))
 local provider = os.getenv("BENCH_PROVIDER")
