@@ -24,6 +24,9 @@ pub enum Error {
     Conflict(String),
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// A known route asked with another HTTP method; `allow` lists its methods.
+    #[error("this route answers {allow} only")]
+    MethodNotAllowed { allow: &'static str },
     /// Anything else. The cause is for the log only.
     #[error("internal error")]
     Internal(#[source] BoxError),
@@ -50,6 +53,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::Internal(_) => "internal",
         }
     }
@@ -63,6 +67,7 @@ impl ResponseError for Error {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -72,8 +77,14 @@ impl ResponseError for Error {
             log::error!("internal error: {cause}");
         }
         let mut response = HttpResponse::build(self.status_code());
-        if let Error::Unauthorized = self {
-            response.insert_header(("WWW-Authenticate", "Bearer"));
+        match self {
+            Error::Unauthorized => {
+                response.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            Error::MethodNotAllowed { allow } => {
+                response.insert_header(("Allow", *allow));
+            }
+            _ => {}
         }
         response.json(json!({ "error": { "code": self.code(), "message": self.to_string() } }))
     }

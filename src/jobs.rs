@@ -7,12 +7,17 @@ use crate::store::{Purged, Store};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How soon after start the first purge pass runs.
+const FIRST_PURGE: Duration = Duration::from_secs(5);
+
 /// Every `every`, deletes expired sessions and verification tokens in
 /// batches of `batch` (one short write each, so other writes interleave).
 pub fn spawn_purge(store: Arc<dyn Store>, clock: Arc<dyn Clock>, every: Duration, batch: usize) {
     actix_web::rt::spawn(async move {
-        let mut ticks = actix_web::rt::time::interval(every);
-        ticks.tick().await;
+        // The first pass soon after start: a server restarted more often than
+        // `every` must still purge.
+        let first = actix_web::rt::time::Instant::now() + every.min(FIRST_PURGE);
+        let mut ticks = actix_web::rt::time::interval_at(first, every);
         loop {
             ticks.tick().await;
             let now = clock.now();
@@ -32,11 +37,13 @@ pub fn spawn_purge(store: Arc<dyn Store>, clock: Arc<dyn Clock>, every: Duration
                     }
                 }
             }
-            log::info!(
-                "purge removed {} expired sessions and {} expired verification tokens",
-                total.sessions,
-                total.verification_tokens
-            );
+            if total != Purged::default() {
+                log::info!(
+                    "purge removed {} expired sessions and {} expired verification tokens",
+                    total.sessions,
+                    total.verification_tokens
+                );
+            }
         }
     });
 }

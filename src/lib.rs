@@ -151,7 +151,8 @@ impl Application {
         let database = database.as_deref().unwrap_or(&config.database);
         log::info!("database {}", database.display());
 
-        let port = listener.local_addr()?.port();
+        let bound = listener.local_addr()?;
+        let port = bound.port();
         let settings = IssuerSettings::from_config(&config, issuer_url(&config, port));
         log::info!("issuer {}", settings.issuer);
         let issuer = Arc::new(
@@ -197,7 +198,8 @@ impl Application {
             Duration::from_secs(config.key_check_interval_secs),
         );
 
-        log::info!("listening on http://127.0.0.1:{port}");
+        // The address really bound; test harnesses parse this line.
+        log::info!("listening on http://{bound}");
         Ok(Application {
             port,
             issuer,

@@ -12,6 +12,10 @@ use time::{format_description::well_known::Rfc3339, macros::format_description, 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
 
+/// JavaScript's `Date` holds instants within this many milliseconds of the
+/// epoch; a date outside it could not come back to Auth.js as a `Date`.
+pub const JS_DATE_LIMIT_MS: i64 = 8_640_000_000_000_000;
+
 impl Timestamp {
     pub const fn from_millis(ms: i64) -> Self {
         Timestamp(ms)
@@ -37,7 +41,14 @@ impl Timestamp {
     /// Parses ISO-8601 / RFC 3339 text such as `2026-11-27T02:01:08.123Z`.
     pub fn parse_iso(text: &str) -> Option<Self> {
         let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
-        Some(Timestamp((at.unix_timestamp_nanos() / 1_000_000) as i64))
+        Self::within_js_range((at.unix_timestamp_nanos() / 1_000_000) as i64)
+    }
+
+    /// `Some` when a JavaScript `Date` can hold `ms`.
+    pub fn within_js_range(ms: i64) -> Option<Self> {
+        (-JS_DATE_LIMIT_MS..=JS_DATE_LIMIT_MS)
+            .contains(&ms)
+            .then_some(Timestamp(ms))
     }
 
     pub fn to_iso(self) -> String {
@@ -72,22 +83,27 @@ impl<'de> Deserialize<'de> for Timestamp {
         impl de::Visitor<'_> for Visitor {
             type Value = Timestamp;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an ISO-8601 date string or epoch milliseconds")
+                f.write_str(
+                    "a date: an ISO-8601 string or epoch milliseconds, within JavaScript's \
+                     Date range (±8.64e15 ms)",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Timestamp, E> {
                 Timestamp::parse_iso(v)
                     .ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Timestamp, E> {
-                Ok(Timestamp(v))
+                Timestamp::within_js_range(v)
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Signed(v), &self))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Timestamp, E> {
                 i64::try_from(v)
-                    .map(Timestamp)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+                    .ok()
+                    .and_then(Timestamp::within_js_range)
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Unsigned(v), &self))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Timestamp, E> {
-                if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 {
+                if v.is_finite() && v.fract() == 0.0 && v.abs() <= JS_DATE_LIMIT_MS as f64 {
                     Ok(Timestamp(v as i64))
                 } else {
                     Err(E::invalid_value(de::Unexpected::Float(v), &self))
@@ -121,6 +137,17 @@ mod tests {
         assert_eq!(t.to_iso(), "2025-11-27T02:01:08.123Z");
         assert!(serde_json::from_str::<Timestamp>("\"next tuesday\"").is_err());
         assert!(serde_json::from_str::<Timestamp>("true").is_err());
+    }
+
+    #[test]
+    fn dates_past_javascripts_range_are_refused() {
+        assert!(serde_json::from_str::<Timestamp>("8640000000000000").is_ok());
+        assert!(serde_json::from_str::<Timestamp>("-8640000000000000").is_ok());
+        assert!(serde_json::from_str::<Timestamp>("8640000000000001").is_err());
+        assert!(serde_json::from_str::<Timestamp>("-8640000000000001").is_err());
+        assert!(serde_json::from_str::<Timestamp>("9e15").is_err());
+        assert!(serde_json::from_str::<Timestamp>("\"+275760-09-13T00:00:00.001Z\"").is_err());
+        assert!(serde_json::from_str::<Timestamp>("\"9999-12-31T23:59:59.999Z\"").is_ok());
     }
 
     #[test]

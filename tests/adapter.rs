@@ -798,3 +798,33 @@ fn a_database_from_a_newer_version_is_refused() {
         .expect("a newer schema must be refused");
     assert!(err.to_string().contains("newer authstore"), "{err}");
 }
+
+#[test]
+fn the_first_purge_runs_soon_after_start_and_clears_more_than_a_batch() {
+    // The default interval (300 s); batches of 10 rows; 25 expired sessions.
+    let app = TestApp::spawn_with(|config| config.purge_batch = 10);
+    let started = std::time::Instant::now();
+    let user = create_user(&app);
+    let id = user["id"].as_str().unwrap();
+    for n in 0..25 {
+        session(&app, id, &format!("old-{n}"), "2020-01-01T00:00:00.000Z");
+    }
+    session(&app, id, "live", "2099-01-01T00:00:00.000Z");
+    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+    let sessions = || {
+        conn.query_row("SELECT count(*) FROM sessions", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+    };
+    while sessions() > 1 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "no purge within 10 s of start ({} sessions left)",
+            sessions()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        app.ok("getSessionAndUser", json!({ "sessionToken": "live" }))["user"],
+        user
+    );
+}

@@ -48,3 +48,120 @@ fn unknown_routes_are_json_404s() {
     let body: Value = response.into_json().unwrap();
     assert_eq!(code(&body), "not_found");
 }
+
+fn raw(app: &TestApp, method: &str, path: &str, body: &str) -> (u16, ureq::Response) {
+    let request = ureq::request(method, &format!("{}{path}", app.base))
+        .set("Authorization", &format!("Bearer {SECRET}"));
+    match request.send_string(body) {
+        Ok(response) => (response.status(), response),
+        Err(ureq::Error::Status(code, response)) => (code, response),
+        Err(e) => panic!("{method} {path}: {e}"),
+    }
+}
+
+#[test]
+fn a_body_must_be_exactly_one_json_object() {
+    let app = TestApp::spawn();
+    for body in [
+        r#"{"id":"a"} trailing garbage"#,
+        r#"{"id":"a"}{"id":"b"}"#,
+        r#"["a"]"#,
+        "null",
+        "",
+        r#"{"id":"#,
+    ] {
+        let (status, response) = raw(&app, "POST", "/api/adapter/getUser", body);
+        assert_eq!(status, 400, "{body:?}");
+        let answer: Value = response.into_json().unwrap();
+        assert_eq!(code(&answer), "bad_request");
+    }
+}
+
+#[test]
+fn bad_fields_are_named_in_the_contracts_words() {
+    let app = TestApp::spawn();
+    let cases = [
+        (
+            "createUser",
+            json!({ "user": { "email": 5 } }),
+            "user.email must be a string",
+        ),
+        ("getUser", json!({}), "id is required"),
+        (
+            "updateAuthenticatorCounter",
+            json!({ "credentialID": "c", "newCounter": -1 }),
+            "newCounter must be a whole number from 0 to 4294967295",
+        ),
+    ];
+    for (method, body, message) in cases {
+        let (status, answer) = app.call(method, body);
+        assert_eq!(status, 400, "{method}");
+        assert_eq!(answer["error"]["message"], message, "{method}");
+    }
+    let long = "y".repeat(60_000);
+    let (status, answer) = app.call(
+        "createSession",
+        json!({ "session": { "sessionToken": "t", "userId": "u", "expires": long } }),
+    );
+    assert_eq!(status, 400);
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.len() < 300 && !message.contains("yyyy"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("struct") && !message.contains("u32"),
+        "{message}"
+    );
+}
+
+#[test]
+fn dates_outside_javascripts_range_are_refused() {
+    let app = TestApp::spawn();
+    let user = app.ok(
+        "createUser",
+        json!({ "user": { "email": "d@example.com" } }),
+    );
+    for expires in [
+        json!(8_640_000_000_000_001i64),
+        json!("+275760-09-13T00:00:00.001Z"),
+    ] {
+        let (status, answer) = app.call(
+            "createSession",
+            json!({ "session": { "sessionToken": "t", "userId": user["id"], "expires": expires } }),
+        );
+        assert_eq!(status, 400, "{expires}: {answer}");
+        assert!(answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("session.expires must be a date"));
+    }
+}
+
+#[test]
+fn adapter_answers_are_never_cached() {
+    let app = TestApp::spawn();
+    let (status, response) = raw(&app, "POST", "/api/adapter/getUser", r#"{"id":"x"}"#);
+    assert_eq!(status, 200);
+    assert_eq!(response.header("Cache-Control"), Some("no-store"));
+}
+
+#[test]
+fn a_wrong_method_on_a_known_route_is_405_with_allow() {
+    let app = TestApp::spawn();
+    for (method, path, allow) in [
+        ("GET", "/api/adapter/getUser", "POST"),
+        ("PUT", "/api/token", "POST"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("DELETE", "/.well-known/jwks.json", "GET, HEAD, OPTIONS"),
+    ] {
+        let (status, response) = raw(&app, method, path, "");
+        assert_eq!(status, 405, "{method} {path}");
+        assert_eq!(response.header("Allow"), Some(allow), "{method} {path}");
+        let answer: Value = response.into_json().unwrap();
+        assert_eq!(code(&answer), "method_not_allowed");
+    }
+    let (status, response) = raw(&app, "HEAD", "/healthz", "");
+    assert_eq!(status, 200);
+    assert_eq!(response.into_string().unwrap(), "", "HEAD has no body");
+}

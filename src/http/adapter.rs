@@ -215,5 +215,7 @@ fn ok(value: impl Serialize) -> Result<HttpResponse> {
     let body = serde_json::to_vec(&value).map_err(Error::internal)?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
+        // Answers hold OAuth tokens and session data: no cache may keep them.
+        .insert_header(("Cache-Control", "no-store"))
         .body(body))
 }

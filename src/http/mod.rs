@@ -33,26 +33,54 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     // One static route per method: a pattern with a `{method}` segment is
     // matched by a regex on every request (7% of getSessionAndUser's time).
     for method in adapter::METHODS {
-        cfg.route(
-            &format!("/api/adapter/{method}"),
-            web::post().to(adapter::call),
+        cfg.service(
+            web::resource(format!("/api/adapter/{method}"))
+                .route(web::post().to(adapter::call))
+                .default_service(web::to(|| not_allowed("POST"))),
         );
     }
-    cfg.route("/api/adapter/{method}", web::post().to(adapter::unknown))
-        .route("/api/token", web::post().to(token::mint))
-        .service(
-            web::resource("/.well-known/openid-configuration")
-                .route(web::get().to(discovery::openid_configuration))
-                .route(web::method(Method::OPTIONS).to(discovery::preflight)),
-        )
-        .service(
-            web::resource("/.well-known/jwks.json")
-                .route(web::get().to(discovery::jwks))
-                .route(web::method(Method::OPTIONS).to(discovery::preflight)),
-        )
-        .route("/healthz", web::get().to(health::alive))
-        .route("/readyz", web::get().to(health::ready))
-        .default_service(web::to(no_route));
+    cfg.service(
+        web::resource("/api/adapter/{method}")
+            .route(web::post().to(adapter::unknown))
+            .default_service(web::to(|| not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/api/token")
+            .route(web::post().to(token::mint))
+            .default_service(web::to(|| not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/.well-known/openid-configuration")
+            .route(web::get().to(discovery::openid_configuration))
+            .route(web::head().to(discovery::openid_configuration))
+            .route(web::method(Method::OPTIONS).to(discovery::preflight))
+            .default_service(web::to(|| not_allowed("GET, HEAD, OPTIONS"))),
+    )
+    .service(
+        web::resource("/.well-known/jwks.json")
+            .route(web::get().to(discovery::jwks))
+            .route(web::head().to(discovery::jwks))
+            .route(web::method(Method::OPTIONS).to(discovery::preflight))
+            .default_service(web::to(|| not_allowed("GET, HEAD, OPTIONS"))),
+    )
+    .service(
+        web::resource("/healthz")
+            .route(web::get().to(health::alive))
+            .route(web::head().to(health::alive))
+            .default_service(web::to(|| not_allowed("GET, HEAD"))),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(health::ready))
+            .route(web::head().to(health::ready))
+            .default_service(web::to(|| not_allowed("GET, HEAD"))),
+    )
+    .default_service(web::to(no_route));
+}
+
+/// A known route asked with a method it does not answer.
+async fn not_allowed(allow: &'static str) -> Result<HttpResponse, Error> {
+    Err(Error::MethodNotAllowed { allow })
 }
 
 async fn no_route(req: HttpRequest) -> Result<HttpResponse, Error> {
