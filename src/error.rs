@@ -27,6 +27,11 @@ pub enum Error {
     /// A known route asked with another HTTP method; `allow` lists its methods.
     #[error("this route answers {allow} only")]
     MethodNotAllowed { allow: &'static str },
+    /// The storage cannot serve this now (disk full, read-only, I/O error,
+    /// locked past the deadline, no free connection): the client may retry.
+    /// The reason is for the log only.
+    #[error("the database is unavailable right now; retry shortly")]
+    Unavailable(String),
     /// Anything else. The cause is for the log only.
     #[error("internal error")]
     Internal(#[source] BoxError),
@@ -42,6 +47,7 @@ impl Error {
     pub fn log_text(&self) -> String {
         match self {
             Error::Internal(cause) => format!("internal error: {cause}"),
+            Error::Unavailable(reason) => format!("storage unavailable: {reason}"),
             other => other.to_string(),
         }
     }
@@ -54,6 +60,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
+            Error::Unavailable(_) => "unavailable",
             Error::Internal(_) => "internal",
         }
     }
@@ -68,13 +75,16 @@ impl ResponseError for Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let Error::Internal(cause) = self {
-            log::error!("internal error: {cause}");
+        match self {
+            Error::Internal(_) => log::error!("{}", self.log_text()),
+            Error::Unavailable(_) => log::warn!("{}", self.log_text()),
+            _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
         match self {
@@ -84,6 +94,9 @@ impl ResponseError for Error {
             Error::MethodNotAllowed { allow } => {
                 response.insert_header(("Allow", *allow));
             }
+            Error::Unavailable(_) => {
+                response.insert_header(("Retry-After", "1"));
+            }
             _ => {}
         }
         response.json(json!({ "error": { "code": self.code(), "message": self.to_string() } }))
@@ -91,14 +104,35 @@ impl ResponseError for Error {
 }
 
 impl From<rusqlite::Error> for Error {
+    /// A failure of the storage itself is `Unavailable` (the client may
+    /// retry); anything else is a bug.
     fn from(e: rusqlite::Error) -> Self {
-        Error::internal(e)
+        use rusqlite::ErrorCode::*;
+        match &e {
+            rusqlite::Error::SqliteFailure(failure, _)
+                if matches!(
+                    failure.code,
+                    DiskFull
+                        | DatabaseBusy
+                        | DatabaseLocked
+                        | ReadOnly
+                        | SystemIoFailure
+                        | CannotOpen
+                        | OutOfMemory
+                        | FileLockingProtocolFailed
+                ) =>
+            {
+                Error::Unavailable(e.to_string())
+            }
+            _ => Error::internal(e),
+        }
     }
 }
 
 impl From<r2d2::Error> for Error {
+    /// The read pool had no connection to give within its timeout.
     fn from(e: r2d2::Error) -> Self {
-        Error::internal(e)
+        Error::Unavailable(format!("no read connection: {e}"))
     }
 }
 

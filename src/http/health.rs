@@ -12,10 +12,12 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     match state.store.ping().await {
         Ok(()) => HttpResponse::Ok().json(json!({ "status": "ready" })),
         Err(e) => {
-            log::warn!("readiness check failed: {e}");
-            HttpResponse::ServiceUnavailable().json(json!({
-                "error": { "code": "unavailable", "message": "the database does not answer" }
-            }))
+            log::warn!("readiness check failed: {}", e.log_text());
+            HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", "1"))
+                .json(json!({
+                    "error": { "code": "unavailable", "message": "the database does not answer" }
+                }))
         }
     }
 }

@@ -88,6 +88,14 @@ pub enum OpenError {
         sealed_under: String,
         given: String,
     },
+    #[error(
+        "database {path} cannot be written ({source}); check the file's and its directory's \
+         permissions and the free space"
+    )]
+    NotWritable {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("cannot open database {path}: {source}")]
     Open {
         path: PathBuf,
@@ -106,18 +114,42 @@ pub enum OpenError {
 
 /// How long a connection waits for a lock before giving up with an error.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long it sleeps between attempts. SQLite's own busy handler sleeps
-/// 1, 2, 5, 10 ... 100 ms, so a wait of a few hundred microseconds behind a
-/// checkpoint turned into a 50 ms p99 for writes (measured here).
+/// How long it sleeps between attempts at first. SQLite's own busy handler
+/// sleeps 1, 2, 5, 10 ... 100 ms, so a wait of a few hundred microseconds
+/// behind a checkpoint turned into a 50 ms p99 for writes (measured here).
 const BUSY_RETRY: Duration = Duration::from_micros(100);
+/// The longest sleep between attempts, once a wait has lasted a while (a
+/// long wait is another process's long transaction: no need to spin).
+const BUSY_RETRY_MAX: Duration = Duration::from_millis(5);
 
-/// Retries every `BUSY_RETRY` until `BUSY_TIMEOUT` has passed.
+thread_local! {
+    /// When the current busy wait on this thread began.
+    static BUSY_SINCE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// SQLite's busy handler: retries until [`BUSY_TIMEOUT`] has passed since the
+/// wait began (measured in time, not in attempts: sleeps overshoot), sleeping
+/// 100 us at first and up to 5 ms as the wait grows.
 fn retry_briefly(attempts: i32) -> bool {
-    let limit = BUSY_TIMEOUT.as_micros() / BUSY_RETRY.as_micros();
-    if attempts as u128 >= limit {
+    let now = Instant::now();
+    let since = BUSY_SINCE.with(|cell| {
+        let since = match (attempts, cell.get()) {
+            (0, _) | (_, None) => now,
+            (_, Some(since)) => since,
+        };
+        cell.set(Some(since));
+        since
+    });
+    let waited = now.duration_since(since);
+    if waited >= BUSY_TIMEOUT {
         return false;
     }
-    std::thread::sleep(BUSY_RETRY);
+    let pause = if waited < Duration::from_millis(10) {
+        BUSY_RETRY
+    } else {
+        BUSY_RETRY_MAX
+    };
+    std::thread::sleep(pause.min(BUSY_TIMEOUT - waited));
     true
 }
 
@@ -128,8 +160,15 @@ pub struct SqliteStore {
     writer: Writer,
     /// Seals OAuth tokens and signing keys at rest.
     kek: Arc<Kek>,
+    /// The database file and its inode when opened: `/readyz` fails when the
+    /// file is deleted or replaced under the server.
+    path: PathBuf,
+    inode: u64,
     _checkpointer: Checkpointer,
 }
+
+/// How long a read waits for a free connection before `Unavailable`.
+const READ_CHECKOUT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How long start-up waits for another process that holds the database
 /// lock (switching to WAL, migrating, creating the first key).
@@ -140,10 +179,7 @@ impl SqliteStore {
     /// 0600, when `options.create`), and binds it to `kek`.
     pub fn open(options: &SqliteOptions, kek: Arc<Kek>) -> Result<Self, OpenError> {
         let path = options.path.clone();
-        let open_error = |source| OpenError::Open {
-            path: path.clone(),
-            source,
-        };
+        let open_error = |source| open_failure(&path, source);
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         if !path.exists() {
             if !options.create {
@@ -166,6 +202,11 @@ impl SqliteStore {
             source,
         })?;
         bind_kek(&conn, &kek, &path)?;
+        probe_writable(&conn, &path)?;
+        let inode = inode_of(&path).map_err(|source| OpenError::Create {
+            path: path.clone(),
+            source,
+        })?;
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(open_error)?;
         let writer = Writer::spawn(conn)?;
@@ -188,6 +229,8 @@ impl SqliteStore {
             .max_size(options.readers.max(1))
             // A local file does not drop connections; skip the check per checkout.
             .test_on_check_out(false)
+            // Reads run on the async workers: never park one for long.
+            .connection_timeout(READ_CHECKOUT_TIMEOUT)
             .min_idle(Some(1))
             .build(manager)
             .map_err(|source| OpenError::Pool {
@@ -198,6 +241,8 @@ impl SqliteStore {
             readers,
             writer,
             kek,
+            path: path.clone(),
+            inode,
             _checkpointer: checkpointer,
         })
     }
@@ -209,10 +254,7 @@ impl SqliteStore {
         if !path.exists() {
             return Ok(None);
         }
-        let open_error = |source| OpenError::Open {
-            path: path.to_owned(),
-            source,
-        };
+        let open_error = |source| open_failure(path, source);
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(open_error)?;
         conn.busy_handler(Some(retry_briefly)).map_err(open_error)?;
@@ -303,6 +345,47 @@ impl SqliteStore {
     }
 }
 
+/// An open failure; one SQLite may not write (a read-only mount, the file's
+/// or directory's permissions) says so rather than "unable to open".
+fn open_failure(path: &Path, source: rusqlite::Error) -> OpenError {
+    let code = source.sqlite_error_code();
+    let cannot_write = matches!(
+        code,
+        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+    );
+    if cannot_write && path.exists() {
+        OpenError::NotWritable {
+            path: path.to_owned(),
+            source,
+        }
+    } else {
+        OpenError::Open {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Refuses a database this process cannot write (a read-only file or
+/// directory, a read-only mount): better at start than at the first sign-in.
+fn probe_writable(conn: &Connection, path: &Path) -> Result<(), OpenError> {
+    let probe = retry_while_busy(|| {
+        conn.execute_batch("BEGIN IMMEDIATE; UPDATE meta SET id = id WHERE id = 1; COMMIT;")
+    });
+    probe.map_err(|source| {
+        let _ = conn.execute_batch("ROLLBACK");
+        OpenError::NotWritable {
+            path: path.to_owned(),
+            source,
+        }
+    })
+}
+
+fn inode_of(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(path)?.ino())
+}
+
 /// Records `kek` as the database's KEK when none is recorded yet, and
 /// refuses a database sealed under another. A compare-and-swap: of two
 /// processes binding different KEKs at once, one is refused.
@@ -311,13 +394,21 @@ fn bind_kek(conn: &Connection, kek: &Kek, path: &Path) -> Result<(), OpenError> 
         path: path.to_owned(),
         source,
     };
-    retry_while_busy(|| {
-        conn.execute(
-            "UPDATE meta SET kek_id = ?1 WHERE id = 1 AND kek_id IS NULL",
-            [kek.id()],
-        )
-    })
-    .map_err(open_error)?;
+    let recorded = |conn: &Connection| -> rusqlite::Result<Option<String>> {
+        conn.query_row("SELECT kek_id FROM meta WHERE id = 1", [], |row| row.get(0))
+    };
+    if recorded(conn).map_err(open_error)?.is_none() {
+        retry_while_busy(|| {
+            conn.execute(
+                "UPDATE meta SET kek_id = ?1 WHERE id = 1 AND kek_id IS NULL",
+                [kek.id()],
+            )
+        })
+        .map_err(|source| OpenError::NotWritable {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
     let bound: Option<String> = conn
         .query_row("SELECT kek_id FROM meta WHERE id = 1", [], |row| row.get(0))
         .map_err(open_error)?;
@@ -798,6 +889,29 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<()> {
+        if !self.writer.is_alive() {
+            return Err(Error::Unavailable("the database writer has stopped".into()));
+        }
+        if self.writer.health().failing() {
+            return Err(Error::Unavailable(
+                "the last write failed for a storage reason".into(),
+            ));
+        }
+        match inode_of(&self.path) {
+            Ok(inode) if inode == self.inode => {}
+            Ok(_) => {
+                return Err(Error::Unavailable(format!(
+                    "{} was replaced under the server",
+                    self.path.display()
+                )))
+            }
+            Err(e) => {
+                return Err(Error::Unavailable(format!(
+                    "{} is gone: {e}",
+                    self.path.display()
+                )))
+            }
+        }
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
     }
 

@@ -7,30 +7,91 @@
 //! worker. Writes that queue up while one commit is under way share the next
 //! transaction (one commit, one WAL sync for all of them); each caller hears
 //! back only after that commit.
+//!
+//! Each write runs inside its own SAVEPOINT: one that fails is rolled back
+//! alone and only its caller hears the error. The queue is bounded: when it
+//! is full, a write is refused at once with `Unavailable` rather than left
+//! waiting behind a stalled disk.
 
 use crate::error::{Error, Result};
 use rusqlite::Connection;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
 
 /// What a job does once its batch's commit has succeeded or failed.
-type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
-/// Runs inside the batch's transaction.
-type Job = Box<dyn FnOnce(&mut Connection) -> Reply + Send>;
+type Reply = Box<dyn FnOnce(Result<(), Error>) + Send>;
+
+/// A queued write.
+trait Job: Send {
+    /// Runs inside the batch's transaction; says whether the work succeeded,
+    /// and how to answer once the batch committed (or failed to).
+    fn run(self: Box<Self>, conn: &mut Connection) -> (bool, Reply);
+    /// Answers without running: the batch could not start.
+    fn refuse(self: Box<Self>, error: Error);
+}
+
+struct Write<F, T> {
+    work: F,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<F, T> Job for Write<F, T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &mut Connection) -> (bool, Reply) {
+        let Write { work, reply } = *self;
+        let result = work(conn);
+        let ok = result.is_ok();
+        let answer: Reply = Box::new(move |committed: Result<(), Error>| {
+            let _ = reply.send(match (result, committed) {
+                (Err(own), _) => Err(own),
+                (Ok(value), Ok(())) => Ok(value),
+                (Ok(_), Err(e)) => Err(e),
+            });
+        });
+        (ok, answer)
+    }
+
+    fn refuse(self: Box<Self>, error: Error) {
+        let _ = self.reply.send(Err(error));
+    }
+}
 
 /// Most writes that share one transaction.
 const MAX_BATCH: usize = 512;
+/// Writes waiting for the writer before new ones are refused.
+const QUEUE_CAPACITY: usize = 16_384;
+
+/// What the writer knows about the storage's health, for `/readyz`.
+#[derive(Default)]
+pub struct WriteHealth {
+    /// The last batch failed for a storage reason (full, read-only, I/O);
+    /// cleared by the next batch that commits.
+    failing: AtomicBool,
+}
+
+impl WriteHealth {
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+}
 
 pub struct Writer {
-    jobs: Option<mpsc::Sender<Job>>,
+    jobs: Option<mpsc::SyncSender<Box<dyn Job>>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    health: Arc<WriteHealth>,
 }
 
 impl Writer {
     /// Moves `conn` onto a new thread that runs jobs until the writer is dropped.
     pub fn spawn(mut conn: Connection) -> std::io::Result<Self> {
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::sync_channel::<Box<dyn Job>>(QUEUE_CAPACITY);
+        let health = Arc::new(WriteHealth::default());
+        let reported = health.clone();
         let thread = std::thread::Builder::new()
             .name("authstore-writer".into())
             .spawn(move || {
@@ -47,76 +108,114 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    run_batch(&mut conn, batch);
+                    run_batch(&mut conn, batch, &reported);
                 }
             })?;
         Ok(Writer {
             jobs: Some(jobs),
             thread: Some(thread),
+            health,
         })
+    }
+
+    pub fn health(&self) -> &WriteHealth {
+        &self.health
+    }
+
+    /// Whether the writer thread is still running.
+    pub fn is_alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
     /// Runs `work` on the writer connection, inside a transaction shared with
     /// other writes, and returns its result once that transaction committed.
-    /// A multi-statement `work` that must be all-or-nothing uses a savepoint.
+    /// A failing `work` is rolled back alone (its own savepoint).
     pub async fn run<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = work(conn);
-            Box::new(move |committed: Result<(), String>| {
-                let _ = reply.send(match committed {
-                    Ok(()) => result,
-                    Err(e) => Err(Error::internal(format!("commit failed: {e}"))),
-                });
-            })
-        });
-        self.jobs
-            .as_ref()
-            .ok_or_else(|| Error::internal("the database writer has stopped"))?
-            .send(job)
-            .map_err(|_| Error::internal("the database writer has stopped"))?;
+        let job: Box<dyn Job> = Box::new(Write { work, reply });
+        let stopped = || Error::Unavailable("the database writer has stopped".into());
+        match self.jobs.as_ref().ok_or_else(stopped)?.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(_)) => {
+                return Err(Error::Unavailable(format!(
+                    "{QUEUE_CAPACITY} writes are already waiting for the database"
+                )))
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
+        }
         answer
             .await
             .map_err(|_| Error::internal("the database writer dropped a write"))?
     }
 }
 
-fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
-    let in_transaction = match conn.execute_batch("BEGIN IMMEDIATE") {
-        Ok(()) => true,
-        Err(e) => {
-            // Another process holds the lock past the busy timeout: run each
-            // write on its own, so each still gets a definite answer.
-            log::warn!("cannot begin a write transaction ({e}); writing one by one");
-            false
+fn run_batch(conn: &mut Connection, batch: Vec<Box<dyn Job>>, health: &WriteHealth) {
+    // SQLite's busy handler waits for another process's lock up to the
+    // connection's deadline; past it the whole batch is refused at once.
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let error = Error::from(e);
+        note(health, &error);
+        log::warn!("cannot begin a write transaction: {}", error.log_text());
+        for job in batch {
+            // Nothing ran: each caller hears the same refusal.
+            job.refuse(Error::Unavailable(error.log_text()));
         }
-    };
+        return;
+    }
     let mut replies = Vec::with_capacity(batch.len());
     for job in batch {
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            log::warn!("cannot open a savepoint: {e}");
+        }
         // A panicking job drops its reply (its caller sees an internal
         // error); the others in the batch go on.
-        match catch_unwind(AssertUnwindSafe(|| job(conn))) {
-            Ok(reply) => replies.push(reply),
-            Err(_) => log::error!("a database write panicked; the writer continues"),
+        match catch_unwind(AssertUnwindSafe(|| job.run(conn))) {
+            Ok((true, reply)) => {
+                let _ = conn.execute_batch("RELEASE job");
+                replies.push(reply);
+            }
+            Ok((false, reply)) => {
+                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                replies.push(reply);
+            }
+            Err(_) => {
+                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                log::error!("a database write panicked; the writer continues");
+            }
         }
     }
-    let committed = if in_transaction {
-        conn.execute_batch("COMMIT").map_err(|e| {
+    let committed = match conn.execute_batch("COMMIT") {
+        Ok(()) => {
+            health.failing.store(false, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) => {
+            // A failed COMMIT saved nothing of the batch: roll it back and
+            // tell every caller.
             let _ = conn.execute_batch("ROLLBACK");
-            e.to_string()
-        })
-    } else {
-        Ok(())
+            let error = Error::from(e);
+            note(health, &error);
+            log::error!("a write transaction failed to commit: {}", error.log_text());
+            Err(error)
+        }
     };
-    if let Err(e) = &committed {
-        log::error!("a write transaction failed to commit: {e}");
-    }
     for reply in replies {
-        reply(committed.clone());
+        reply(match &committed {
+            Ok(()) => Ok(()),
+            Err(Error::Unavailable(reason)) => Err(Error::Unavailable(reason.clone())),
+            Err(other) => Err(Error::internal(other.log_text())),
+        });
+    }
+}
+
+/// Remembers a storage failure for `/readyz`.
+fn note(health: &WriteHealth, error: &Error) {
+    if matches!(error, Error::Unavailable(_)) {
+        health.failing.store(true, Ordering::Relaxed);
     }
 }
 
