@@ -35,6 +35,8 @@ pub struct Config {
     pub key_encryption_key: Option<Secret>,
     pub key_encryption_key_file: Option<PathBuf>,
     pub max_body_bytes: usize,
+    /// A request body that has not fully arrived after this long gets 408.
+    pub body_timeout_secs: u64,
     pub purge_interval_secs: u64,
     pub purge_batch: usize,
     pub durability: Durability,
@@ -83,6 +85,7 @@ impl Default for Config {
             key_encryption_key: None,
             key_encryption_key_file: None,
             max_body_bytes: 64 * 1024,
+            body_timeout_secs: 10,
             purge_interval_secs: 300,
             purge_batch: 1000,
             durability: Durability::default(),
@@ -190,6 +193,7 @@ impl Config {
             1024,
         )?;
         within("max_body_bytes", self.max_body_bytes as u64, 1, 16 << 20)?;
+        within("body_timeout_secs", self.body_timeout_secs, 1, 3600)?;
         within("purge_interval_secs", self.purge_interval_secs, 1, DAY)?;
         within("purge_batch", self.purge_batch as u64, 1, 1_000_000)?;
         within(

@@ -166,6 +166,7 @@ impl Application {
             issuer: issuer.clone(),
             secret,
             max_body_bytes: config.max_body_bytes,
+            body_timeout: Duration::from_secs(config.body_timeout_secs),
         });
         let workers = workers(&config);
         let server = HttpServer::new(move || {

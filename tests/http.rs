@@ -165,3 +165,35 @@ fn a_wrong_method_on_a_known_route_is_405_with_allow() {
     assert_eq!(status, 200);
     assert_eq!(response.into_string().unwrap(), "", "HEAD has no body");
 }
+
+#[test]
+fn bodies_that_trickle_in_are_cut_at_the_timeout() {
+    use std::io::{Read, Write};
+    let app = TestApp::spawn_with(|config| config.body_timeout_secs = 1);
+    let started = std::time::Instant::now();
+    let streams: Vec<std::net::TcpStream> = (0..32)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", app.port)).unwrap();
+            stream
+                .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            write!(
+                stream,
+                "POST /api/adapter/getUser HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SECRET}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"id\""
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    let (status, _) = app.get("/healthz");
+    assert_eq!(status, 200, "the server answers others meanwhile");
+    for mut stream in streams {
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("request_timeout"), "{answer}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

@@ -98,7 +98,7 @@ pub async fn call(
 ) -> Result<HttpResponse> {
     authorize(&req, &state.secret)?;
     let method = req.path().rsplit('/').next().unwrap_or_default();
-    let body = body::read(payload, state.max_body_bytes).await?;
+    let body = body::read(payload, state.max_body_bytes, state.body_timeout).await?;
     dispatch(&state, method, &body).await
 }
 

@@ -4,14 +4,24 @@
 use crate::error::Error;
 use actix_web::web;
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 
-pub async fn read(payload: web::Payload, limit: usize) -> Result<web::Bytes, Error> {
-    match payload.to_bytes_limited(limit).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) => Err(Error::BadRequest(format!(
+/// Reads the whole body, at most `limit` bytes, within `timeout` (a body
+/// that trickles in must not hold a connection and a worker's memory).
+pub async fn read(
+    payload: web::Payload,
+    limit: usize,
+    timeout: Duration,
+) -> Result<web::Bytes, Error> {
+    match actix_web::rt::time::timeout(timeout, payload.to_bytes_limited(limit)).await {
+        Ok(Ok(Ok(bytes))) => Ok(bytes),
+        Ok(Ok(Err(e))) => Err(Error::BadRequest(format!(
             "could not read the request body: {e}"
         ))),
-        Err(_) => Err(Error::PayloadTooLarge { limit }),
+        Ok(Err(_)) => Err(Error::PayloadTooLarge { limit }),
+        Err(_) => Err(Error::RequestTimeout {
+            secs: timeout.as_secs(),
+        }),
     }
 }
 

@@ -27,6 +27,8 @@ pub struct AppState {
     pub issuer: Arc<Issuer>,
     pub secret: Secret,
     pub max_body_bytes: usize,
+    /// The longest a request body may take to arrive.
+    pub body_timeout: std::time::Duration,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -20,7 +20,7 @@ pub async fn mint(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     authorize(&req, &state.secret)?;
-    let body = body::read(payload, state.max_body_bytes).await?;
+    let body = body::read(payload, state.max_body_bytes, state.body_timeout).await?;
     let args: MintArgs = body::parse(&body)?;
     let minted = state.issuer.mint(&args.session_token, args.fresh).await?;
     Ok(HttpResponse::Ok()
