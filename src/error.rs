@@ -49,7 +49,16 @@ impl Error {
     /// the client never sees).
     pub fn log_text(&self) -> String {
         match self {
-            Error::Internal(cause) => format!("internal error: {cause}"),
+            Error::Internal(cause) => {
+                // The whole chain of causes: the log is where a bug is found.
+                let mut text = format!("internal error: {cause}");
+                let mut source = cause.source();
+                while let Some(next) = source {
+                    text.push_str(&format!(": {next}"));
+                    source = next.source();
+                }
+                text
+            }
             Error::Unavailable(reason) => format!("storage unavailable: {reason}"),
             other => other.to_string(),
         }
@@ -86,11 +95,6 @@ impl ResponseError for Error {
     }
 
     fn error_response(&self) -> HttpResponse {
-        match self {
-            Error::Internal(_) => log::error!("{}", self.log_text()),
-            Error::Unavailable(_) => log::warn!("{}", self.log_text()),
-            _ => {}
-        }
         let mut response = HttpResponse::build(self.status_code());
         match self {
             Error::Unauthorized => {

@@ -171,10 +171,11 @@ impl Application {
         let workers = workers(&config);
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(http::request_id::tag))
                 .wrap(
-                    // Method, path (never the query), status, duration: no
-                    // body, token or secret can reach the log.
-                    Logger::new("%{method}xi %U %s %Dms")
+                    // Method, path (never the query), status, duration and
+                    // the request id: no body, token or secret can reach the log.
+                    Logger::new("%{method}xi %U %s %Dms id=%{x-request-id}o")
                         .custom_request_replace("method", |req| req.method().to_string()),
                 )
                 .app_data(state.clone())

@@ -240,3 +240,37 @@ fn concurrent_rotations_leave_at_most_one_waiting_key() {
     }
     server.terminate();
 }
+
+#[test]
+fn every_response_carries_a_request_id_that_the_log_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    let kept = ureq::get(&server.url("/healthz"))
+        .set("x-request-id", "trace-abc.123_x")
+        .call()
+        .unwrap();
+    assert_eq!(kept.header("x-request-id"), Some("trace-abc.123_x"));
+    let line = server.wait_for_log("id=trace-abc.123_x");
+    assert!(line.contains("GET /healthz 200"), "{line}");
+
+    for bad in ["has space", &"x".repeat(65)] {
+        let made = ureq::get(&server.url("/healthz"))
+            .set("x-request-id", bad)
+            .call()
+            .unwrap();
+        let id = made.header("x-request-id").unwrap().to_owned();
+        assert!(
+            !id.is_empty() && id != bad,
+            "a malformed id is replaced: {id}"
+        );
+    }
+    let answer = match ureq::post(&server.url("/api/adapter/getUser")).call() {
+        Err(ureq::Error::Status(401, response)) => response,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        answer.header("x-request-id").is_some(),
+        "errors carry one too"
+    );
+    server.terminate();
+}

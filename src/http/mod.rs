@@ -12,6 +12,7 @@ mod adapter;
 mod body;
 mod discovery;
 mod health;
+pub mod request_id;
 mod token;
 
 use crate::error::Error;

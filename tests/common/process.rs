@@ -62,7 +62,10 @@ pub fn run(dir: &Path, args: &[&str]) -> (bool, String, String) {
 pub struct Server {
     pub child: Option<Child>,
     pub port: u16,
+    /// The log up to the ready line.
     pub log: Vec<String>,
+    /// The log after it, as it arrives.
+    later: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -95,11 +98,18 @@ impl Server {
                         .and_then(|at| line[at + prefix.len()..].trim().parse().ok());
                     log.push(line);
                     if let Some(port) = port {
-                        std::thread::spawn(move || lines.iter().for_each(drop));
+                        let later = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+                        let sink = later.clone();
+                        std::thread::spawn(move || {
+                            for line in lines.iter() {
+                                sink.lock().unwrap().push(line);
+                            }
+                        });
                         return Server {
                             child: Some(child),
                             port,
                             log,
+                            later,
                         };
                     }
                 }
@@ -109,6 +119,18 @@ impl Server {
                     panic!("serve did not report a port in time: {log:?}");
                 }
             }
+        }
+    }
+
+    /// Waits until a log line after the ready line contains `text`.
+    pub fn wait_for_log(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.later.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            assert!(Instant::now() < deadline, "no log line with {text:?}");
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
