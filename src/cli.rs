@@ -52,6 +52,20 @@ enum Command {
     },
     /// Print the `convex/auth.config.ts` providers for this issuer
     ConvexConfig,
+    /// Copy the database to FILE while servers keep running (a consistent
+    /// snapshot, mode 0600), and verify the copy. The copy opens only with the
+    /// database's key-encryption key: keep that apart from the backup.
+    Backup {
+        /// The new file to write; an existing one is never overwritten
+        file: PathBuf,
+    },
+    /// Check the database: integrity, references, schema version, key ring,
+    /// file modes. Exit status 0 only when every check holds
+    Check {
+        /// One JSON object on stdout instead of lines for a person
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -118,6 +132,10 @@ enum CliError {
     Database(#[from] crate::store::sqlite::OpenError),
     #[error("{0}")]
     Rewrap(String),
+    #[error(transparent)]
+    Backup(#[from] crate::operations::BackupError),
+    #[error("the database failed a check (see above)")]
+    Check,
     #[error("{}", .0.log_text())]
     App(#[from] crate::error::Error),
     #[error("cannot read {path}: {source}")]
@@ -192,6 +210,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(_) => serve(load()?),
         Command::Keys { command } => block_on(keys(load()?, command)),
         Command::ConvexConfig => block_on(convex_config(load()?)),
+        Command::Backup { file } => backup(&load()?, &file),
+        Command::Check { json } => block_on(check(load()?, json)),
     }
 }
 
@@ -361,6 +381,60 @@ async fn rewrap(config: &Config, old_key_file: &Path) -> Result<(), CliError> {
     println!("re-sealed {count} secrets under key-encryption key from {origin}");
     println!("start the servers with that key; the old key no longer opens this database");
     Ok(())
+}
+
+fn backup(config: &Config, file: &Path) -> Result<(), CliError> {
+    announce_database(config);
+    if !config.database.exists() {
+        return Err(crate::store::sqlite::OpenError::Missing {
+            path: std::path::absolute(&config.database).unwrap_or_else(|_| config.database.clone()),
+        }
+        .into());
+    }
+    let done = crate::operations::backup(&config.database, file)?;
+    println!(
+        "backed up to {} ({} bytes, {} ms, integrity ok)",
+        file.display(),
+        done.bytes,
+        done.took.as_millis()
+    );
+    println!(
+        "it opens only with the key-encryption key of this database ({}); keep that apart from the backup",
+        config
+            .key_encryption_key_file
+            .clone()
+            .unwrap_or_else(|| config.default_kek_file())
+            .display()
+    );
+    Ok(())
+}
+
+async fn check(config: Config, json: bool) -> Result<(), CliError> {
+    announce_database(&config);
+    if !config.database.exists() {
+        return Err(crate::store::sqlite::OpenError::Missing {
+            path: std::path::absolute(&config.database).unwrap_or_else(|_| config.database.clone()),
+        }
+        .into());
+    }
+    let findings = crate::operations::check(&config).await;
+    let healthy = findings.iter().all(|f| f.ok);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "ok": healthy, "checks": findings })
+        );
+    } else {
+        for finding in &findings {
+            let mark = if finding.ok { "ok  " } else { "FAIL" };
+            println!("{mark}  {:<13} {}", finding.check, finding.detail);
+        }
+    }
+    if healthy {
+        Ok(())
+    } else {
+        Err(CliError::Check)
+    }
 }
 
 async fn convex_config(config: Config) -> Result<(), CliError> {

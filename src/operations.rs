@@ -1,0 +1,211 @@
+//! The operator's tools that work on the database file itself: `backup` (an
+//! online, verified copy) and `check` (is this database sound?).
+
+use crate::config::Config;
+use crate::issuer::keys::{self, KeyState};
+use crate::store::sqlite::schema::VERSION;
+use crate::store::Store;
+use crate::timestamp::Timestamp;
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0} already exists; choose a new file (a backup never overwrites)")]
+    Exists(PathBuf),
+    #[error("cannot create {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("copying {from} to {to} failed: {source}")]
+    Copy {
+        from: PathBuf,
+        to: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("the copy {path} failed its integrity check ({found}); it was removed")]
+    Corrupt { path: PathBuf, found: String },
+}
+
+/// What a finished backup reports.
+pub struct Backup {
+    pub bytes: u64,
+    pub took: Duration,
+}
+
+/// Copies the database at `from` to the new file `to` while servers keep
+/// running (`VACUUM INTO` reads one consistent snapshot and blocks no
+/// writer), mode 0600, and checks the copy's integrity before reporting.
+pub fn backup(from: &Path, to: &Path) -> Result<Backup, BackupError> {
+    let started = Instant::now();
+    if to.exists() {
+        return Err(BackupError::Exists(to.to_owned()));
+    }
+    let copy_error = |source| BackupError::Copy {
+        from: from.to_owned(),
+        to: to.to_owned(),
+        source,
+    };
+    // VACUUM INTO accepts an empty file: create it 0600 first.
+    crate::files::touch_private(to).map_err(|source| BackupError::Create {
+        path: to.to_owned(),
+        source,
+    })?;
+    let result = (|| {
+        let conn = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(copy_error)?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(copy_error)?;
+        conn.execute("VACUUM INTO ?1", [to.to_string_lossy()])
+            .map_err(copy_error)?;
+        drop(conn);
+        let copy = Connection::open_with_flags(to, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(copy_error)?;
+        let found: String = copy
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .map_err(copy_error)?;
+        if found != "ok" {
+            return Err(BackupError::Corrupt {
+                path: to.to_owned(),
+                found,
+            });
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(to);
+    }
+    result?;
+    let bytes = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
+    Ok(Backup {
+        bytes,
+        took: started.elapsed(),
+    })
+}
+
+/// One finding of `authstore check`.
+#[derive(Serialize, Debug)]
+pub struct Finding {
+    pub check: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Checks the database at `config.database`: SQLite's integrity and foreign
+/// keys, the schema version, the key ring (exactly one current key, a
+/// non-empty JWKS, every private key opening under the KEK), file modes.
+pub async fn check(config: &Config) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut add = |check, ok, detail: String| findings.push(Finding { check, ok, detail });
+    let path = &config.database;
+    let mut current_schema = false;
+
+    match Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY) {
+        Err(e) => add("open", false, e.to_string()),
+        Ok(conn) => {
+            let _ = conn.busy_timeout(Duration::from_secs(30));
+            let integrity: rusqlite::Result<String> =
+                conn.query_row("PRAGMA integrity_check", [], |row| row.get(0));
+            match integrity {
+                Ok(text) => add("integrity", text == "ok", text),
+                Err(e) => add("integrity", false, e.to_string()),
+            }
+            let violations: rusqlite::Result<i64> =
+                conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                    r.get(0)
+                });
+            match violations {
+                Ok(0) => add("foreign keys", true, "no dangling references".into()),
+                Ok(n) => add(
+                    "foreign keys",
+                    false,
+                    format!("{n} rows reference missing rows"),
+                ),
+                Err(e) => add("foreign keys", false, e.to_string()),
+            }
+            match conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)) {
+                Ok(v) if v == VERSION => {
+                    current_schema = true;
+                    add("schema", true, format!("version {v}"))
+                }
+                Ok(v) => add(
+                    "schema",
+                    false,
+                    format!("version {v}; this build writes {VERSION} (a start migrates it)"),
+                ),
+                Err(e) => add("schema", false, e.to_string()),
+            }
+        }
+    }
+
+    // Opening the store would migrate an older database: a check changes nothing.
+    let store = match current_schema {
+        true => crate::open_store(config, false).map_err(|e| e.to_string()),
+        false => Err("not checked: the schema is not this build's".into()),
+    };
+    match store {
+        Err(e) => add("key ring", false, e),
+        Ok(store) => match store.signing_keys().await {
+            Err(e) => add("key ring", false, e.log_text()),
+            Ok(set) => {
+                let now = Timestamp::now();
+                let current = set
+                    .keys
+                    .iter()
+                    .filter(|k| KeyState::of(k, now) == KeyState::Current)
+                    .count();
+                let published = set
+                    .keys
+                    .iter()
+                    .filter(|k| KeyState::of(k, now).is_published())
+                    .count();
+                let signer = keys::current(&set.keys, now);
+                let ok = current == 1
+                    && published > 0
+                    && signer.is_some_and(|k| k.private_key_der.is_some());
+                add(
+                    "key ring",
+                    ok,
+                    format!(
+                        "{current} current key (1 expected), {published} published, every private key opens under the KEK"
+                    ),
+                );
+            }
+        },
+    }
+
+    let mut modes = Vec::new();
+    let mut loose = Vec::new();
+    for file in [
+        path.clone(),
+        suffixed(path, "-wal"),
+        suffixed(path, "-shm"),
+        config.default_secret_file(),
+        config.default_kek_file(),
+    ] {
+        if let Ok(meta) = std::fs::metadata(&file) {
+            let mode = meta.permissions().mode() & 0o777;
+            modes.push(format!("{} {mode:o}", file.display()));
+            if mode & 0o077 != 0 {
+                loose.push(format!("chmod 600 {}", file.display()));
+            }
+        }
+    }
+    let detail = if loose.is_empty() {
+        modes.join(", ")
+    } else {
+        format!("readable by others; fix with: {}", loose.join("; "))
+    };
+    add("file modes", loose.is_empty(), detail);
+    findings
+}
+
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}

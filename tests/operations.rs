@@ -1,0 +1,139 @@
+//! The operator's tools: an online backup that holds every acknowledged
+//! write, and a check that says whether a database is sound.
+
+mod common;
+
+use common::process::{authstore, output, run, serve};
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn check(
+    dir: &std::path::Path,
+    database: &std::path::Path,
+    kek: &std::path::Path,
+) -> (bool, Value) {
+    let mut command = authstore(dir);
+    command
+        .args(["check", "--json", "--database"])
+        .arg(database)
+        .env("AUTHSTORE_KEY_ENCRYPTION_KEY_FILE", kek);
+    let out = output(command);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.success(), report)
+}
+
+#[test]
+fn a_backup_under_write_load_holds_every_acknowledged_row_and_passes_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    let secret = std::fs::read_to_string(dir.path().join("authstore.db.secret")).unwrap();
+    let secret = secret.trim().to_owned();
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (url, secret) = (server.url("/api/adapter/createUser"), secret.clone());
+            let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) && n < 5_000 {
+                    let id = format!("user-{w}-{n}");
+                    let answer = ureq::post(&url)
+                        .timeout(Duration::from_secs(10))
+                        .set("Authorization", &format!("Bearer {secret}"))
+                        .send_string(&json!({ "user": { "id": id } }).to_string());
+                    if answer.is_ok() {
+                        acknowledged.lock().unwrap().push(id);
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before: Vec<String> = acknowledged.lock().unwrap().clone();
+    assert!(!before.is_empty(), "the load runs");
+    let copy = dir.path().join("backup.db");
+    let (ok, out, err) = run(dir.path(), &["backup", "backup.db"]);
+    stop.store(true, Ordering::Relaxed);
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("integrity ok"), "{out}");
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let missing: Vec<&String> = before
+        .iter()
+        .filter(|id| {
+            conn.query_row("SELECT count(*) FROM users WHERE id = ?1", [id], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
+                == 0
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged rows missing",
+        missing.len()
+    );
+    drop(conn);
+    let (healthy, report) = check(dir.path(), &copy, &dir.path().join("authstore.db.kek"));
+    assert!(healthy, "{report}");
+
+    let (ok, _, err) = run(dir.path(), &["backup", "backup.db"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    server.terminate();
+}
+
+#[test]
+fn check_says_what_is_wrong_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(serve(dir.path(), &[]).terminate().success());
+    let db = dir.path().join("authstore.db");
+    let kek = dir.path().join("authstore.db.kek");
+    let (healthy, report) = check(dir.path(), &db, &kek);
+    assert!(healthy, "{report}");
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "integrity",
+            "foreign keys",
+            "schema",
+            "key ring",
+            "file modes"
+        ]
+    );
+
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (healthy, report) = check(dir.path(), &db, &kek);
+    assert!(!healthy);
+    assert!(report.to_string().contains("chmod 600"), "{report}");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // No current key: every key retired by hand.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE signing_keys SET retires_at = 1, unpublish_at = 1",
+            [],
+        )
+        .unwrap();
+    let (healthy, report) = check(dir.path(), &db, &kek);
+    assert!(!healthy, "{report}");
+    let (ok, out, _) = run(dir.path(), &["check"]);
+    assert!(!ok);
+    assert!(out.contains("FAIL  key ring"), "{out}");
+}
