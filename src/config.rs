@@ -25,6 +25,8 @@ pub struct Config {
     pub port: u16,
     /// HTTP worker threads; 0 means one per CPU core.
     pub workers: usize,
+    /// Connections accepted at once; 0 derives it from the open-file limit.
+    pub max_connections: usize,
     /// The shared secret. When neither this nor `secret_file` is set, a secret
     /// is generated into `<database>.secret` on first start and reused after.
     pub secret: Option<Secret>,
@@ -47,6 +49,8 @@ pub struct Config {
     pub read_cache_mib: u32,
     /// Map up to this many MiB of the database into memory for reads; 0 is off.
     pub read_mmap_mib: u32,
+    /// The WAL's size past which it is bounded (a RESTART checkpoint), in MiB.
+    pub wal_budget_mib: u32,
     /// The public URL of this issuer; defaults to `http://<bind>:<port>`.
     pub issuer: Option<String>,
     pub audience: String,
@@ -80,6 +84,7 @@ impl Default for Config {
             bind: "127.0.0.1".into(),
             port: DEFAULT_PORT,
             workers: 0,
+            max_connections: 0,
             secret: None,
             secret_file: None,
             key_encryption_key: None,
@@ -92,6 +97,7 @@ impl Default for Config {
             read_connections: 0,
             read_cache_mib: 8,
             read_mmap_mib: 0,
+            wal_budget_mib: 1024,
             issuer: None,
             audience: "convex".into(),
             token_lifetime_secs: 3600,
@@ -186,6 +192,8 @@ impl Config {
             DAY,
         )?;
         within("workers", self.workers as u64, 0, MAX_WORKERS)?;
+        within("max_connections", self.max_connections as u64, 0, 1 << 20)?;
+        within("wal_budget_mib", u64::from(self.wal_budget_mib), 16, 65_536)?;
         within(
             "read_connections",
             u64::from(self.read_connections),

@@ -18,6 +18,7 @@ pub mod http;
 pub mod issuer;
 mod jobs;
 pub mod kek;
+pub mod limits;
 pub mod model;
 pub mod operations;
 pub mod secret;
@@ -101,6 +102,7 @@ pub fn open_store_with(
             readers,
             read_cache_mib: config.read_cache_mib,
             read_mmap_mib: config.read_mmap_mib,
+            wal_budget_mib: config.wal_budget_mib,
         },
         kek,
     )?)
@@ -170,6 +172,11 @@ impl Application {
             body_timeout: Duration::from_secs(config.body_timeout_secs),
         });
         let workers = workers(&config);
+        let open_files = limits::raise_open_files();
+        let max_connections = limits::max_connections(config.max_connections, open_files);
+        log::info!(
+            "accepting up to {max_connections} connections ({open_files} open files allowed)"
+        );
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(http::request_id::tag))
@@ -183,6 +190,8 @@ impl Application {
                 .configure(http::routes)
         })
         .workers(workers)
+        // actix counts connections per worker.
+        .max_connections(max_connections.div_ceil(workers).max(1))
         // Signals are handled by the caller (`cli`), so that SIGINT, like
         // SIGTERM, lets in-flight requests finish.
         .disable_signals()

@@ -6,6 +6,7 @@ mod common;
 use common::process::{authstore, output, run, serve, Server};
 use serde_json::{json, Value};
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SECRET_HEADER: &str = "Authorization";
@@ -272,5 +273,42 @@ fn every_response_carries_a_request_id_that_the_log_names() {
         answer.header("x-request-id").is_some(),
         "errors carry one too"
     );
+    server.terminate();
+}
+
+#[test]
+fn healthz_answers_under_a_flood_of_idle_connections_at_a_low_soft_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    // Started with the soft open-file limit at 1,024 (the hard one higher):
+    // the server raises it, and 1,200 idle connections starve nobody.
+    let mut shell = Command::new("sh");
+    shell.current_dir(dir.path()).env_remove("RUST_LOG");
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AUTHSTORE_") {
+            shell.env_remove(name);
+        }
+    }
+    shell
+        .arg("-c")
+        .arg("ulimit -Sn 1024 && exec \"$0\" serve --port 0")
+        .arg(env!("CARGO_BIN_EXE_authstore"));
+    let server = Server::start(shell);
+    assert!(
+        server
+            .log
+            .iter()
+            .any(|l| l.contains("open-file limit raised from 1024")),
+        "{:?}",
+        server.log
+    );
+    let idle: Vec<std::net::TcpStream> = (0..1200)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap())
+        .collect();
+    let health = ureq::get(&server.url("/healthz"))
+        .timeout(Duration::from_secs(5))
+        .call()
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    drop(idle);
     server.terminate();
 }

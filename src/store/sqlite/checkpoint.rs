@@ -25,8 +25,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 const EVERY: Duration = Duration::from_millis(100);
-/// WAL frames (pages) past which the WAL is restarted: 1 GiB at 4 KiB pages.
-const RESTART_FRAMES: i64 = 262_144;
+/// SQLite's page size here: WAL frames are pages.
+const PAGE_BYTES: i64 = 4096;
 
 pub struct Checkpointer {
     stop: Option<mpsc::Sender<()>>,
@@ -34,13 +34,16 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub fn spawn(conn: Connection) -> std::io::Result<Self> {
+    /// `wal_budget_mib`: the WAL size past which a RESTART checkpoint bounds
+    /// it (see the module's documentation).
+    pub fn spawn(conn: Connection, wal_budget_mib: u32) -> std::io::Result<Self> {
+        let restart_frames = (i64::from(wal_budget_mib) << 20) / PAGE_BYTES;
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("authstore-checkpoint".into())
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EVERY) {
-                    if let Err(e) = checkpoint(&conn) {
+                    if let Err(e) = checkpoint(&conn, restart_frames) {
                         log::warn!("WAL checkpoint failed: {e}");
                     }
                 }
@@ -61,13 +64,13 @@ impl Drop for Checkpointer {
     }
 }
 
-fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+fn checkpoint(conn: &Connection, restart_frames: i64) -> rusqlite::Result<()> {
     // (busy, frames in the WAL, frames copied into the database)
     let (_, frames, _): (i64, i64, i64) =
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
-    if frames > RESTART_FRAMES {
+    if frames > restart_frames {
         conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))?;
     }
     Ok(())

@@ -65,6 +65,9 @@ pub struct SqliteOptions {
     pub read_cache_mib: u32,
     /// Bytes of the file each read-only connection maps into memory (0: none).
     pub read_mmap_mib: u32,
+    /// How large the WAL may grow under a write flood before a checkpoint
+    /// that holds writers back bounds it, in MiB.
+    pub wal_budget_mib: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -212,7 +215,7 @@ impl SqliteStore {
         let writer = Writer::spawn(conn)?;
         let checkpoint_conn = Connection::open_with_flags(&path, flags).map_err(open_error)?;
         configure(&checkpoint_conn, options.durability).map_err(open_error)?;
-        let checkpointer = Checkpointer::spawn(checkpoint_conn)?;
+        let checkpointer = Checkpointer::spawn(checkpoint_conn, options.wal_budget_mib)?;
 
         let durability = options.durability;
         let read_cache_mib = options.read_cache_mib;
