@@ -19,6 +19,7 @@ pub mod issuer;
 mod jobs;
 pub mod kek;
 pub mod limits;
+pub mod logging;
 pub mod model;
 pub mod operations;
 pub mod secret;

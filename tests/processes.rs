@@ -312,3 +312,35 @@ fn healthz_answers_under_a_flood_of_idle_connections_at_a_low_soft_limit() {
     drop(idle);
     server.terminate();
 }
+
+#[test]
+fn malformed_requests_cannot_write_error_lines() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    for payload in [
+        &b"POST /healthz HTTP/1.1\r\nContent-Length: abc\r\n\r\n"[..],
+        b"GARBAGE \x00\x01 HTTP/9.9\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ] {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(payload).unwrap();
+        let mut answer = [0u8; 12];
+        let _ = stream.read(&mut answer);
+    }
+    ureq::get(&server.url("/healthz"))
+        .set("x-request-id", "after-the-garbage")
+        .call()
+        .unwrap();
+    server.wait_for_log("id=after-the-garbage");
+    let errors: Vec<String> = server
+        .later_log()
+        .into_iter()
+        .filter(|line| line.contains("ERROR"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    server.terminate();
+}

@@ -134,6 +134,11 @@ impl Server {
         }
     }
 
+    /// Every log line after the ready line so far.
+    pub fn later_log(&self) -> Vec<String> {
+        self.later.lock().unwrap().clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
