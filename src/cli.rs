@@ -129,6 +129,8 @@ enum CliError {
     #[error(transparent)]
     Kek(#[from] crate::kek::KekError),
     #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
+    #[error(transparent)]
     Database(#[from] crate::store::sqlite::OpenError),
     #[error("{0}")]
     Rewrap(String),
@@ -204,7 +206,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
 
     match cli.command {
         Command::Secret => {
-            println!("{}", Secret::generate().expose());
+            println!("{}", Secret::generate()?.expose());
             Ok(())
         }
         Command::Serve(_) => serve(load()?),

@@ -136,7 +136,8 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         flags: Table,
     ) -> Result<Config, ConfigError> {
-        let defaults = Table::try_from(Config::default()).expect("defaults serialize");
+        let defaults = Table::try_from(Config::default())
+            .map_err(|e| ConfigError::Invalid(format!("the built-in defaults: {e}")))?;
         let mut layered = defaults.clone();
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

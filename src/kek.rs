@@ -87,11 +87,20 @@ impl Kek {
     }
 
     pub fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
-        if sealed.len() < 1 + NONCE_LEN + TAG_LEN || sealed[0] != FORMAT_V1 {
-            return Err(SealError::Malformed);
-        }
-        let (nonce, rest) = sealed[1..].split_at(NONCE_LEN);
-        let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let (nonce, ciphertext, tag) = match sealed.split_first() {
+            Some((&FORMAT_V1, rest)) => {
+                let (nonce, rest) = rest
+                    .split_at_checked(NONCE_LEN)
+                    .ok_or(SealError::Malformed)?;
+                let body = rest
+                    .len()
+                    .checked_sub(TAG_LEN)
+                    .ok_or(SealError::Malformed)?;
+                let (ciphertext, tag) = rest.split_at_checked(body).ok_or(SealError::Malformed)?;
+                (nonce, ciphertext, tag)
+            }
+            _ => return Err(SealError::Malformed),
+        };
         decrypt_aead(
             Cipher::aes_256_gcm(),
             &self.key,
@@ -242,7 +251,7 @@ pub fn resolve(config: &Config, sealed_under: Option<&str>) -> Result<(Kek, KekO
 }
 
 fn generate(path: &std::path::Path) -> Result<(Secret, KekOrigin), KekError> {
-    let fresh = Secret::generate();
+    let fresh = Secret::generate()?;
     let created = crate::files::create_private(path, format!("{}\n", fresh.expose()).as_bytes())
         .map_err(|source| KekError::Write {
             path: path.to_owned(),

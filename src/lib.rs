@@ -9,6 +9,16 @@
 //! The app is a value: [`Application::build`] takes a [`Config`] and a bound
 //! listener (port 0 allowed) and returns a handle that knows its port.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod cli;
 pub mod clock;
 pub mod config;

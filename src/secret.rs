@@ -18,10 +18,10 @@ pub struct Secret {
 
 impl Secret {
     /// 32 random bytes, base64url: what `authstore secret` prints.
-    pub fn generate() -> Self {
+    pub fn generate() -> Result<Self, SecretError> {
         let mut bytes = [0u8; 32];
-        openssl::rand::rand_bytes(&mut bytes).expect("the OS random source failed");
-        Secret::from_string(URL_SAFE_NO_PAD.encode(bytes))
+        openssl::rand::rand_bytes(&mut bytes).map_err(SecretError::Random)?;
+        Ok(Secret::from_string(URL_SAFE_NO_PAD.encode(bytes)))
     }
 
     pub fn new(value: impl Into<String>) -> Result<Self, SecretError> {
@@ -83,6 +83,8 @@ pub enum SecretError {
         path: PathBuf,
         source: Box<SecretError>,
     },
+    #[error("the system's random source failed: {0}")]
+    Random(openssl::error::ErrorStack),
     #[error("cannot write the generated secret to {path}: {source}")]
     Write {
         path: PathBuf,
@@ -127,7 +129,7 @@ pub fn read_or_generate(path: &Path) -> Result<(Secret, SecretOrigin), SecretErr
         crate::files::warn_if_readable_by_others(path, "secret");
         return Ok((read_file(path)?, SecretOrigin::File(path.to_owned())));
     }
-    let secret = Secret::generate();
+    let secret = Secret::generate()?;
     let created = crate::files::create_private(path, format!("{}\n", secret.expose()).as_bytes())
         .map_err(|source| SecretError::Write {
         path: path.to_owned(),

@@ -8,6 +8,9 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
+/** How long a started server may take to say it listens. */
+const START_DEADLINE_MS = 30_000;
+
 export interface RunningServer {
   url: string;
   secret: string;
@@ -37,13 +40,27 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
   const port = await new Promise<number>((resolve, reject) => {
     const lines = createInterface({ input: child.stderr! });
     const seen: string[] = [];
+    // A start that hangs fails the test instead of the whole run.
+    const deadline = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`authstore did not listen within ${START_DEADLINE_MS} ms:\n${seen.join("\n")}`));
+    }, START_DEADLINE_MS);
     lines.on("line", (line) => {
       seen.push(line);
       const match = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(line);
-      if (match) resolve(Number(match[1]));
+      if (match) {
+        clearTimeout(deadline);
+        resolve(Number(match[1]));
+      }
     });
-    child.once("exit", (code) => reject(new Error(`authstore exited (${code}) before listening:\n${seen.join("\n")}`)));
-    child.once("error", reject);
+    child.once("exit", (code) => {
+      clearTimeout(deadline);
+      reject(new Error(`authstore exited (${code}) before listening:\n${seen.join("\n")}`));
+    });
+    child.once("error", (error) => {
+      clearTimeout(deadline);
+      reject(error);
+    });
   });
   return {
     url: `http://127.0.0.1:${port}`,
@@ -56,7 +73,10 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
 
 function stop(child: ChildProcess, dir: string): Promise<void> {
   return new Promise((resolve) => {
+    // SIGTERM lets requests finish; past the deadline the server is killed.
+    const deadline = setTimeout(() => child.kill("SIGKILL"), 15_000);
     child.once("exit", () => {
+      clearTimeout(deadline);
       rmSync(dir, { recursive: true, force: true });
       resolve();
     });
