@@ -59,6 +59,13 @@ enum Command {
         /// The new file to write; an existing one is never overwritten
         file: PathBuf,
     },
+    /// Put a backup in place of the database. Refused while a server uses
+    /// the database, and for a backup that fails its integrity check or that
+    /// the configured key-encryption key does not open
+    Restore {
+        /// The backup, as `authstore backup` wrote it
+        file: PathBuf,
+    },
     /// Check the database: integrity, references, schema version, key ring,
     /// file modes. Exit status 0 only when every check holds
     Check {
@@ -136,6 +143,8 @@ enum CliError {
     Rewrap(String),
     #[error(transparent)]
     Backup(#[from] crate::operations::BackupError),
+    #[error(transparent)]
+    Restore(#[from] crate::operations::RestoreError),
     #[error("the database failed a check (see above)")]
     Check,
     #[error("{}", .0.log_text())]
@@ -214,6 +223,16 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::ConvexConfig => block_on(convex_config(load()?)),
         Command::Backup { file } => backup(&load()?, &file),
         Command::Check { json } => block_on(check(load()?, json)),
+        Command::Restore { file } => {
+            let config = load()?;
+            announce_database(&config);
+            let bytes = crate::operations::restore(&config, &file)?;
+            println!(
+                "restored {} ({bytes} bytes) in place of the database",
+                file.display()
+            );
+            Ok(())
+        }
     }
 }
 

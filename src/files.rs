@@ -74,6 +74,66 @@ pub fn warn_if_readable_by_others(path: &Path, what: &str) {
     }
 }
 
+/// A server's claim on a database: a shared lock on `<database>.lock`, held
+/// while the server runs. Commands that must not run beside a server
+/// (`restore`) take it exclusively. A file of its own, because closing any
+/// other descriptor of the database would drop SQLite's locks on it.
+pub struct Lease {
+    _file: std::fs::File,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("a running authstore is using {0}; stop it first")]
+    Busy(PathBuf),
+    #[error("cannot lock {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Lease {
+    fn open(database: &Path) -> Result<(std::fs::File, PathBuf), LeaseError> {
+        let mut name = database.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(PRIVATE)
+            .open(&path)
+            .map_err(|source| LeaseError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok((file, path))
+    }
+
+    /// Held by every server; any number at once.
+    pub fn shared(database: &Path) -> Result<Lease, LeaseError> {
+        let (file, path) = Self::open(database)?;
+        file.lock_shared()
+            .map_err(|source| LeaseError::Io { path, source })?;
+        Ok(Lease { _file: file })
+    }
+
+    /// Only when no server holds the database.
+    pub fn exclusive(database: &Path) -> Result<Lease, LeaseError> {
+        let (file, _) = Self::open(database)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Lease { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(LeaseError::Busy(database.to_owned())),
+            Err(std::fs::TryLockError::Error(source)) => Err(LeaseError::Io {
+                path: database.to_owned(),
+                source,
+            }),
+        }
+    }
+}
+
 fn temp_name(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".tmp-{}-{}", std::process::id(), unique()));

@@ -57,6 +57,8 @@ pub enum StartupError {
     Database(#[from] OpenError),
     #[error(transparent)]
     Kek(#[from] kek::KekError),
+    #[error(transparent)]
+    Lease(#[from] files::LeaseError),
     #[error("cannot load the signing keys: {}", .0.log_text())]
     Keys(error::Error),
     #[error("cannot start the HTTP server: {0}")]
@@ -144,6 +146,7 @@ pub struct Application {
     port: u16,
     issuer: Arc<Issuer>,
     server: Server,
+    _lease: files::Lease,
 }
 
 impl Application {
@@ -159,6 +162,8 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         let (secret, origin) = resolve_secret(&config)?;
+        // Held while this server runs: `authstore restore` waits for none.
+        let lease = files::Lease::shared(&config.database)?;
         log::info!("secret from {origin}");
         let store: Arc<dyn Store> = Arc::new(open_store(&config, true)?);
         let database = std::path::absolute(&config.database);
@@ -227,6 +232,7 @@ impl Application {
             port,
             issuer,
             server,
+            _lease: lease,
         })
     }
 

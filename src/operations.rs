@@ -87,6 +87,79 @@ pub fn backup(from: &Path, to: &Path) -> Result<Backup, BackupError> {
     })
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("{path} is not a usable authstore database: {reason}; nothing was changed")]
+    Unusable { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Kek(#[from] crate::kek::KekError),
+    #[error(transparent)]
+    Database(#[from] crate::store::sqlite::OpenError),
+    #[error(transparent)]
+    Lease(#[from] crate::files::LeaseError),
+    #[error("cannot put {from} in place of {to}: {source}")]
+    Io {
+        from: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Puts the backup `from` in place of the database, when no server holds
+/// it: checks the backup (integrity, schema, that the configured KEK opens
+/// it), copies it beside the database and renames it into place, and drops
+/// the old database's WAL so nothing of it is replayed over the backup.
+pub fn restore(config: &Config, from: &Path) -> Result<u64, RestoreError> {
+    let unusable = |reason: String| RestoreError::Unusable {
+        path: from.to_owned(),
+        reason,
+    };
+    let conn = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| unusable(e.to_string()))?;
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .map_err(|e| unusable(e.to_string()))?;
+    if integrity != "ok" {
+        return Err(unusable(format!("integrity check: {integrity}")));
+    }
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|e| unusable(e.to_string()))?;
+    if !(1..=VERSION).contains(&version) {
+        return Err(unusable(format!("schema version {version}")));
+    }
+    drop(conn);
+    let sealed_under = crate::store::sqlite::SqliteStore::sealed_under(from)?;
+    if let Some(id) = &sealed_under {
+        // Refuses a backup that the configured KEK does not open.
+        crate::kek::resolve(config, Some(id))?;
+    }
+    let database = &config.database;
+    let _lease = crate::files::Lease::exclusive(database)?;
+    let io = |source| RestoreError::Io {
+        from: from.to_owned(),
+        to: database.clone(),
+        source,
+    };
+    let mut staged = database.as_os_str().to_owned();
+    staged.push(".restoring");
+    let staged = PathBuf::from(staged);
+    let _ = std::fs::remove_file(&staged);
+    crate::files::touch_private(&staged).map_err(io)?;
+    let bytes = std::fs::copy(from, &staged).map_err(io)?;
+    std::fs::File::open(&staged)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    for stale in [suffixed(database, "-wal"), suffixed(database, "-shm")] {
+        match std::fs::remove_file(&stale) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+    }
+    std::fs::rename(&staged, database).map_err(io)?;
+    Ok(bytes)
+}
+
 /// One finding of `authstore check`.
 #[derive(Serialize, Debug)]
 pub struct Finding {

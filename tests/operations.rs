@@ -137,3 +137,47 @@ fn check_says_what_is_wrong_and_fails() {
     assert!(!ok);
     assert!(out.contains("FAIL  key ring"), "{out}");
 }
+
+#[test]
+fn restore_is_refused_beside_a_server_and_puts_the_backup_back_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    let secret = std::fs::read_to_string(dir.path().join("authstore.db.secret")).unwrap();
+    let create = |id: &str| {
+        ureq::post(&server.url("/api/adapter/createUser"))
+            .set("Authorization", &format!("Bearer {}", secret.trim()))
+            .send_string(&json!({ "user": { "id": id } }).to_string())
+            .unwrap();
+    };
+    create("before-backup");
+    let (ok, _, err) = run(dir.path(), &["backup", "backup.db"]);
+    assert!(ok, "{err}");
+    create("after-backup");
+
+    let (ok, _, err) = run(dir.path(), &["restore", "backup.db"]);
+    assert!(!ok, "restore beside a running server");
+    assert!(err.contains("stop it first"), "{err}");
+    assert!(server.terminate().success());
+
+    std::fs::write(dir.path().join("garbage.db"), b"not a database at all").unwrap();
+    let (ok, _, err) = run(dir.path(), &["restore", "garbage.db"]);
+    assert!(
+        !ok && err.contains("not a usable authstore database"),
+        "{err}"
+    );
+
+    let (ok, out, err) = run(dir.path(), &["restore", "backup.db"]);
+    assert!(ok, "{out}{err}");
+    let conn = rusqlite::Connection::open(dir.path().join("authstore.db")).unwrap();
+    let ids: Vec<String> = conn
+        .prepare("SELECT id FROM users ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ids, ["before-backup"]);
+    drop(conn);
+    let server = serve(dir.path(), &[]);
+    assert!(server.terminate().success(), "the restored database serves");
+}
