@@ -51,16 +51,24 @@ impl Timestamp {
             .then_some(Timestamp(ms))
     }
 
+    /// The form `Date.prototype.toJSON` gives: four-digit years, and the
+    /// extended `±YYYYYY` form for years outside 0..=9999.
     pub fn to_iso(self) -> String {
         let nanos = i128::from(self.0) * 1_000_000;
-        match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-            Ok(at) => at
-                .format(format_description!(
-                    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-                ))
-                .unwrap_or_else(|_| self.0.to_string()),
-            // Outside year -9999..=9999: no ISO form exists, so keep the number.
-            Err(_) => self.0.to_string(),
+        let Ok(at) = OffsetDateTime::from_unix_timestamp_nanos(nanos) else {
+            // Unreachable for a timestamp that came in through the wire
+            // (bounded to JavaScript's range); keep the number for the rest.
+            return self.0.to_string();
+        };
+        let rest = at
+            .format(format_description!(
+                "[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            ))
+            .unwrap_or_default();
+        match at.year() {
+            year @ 0..=9999 => format!("{year:04}-{rest}"),
+            year if year < 0 => format!("-{:06}-{rest}", -year),
+            year => format!("+{year:06}-{rest}"),
         }
     }
 }
@@ -148,6 +156,22 @@ mod tests {
         assert!(serde_json::from_str::<Timestamp>("9e15").is_err());
         assert!(serde_json::from_str::<Timestamp>("\"+275760-09-13T00:00:00.001Z\"").is_err());
         assert!(serde_json::from_str::<Timestamp>("\"9999-12-31T23:59:59.999Z\"").is_ok());
+    }
+
+    #[test]
+    fn years_past_9999_take_javascripts_extended_form() {
+        assert_eq!(
+            Timestamp::from_millis(8_640_000_000_000_000).to_iso(),
+            "+275760-09-13T00:00:00.000Z"
+        );
+        assert_eq!(
+            Timestamp::from_millis(-8_640_000_000_000_000).to_iso(),
+            "-271821-04-20T00:00:00.000Z"
+        );
+        assert_eq!(
+            Timestamp::from_millis(253_402_300_800_000).to_iso(),
+            "+010000-01-01T00:00:00.000Z"
+        );
     }
 
     #[test]

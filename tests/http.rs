@@ -197,3 +197,46 @@ fn bodies_that_trickle_in_are_cut_at_the_timeout() {
     }
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[test]
+fn the_openapi_document_lists_every_route_the_server_has() {
+    let app = TestApp::spawn();
+    let (status, response) = app.get("/openapi.json");
+    assert_eq!(status, 200);
+    let served: Value = response.into_json().unwrap();
+    let file: Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
+    assert_eq!(served, file, "the server serves the committed file");
+    assert_eq!(served["openapi"], "3.1.0");
+    let paths = served["paths"].as_object().unwrap();
+    let mut expected: Vec<String> = authstore::http::ADAPTER_METHODS
+        .iter()
+        .map(|m| format!("/api/adapter/{m}"))
+        .collect();
+    expected.extend(
+        [
+            "/api/token",
+            "/.well-known/openid-configuration",
+            "/.well-known/jwks.json",
+            "/healthz",
+            "/readyz",
+            "/openapi.json",
+        ]
+        .map(String::from),
+    );
+    let mut listed: Vec<String> = paths.keys().cloned().collect();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected);
+    // Each listed operation is routed (no 404 or 405 for its method).
+    for (path, operations) in paths {
+        for method in operations.as_object().unwrap().keys() {
+            let (status, _) = raw(&app, &method.to_uppercase(), path, "{}");
+            assert!(
+                status != 404 && status != 405,
+                "{method} {path} answered {status}"
+            );
+        }
+    }
+    let (status, _) = raw(&app, "GET", "/not-a-route", "");
+    assert_eq!(status, 404);
+}

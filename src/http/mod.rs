@@ -7,11 +7,16 @@
 //! | `GET /.well-known/openid-configuration` | `discovery` | no     |
 //! | `GET /.well-known/jwks.json`            | `discovery` | no     |
 //! | `GET /healthz`, `GET /readyz`           | `health`    | no     |
+//! | `GET /openapi.json`                     | `openapi`   | no     |
 
 mod adapter;
+
+/// The adapter methods, each routed at `POST /api/adapter/{method}`.
+pub use adapter::METHODS as ADAPTER_METHODS;
 mod body;
 mod discovery;
 mod health;
+mod openapi;
 pub mod request_id;
 mod token;
 
@@ -70,6 +75,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/healthz")
             .route(web::get().to(health::alive))
             .route(web::head().to(health::alive))
+            .default_service(web::to(|| not_allowed("GET, HEAD"))),
+    )
+    .service(
+        web::resource("/openapi.json")
+            .route(web::get().to(openapi::document))
+            .route(web::head().to(openapi::document))
             .default_service(web::to(|| not_allowed("GET, HEAD"))),
     )
     .service(
