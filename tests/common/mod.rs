@@ -61,7 +61,10 @@ impl TestApp {
                 app.run_until_stopped().await.unwrap();
             })
         });
-        let (port, handle, issuer) = started.recv().expect("the server failed to start");
+        // A start that hangs fails the test instead of the whole run.
+        let (port, handle, issuer) = started
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the server failed to start within 60 s");
         TestApp {
             base: format!("http://127.0.0.1:{port}"),
             port,
