@@ -118,8 +118,8 @@ enum KeysCommand {
     /// Re-seal every signing key and OAuth token under a new key-encryption
     /// key, in one transaction. The new key is the configured one
     /// (key_encryption_key_file / AUTHSTORE_KEY_ENCRYPTION_KEY, else
-    /// <database>.kek, generated when missing). Stop the servers using the
-    /// database first, and start them with the new key.
+    /// <database>.kek, generated when missing). Refused while a server uses
+    /// the database; start the servers with the new key afterwards.
     Rewrap {
         /// The key-encryption key the database is sealed under now
         #[arg(long, value_name = "FILE")]
@@ -145,6 +145,8 @@ enum CliError {
     Backup(#[from] crate::operations::BackupError),
     #[error(transparent)]
     Restore(#[from] crate::operations::RestoreError),
+    #[error(transparent)]
+    Lease(#[from] crate::files::LeaseError),
     #[error("the database failed a check (see above)")]
     Check,
     #[error("{}", .0.log_text())]
@@ -397,6 +399,8 @@ async fn rewrap(config: &Config, old_key_file: &Path) -> Result<(), CliError> {
              key_encryption_key_file or AUTHSTORE_KEY_ENCRYPTION_KEY at the new key"
         )));
     }
+    // A running server keeps the old KEK in memory: none may run meanwhile.
+    let _lease = crate::files::Lease::exclusive(&config.database)?;
     let store = open_store_with(config, false, Arc::new(old))?;
     let count = store.rewrap(Arc::new(new)).await?;
     println!("re-sealed {count} secrets under key-encryption key from {origin}");

@@ -286,6 +286,28 @@ fn rewrap_moves_every_secret_to_a_new_kek_in_one_step() {
         );
     }
     let old_file = dir.path().join("old.kek");
+    {
+        // Refused while a server uses the database.
+        let running = TestApp::start(
+            dir.clone(),
+            config.clone(),
+            Arc::new(authstore::clock::SystemClock),
+        );
+        let mut command = authstore(dir.path());
+        command
+            .args(["keys", "rewrap", "--old-key-file"])
+            .arg(config.default_kek_file())
+            .arg("--database")
+            .arg(&config.database)
+            .env(
+                "AUTHSTORE_KEY_ENCRYPTION_KEY",
+                "a-brand-new-key-encryption-key",
+            );
+        let out = common::process::output(command);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("stop it first"));
+        drop(running);
+    }
     std::fs::rename(config.default_kek_file(), &old_file).unwrap();
     let mut command = authstore(dir.path());
     command
