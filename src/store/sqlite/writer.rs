@@ -23,11 +23,22 @@ use tokio::sync::oneshot;
 /// What a job does once its batch's commit has succeeded or failed.
 type Reply = Box<dyn FnOnce(Result<(), Error>) + Send>;
 
+/// How a job's own work went.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Done,
+    /// Refused for the caller's reasons (not found, a conflict): the
+    /// storage is fine.
+    Refused,
+    /// The storage failed (full, read-only, I/O).
+    StorageFailed,
+}
+
 /// A queued write.
 trait Job: Send {
-    /// Runs inside the batch's transaction; says whether the work succeeded,
-    /// and how to answer once the batch committed (or failed to).
-    fn run(self: Box<Self>, conn: &mut Connection) -> (bool, Reply);
+    /// Runs inside the batch's transaction; says how the work went, and how
+    /// to answer once the batch committed (or failed to).
+    fn run(self: Box<Self>, conn: &mut Connection) -> (Outcome, Reply);
     /// Answers without running: the batch could not start.
     fn refuse(self: Box<Self>, error: Error);
 }
@@ -42,10 +53,14 @@ where
     T: Send + 'static,
     F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &mut Connection) -> (bool, Reply) {
+    fn run(self: Box<Self>, conn: &mut Connection) -> (Outcome, Reply) {
         let Write { work, reply } = *self;
         let result = work(conn);
-        let ok = result.is_ok();
+        let outcome = match &result {
+            Ok(_) => Outcome::Done,
+            Err(Error::Unavailable(_)) => Outcome::StorageFailed,
+            Err(_) => Outcome::Refused,
+        };
         let answer: Reply = Box::new(move |committed: Result<(), Error>| {
             let _ = reply.send(match (result, committed) {
                 (Err(own), _) => Err(own),
@@ -53,7 +68,7 @@ where
                 (Ok(_), Err(e)) => Err(e),
             });
         });
-        (ok, answer)
+        (outcome, answer)
     }
 
     fn refuse(self: Box<Self>, error: Error) {
@@ -167,6 +182,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Box<dyn Job>>, health: &WriteHeal
         return;
     }
     let mut replies = Vec::with_capacity(batch.len());
+    let mut wrote = false;
     for job in batch {
         if let Err(e) = conn.execute_batch("SAVEPOINT job") {
             log::warn!("cannot open a savepoint: {e}");
@@ -174,12 +190,16 @@ fn run_batch(conn: &mut Connection, batch: Vec<Box<dyn Job>>, health: &WriteHeal
         // A panicking job drops its reply (its caller sees an internal
         // error); the others in the batch go on.
         match catch_unwind(AssertUnwindSafe(|| job.run(conn))) {
-            Ok((true, reply)) => {
+            Ok((Outcome::Done, reply)) => {
                 let _ = conn.execute_batch("RELEASE job");
+                wrote = true;
                 replies.push(reply);
             }
-            Ok((false, reply)) => {
+            Ok((outcome, reply)) => {
                 let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                if outcome == Outcome::StorageFailed {
+                    health.failing.store(true, Ordering::Relaxed);
+                }
                 replies.push(reply);
             }
             Err(_) => {
@@ -190,7 +210,10 @@ fn run_batch(conn: &mut Connection, batch: Vec<Box<dyn Job>>, health: &WriteHeal
     }
     let committed = match conn.execute_batch("COMMIT") {
         Ok(()) => {
-            health.failing.store(false, Ordering::Relaxed);
+            // Only a write that reached the disk shows the storage works again.
+            if wrote {
+                health.failing.store(false, Ordering::Relaxed);
+            }
             Ok(())
         }
         Err(e) => {
