@@ -112,39 +112,6 @@ impl ResponseError for Error {
     }
 }
 
-impl From<rusqlite::Error> for Error {
-    /// A failure of the storage itself is `Unavailable` (the client may
-    /// retry); anything else is a bug.
-    fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode::*;
-        match &e {
-            rusqlite::Error::SqliteFailure(failure, _)
-                if matches!(
-                    failure.code,
-                    DiskFull
-                        | DatabaseBusy
-                        | DatabaseLocked
-                        | ReadOnly
-                        | SystemIoFailure
-                        | CannotOpen
-                        | OutOfMemory
-                        | FileLockingProtocolFailed
-                ) =>
-            {
-                Error::Unavailable(e.to_string())
-            }
-            _ => Error::internal(e),
-        }
-    }
-}
-
-impl From<r2d2::Error> for Error {
-    /// The read pool had no connection to give within its timeout.
-    fn from(e: r2d2::Error) -> Self {
-        Error::Unavailable(format!("no read connection: {e}"))
-    }
-}
-
 impl From<openssl::error::ErrorStack> for Error {
     fn from(e: openssl::error::ErrorStack) -> Self {
         Error::internal(e)

@@ -133,6 +133,41 @@ pub fn insert_error(e: rusqlite::Error, conflict: impl FnOnce(&str) -> String) -
     }
 }
 
+// How SQLite's failures reach the rest of authstore. They live here, with the
+// backend, so that `error.rs` knows no database library.
+impl From<rusqlite::Error> for Error {
+    /// A failure of the storage itself is `Unavailable` (the client may
+    /// retry); anything else is a bug.
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::*;
+        match &e {
+            rusqlite::Error::SqliteFailure(failure, _)
+                if matches!(
+                    failure.code,
+                    DiskFull
+                        | DatabaseBusy
+                        | DatabaseLocked
+                        | ReadOnly
+                        | SystemIoFailure
+                        | CannotOpen
+                        | OutOfMemory
+                        | FileLockingProtocolFailed
+                ) =>
+            {
+                Error::Unavailable(e.to_string())
+            }
+            _ => Error::internal(e),
+        }
+    }
+}
+
+impl From<r2d2::Error> for Error {
+    /// The read pool had no connection to give within its timeout.
+    fn from(e: r2d2::Error) -> Self {
+        Error::Unavailable(format!("no read connection: {e}"))
+    }
+}
+
 /// SHA-256 of a session token: the only form in which it is stored.
 pub fn token_hash(session_token: &str) -> [u8; 32] {
     openssl::sha::sha256(session_token.as_bytes())
