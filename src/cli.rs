@@ -410,12 +410,7 @@ async fn rewrap(config: &Config, old_key_file: &Path) -> Result<(), CliError> {
 
 fn backup(config: &Config, file: &Path) -> Result<(), CliError> {
     announce_database(config);
-    if !config.database.exists() {
-        return Err(crate::store::sqlite::OpenError::Missing {
-            path: std::path::absolute(&config.database).unwrap_or_else(|_| config.database.clone()),
-        }
-        .into());
-    }
+    crate::require_database(config)?;
     let done = crate::operations::backup(&config.database, file)?;
     println!(
         "backed up to {} ({} bytes, {} ms, integrity ok)",
@@ -436,12 +431,7 @@ fn backup(config: &Config, file: &Path) -> Result<(), CliError> {
 
 async fn check(config: Config, json: bool) -> Result<(), CliError> {
     announce_database(&config);
-    if !config.database.exists() {
-        return Err(crate::store::sqlite::OpenError::Missing {
-            path: std::path::absolute(&config.database).unwrap_or_else(|_| config.database.clone()),
-        }
-        .into());
-    }
+    crate::require_database(&config)?;
     let findings = crate::operations::check(&config).await;
     let healthy = findings.iter().all(|f| f.ok);
     if json {

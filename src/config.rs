@@ -252,9 +252,7 @@ impl Config {
     }
 
     fn beside_database(&self, suffix: &str) -> PathBuf {
-        let mut name = self.database.clone().into_os_string();
-        name.push(suffix);
-        PathBuf::from(name)
+        crate::files::with_suffix(&self.database, suffix)
     }
 }
 

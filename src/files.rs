@@ -95,9 +95,7 @@ pub enum LeaseError {
 
 impl Lease {
     fn open(database: &Path) -> Result<(std::fs::File, PathBuf), LeaseError> {
-        let mut name = database.as_os_str().to_owned();
-        name.push(".lock");
-        let path = PathBuf::from(name);
+        let path = with_suffix(database, ".lock");
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -135,8 +133,14 @@ impl Lease {
 }
 
 fn temp_name(path: &Path) -> PathBuf {
+    with_suffix(path, &format!(".tmp-{}-{}", std::process::id(), unique()))
+}
+
+/// `path` with `suffix` appended to its file name: `authstore.db` and
+/// `-wal` give `authstore.db-wal`.
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(format!(".tmp-{}-{}", std::process::id(), unique()));
+    name.push(suffix);
     PathBuf::from(name)
 }
 

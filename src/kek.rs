@@ -9,7 +9,7 @@
 //! say which KEK sealed it without holding anything secret.
 
 use crate::config::Config;
-use crate::secret::{self, Secret, SecretError};
+use crate::secret::{self, Secret, SecretError, SecretOrigin};
 use openssl::md::Md;
 use openssl::pkey::Id;
 use openssl::pkey_ctx::PkeyCtx;
@@ -204,11 +204,6 @@ pub enum KekError {
     },
     #[error("key-encryption key: {0}")]
     Secret(#[from] SecretError),
-    #[error("cannot write the generated key-encryption key to {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("cannot derive the key-encryption key: {0}")]
     Derive(#[from] openssl::error::ErrorStack),
 }
@@ -250,19 +245,15 @@ pub fn resolve(config: &Config, sealed_under: Option<&str>) -> Result<(Kek, KekO
     Ok((kek, origin))
 }
 
+/// A KEK is generated and stored the way the secret is (0600, and two
+/// processes starting together end with one file).
 fn generate(path: &std::path::Path) -> Result<(Secret, KekOrigin), KekError> {
-    let fresh = Secret::generate()?;
-    let created = crate::files::create_private(path, format!("{}\n", fresh.expose()).as_bytes())
-        .map_err(|source| KekError::Write {
-            path: path.to_owned(),
-            source,
-        })?;
-    if created {
-        Ok((fresh, KekOrigin::Generated(path.to_owned())))
-    } else {
-        // Another process made it first: use theirs.
-        Ok((secret::read_file(path)?, KekOrigin::File(path.to_owned())))
-    }
+    let (value, origin) = secret::read_or_generate(path)?;
+    let origin = match origin {
+        SecretOrigin::Generated(path) => KekOrigin::Generated(path),
+        _ => KekOrigin::File(path.to_owned()),
+    };
+    Ok((value, origin))
 }
 
 #[cfg(test)]

@@ -81,12 +81,9 @@ pub fn resolve_secret(config: &Config) -> Result<(Secret, SecretOrigin), SecretE
 /// key-encryption key: the configured one, or `<database>.kek`, generated
 /// only for a database that holds nothing sealed yet.
 pub fn open_store(config: &Config, create: bool) -> Result<SqliteStore, StartupError> {
-    if !create && !config.database.exists() {
+    if !create {
         // Before anything is generated beside it.
-        return Err(OpenError::Missing {
-            path: std::path::absolute(&config.database).unwrap_or_else(|_| config.database.clone()),
-        }
-        .into());
+        require_database(config)?;
     }
     let sealed_under = SqliteStore::sealed_under(&config.database)?;
     let (kek, origin) = kek::resolve(config, sealed_under.as_deref())?;
@@ -95,6 +92,17 @@ pub fn open_store(config: &Config, create: bool) -> Result<SqliteStore, StartupE
         files::warn_if_readable_by_others(path, "key-encryption key");
     }
     open_store_with(config, create, Arc::new(kek))
+}
+
+/// Fails with `Missing` (naming the absolute path) when there is no
+/// database: the commands other than `serve` never create one.
+pub fn require_database(config: &Config) -> Result<(), OpenError> {
+    if config.database.exists() {
+        return Ok(());
+    }
+    Err(OpenError::Missing {
+        path: std::path::absolute(&config.database).unwrap_or_else(|_| config.database.clone()),
+    })
 }
 
 /// Opens the database with a given key-encryption key.

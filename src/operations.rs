@@ -2,6 +2,7 @@
 //! online, verified copy) and `check` (is this database sound?).
 
 use crate::config::Config;
+use crate::files::with_suffix;
 use crate::issuer::keys::{self, KeyState};
 use crate::store::sqlite::schema::VERSION;
 use crate::store::Store;
@@ -141,16 +142,14 @@ pub fn restore(config: &Config, from: &Path) -> Result<u64, RestoreError> {
         to: database.clone(),
         source,
     };
-    let mut staged = database.as_os_str().to_owned();
-    staged.push(".restoring");
-    let staged = PathBuf::from(staged);
+    let staged = with_suffix(database, ".restoring");
     let _ = std::fs::remove_file(&staged);
     crate::files::touch_private(&staged).map_err(io)?;
     let bytes = std::fs::copy(from, &staged).map_err(io)?;
     std::fs::File::open(&staged)
         .and_then(|f| f.sync_all())
         .map_err(io)?;
-    for stale in [suffixed(database, "-wal"), suffixed(database, "-shm")] {
+    for stale in [with_suffix(database, "-wal"), with_suffix(database, "-shm")] {
         match std::fs::remove_file(&stale) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
             _ => {}
@@ -255,8 +254,8 @@ pub async fn check(config: &Config) -> Vec<Finding> {
     let mut loose = Vec::new();
     for file in [
         path.clone(),
-        suffixed(path, "-wal"),
-        suffixed(path, "-shm"),
+        with_suffix(path, "-wal"),
+        with_suffix(path, "-shm"),
         config.default_secret_file(),
         config.default_kek_file(),
     ] {
@@ -275,10 +274,4 @@ pub async fn check(config: &Config) -> Vec<Finding> {
     };
     add("file modes", loose.is_empty(), detail);
     findings
-}
-
-fn suffixed(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }

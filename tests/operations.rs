@@ -54,9 +54,13 @@ fn a_backup_under_write_load_holds_every_acknowledged_row_and_passes_check() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Back up once the load is under way.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while acknowledged.lock().unwrap().len() < 100 {
+        assert!(std::time::Instant::now() < deadline, "the load runs");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let before: Vec<String> = acknowledged.lock().unwrap().clone();
-    assert!(!before.is_empty(), "the load runs");
     let copy = dir.path().join("backup.db");
     let (ok, out, err) = run(dir.path(), &["backup", "backup.db"]);
     stop.store(true, Ordering::Relaxed);

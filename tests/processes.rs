@@ -3,10 +3,9 @@
 
 mod common;
 
-use common::process::{authstore, output, run, serve, Server};
+use common::process::{authstore, output, run, serve, shell, Server};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SECRET_HEADER: &str = "Authorization";
@@ -281,18 +280,10 @@ fn healthz_answers_under_a_flood_of_idle_connections_at_a_low_soft_limit() {
     let dir = tempfile::tempdir().unwrap();
     // Started with the soft open-file limit at 1,024 (the hard one higher):
     // the server raises it, and 1,200 idle connections starve nobody.
-    let mut shell = Command::new("sh");
-    shell.current_dir(dir.path()).env_remove("RUST_LOG");
-    for (name, _) in std::env::vars() {
-        if name.starts_with("AUTHSTORE_") {
-            shell.env_remove(name);
-        }
-    }
-    shell
-        .arg("-c")
-        .arg("ulimit -Sn 1024 && exec \"$0\" serve --port 0")
-        .arg(env!("CARGO_BIN_EXE_authstore"));
-    let server = Server::start(shell);
+    let server = Server::start(shell(
+        dir.path(),
+        "ulimit -Sn 1024 && exec \"$0\" serve --port 0",
+    ));
     assert!(
         server
             .log

@@ -57,18 +57,10 @@ fn every_file_is_0600_whatever_the_umask() {
         let sub = dir.path().join(format!("umask-{umask}"));
         std::fs::create_dir(&sub).unwrap();
         // Run through sh so the umask applies to the server itself.
-        let mut shell = std::process::Command::new("sh");
-        shell.current_dir(&sub).env_remove("RUST_LOG");
-        for (name, _) in std::env::vars() {
-            if name.starts_with("AUTHSTORE_") {
-                shell.env_remove(name);
-            }
-        }
-        shell
-            .arg("-c")
-            .arg(format!("umask {umask} && exec \"$0\" serve --port 0"))
-            .arg(env!("CARGO_BIN_EXE_authstore"));
-        let server = common::process::Server::start(shell);
+        let server = common::process::Server::start(common::process::shell(
+            &sub,
+            &format!("umask {umask} && exec \"$0\" serve --port 0"),
+        ));
         for name in [
             "authstore.db",
             "authstore.db-wal",

@@ -24,6 +24,24 @@ pub fn authstore(dir: &Path) -> Command {
     command
 }
 
+/// `sh -c SCRIPT` in `dir` with `$0` the authstore binary (`exec "$0" serve`
+/// after a `umask` or `ulimit`), with the same clean environment as
+/// [`authstore`].
+pub fn shell(dir: &Path, script: &str) -> Command {
+    let mut command = Command::new("sh");
+    command.current_dir(dir).env_remove("RUST_LOG");
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AUTHSTORE_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_authstore"));
+    command
+}
+
 /// Runs a command to completion, killing it past [`COMMAND_DEADLINE`].
 pub fn output(mut command: Command) -> Output {
     let child = command

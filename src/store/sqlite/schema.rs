@@ -21,7 +21,7 @@ pub const SCHEMA: &str = include_str!("../../../schema.sql");
 /// The schema version this build writes.
 pub const VERSION: i64 = 2;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub use crate::error::BoxError;
 
 /// Upgrades a database by one version, inside the migration's transaction.
 pub type Step = fn(&Transaction<'_>, &Kek, Timestamp) -> Result<(), BoxError>;
@@ -156,6 +156,8 @@ fn foreign_key_violations(tx: &Transaction<'_>) -> rusqlite::Result<String> {
 /// beside them (a retired key keeps only that), OAuth tokens sealed, and the
 /// `meta` row (key-set version for compare-and-swap, the KEK's id).
 fn v1_to_v2(tx: &Transaction<'_>, kek: &Kek, now: Timestamp) -> Result<(), BoxError> {
+    // The statements are frozen copies of version 2's tables, not read from
+    // schema.sql: a migration must not change when the newest schema does.
     tx.execute_batch(
         "ALTER TABLE signing_keys RENAME TO signing_keys_v1;
          CREATE TABLE signing_keys (
