@@ -7,8 +7,8 @@ use crate::issuer::{Issuer, IssuerSettings};
 use crate::kek::Kek;
 use crate::secret::Secret;
 use crate::store::sqlite::SqliteStore;
-use crate::store::Store;
-use crate::{issuer_url, open_store, open_store_with, Application};
+use crate::store::KeyStore;
+use crate::{issuer_url, open_sqlite, open_store, Application};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use clap::{Args, Parser, Subcommand};
 use std::net::TcpListener;
@@ -30,7 +30,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "AUTHSTORE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// The SQLite database file [default: ./authstore.db]
+    /// The SQLite database file, or a postgres:// URL [default: ./authstore.db]
     #[arg(long, global = true, value_name = "FILE")]
     database: Option<PathBuf>,
 
@@ -147,6 +147,8 @@ enum CliError {
     Restore(#[from] crate::operations::RestoreError),
     #[error(transparent)]
     Lease(#[from] crate::files::LeaseError),
+    #[error("{0}")]
+    Unsupported(&'static str),
     #[error("the database failed a check (see above)")]
     Check,
     #[error("{}", .0.log_text())]
@@ -228,6 +230,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Restore { file } => {
             let config = load()?;
             announce_database(&config);
+            sqlite_only(
+                &config,
+                "restore replaces a SQLite file; restore PostgreSQL with its own tools \
+                 (pg_restore)",
+            )?;
             let bytes = crate::operations::restore(&config, &file)?;
             println!(
                 "restored {} ({bytes} bytes) in place of the database",
@@ -297,16 +304,23 @@ impl ShutdownSignals {
     }
 }
 
-/// Names the database a command works on, as an absolute path (on stderr,
-/// so that stdout stays the command's answer).
+/// Names the database a command works on, as an absolute path or a URL
+/// without its password (on stderr, so that stdout stays the command's answer).
 fn announce_database(config: &Config) {
-    let path = std::path::absolute(&config.database).unwrap_or_else(|_| config.database.clone());
-    eprintln!("database {}", path.display());
+    eprintln!("database {}", config.database_for_log());
+}
+
+/// Refuses a command that works on SQLite files only, naming what to use instead.
+fn sqlite_only(config: &Config, instead: &'static str) -> Result<(), CliError> {
+    match config.postgres_url() {
+        Some(_) => Err(CliError::Unsupported(instead)),
+        None => Ok(()),
+    }
 }
 
 async fn issuer(config: &Config, start: bool) -> Result<Issuer, CliError> {
     announce_database(config);
-    let store: Arc<dyn Store> = Arc::new(open_store(config, false)?);
+    let store: Arc<dyn KeyStore> = open_store(config, false).await?;
     let settings = IssuerSettings::from_config(config, issuer_url(config, config.port));
     let clock = Arc::new(SystemClock);
     Ok(if start {
@@ -381,6 +395,12 @@ async fn keys(config: Config, command: KeysCommand) -> Result<(), CliError> {
 
 async fn rewrap(config: &Config, old_key_file: &Path) -> Result<(), CliError> {
     announce_database(config);
+    sqlite_only(
+        config,
+        "keys rewrap works on SQLite databases only so far: on PostgreSQL, no lock yet proves \
+         that every node has stopped, and a node still holding the old key would seal new \
+         tokens under it",
+    )?;
     let old =
         Kek::derive(&crate::secret::read_file(old_key_file).map_err(crate::kek::KekError::from)?)
             .map_err(crate::kek::KekError::from)?;
@@ -401,8 +421,11 @@ async fn rewrap(config: &Config, old_key_file: &Path) -> Result<(), CliError> {
     }
     // A running server keeps the old KEK in memory: none may run meanwhile.
     let _lease = crate::files::Lease::exclusive(&config.database)?;
-    let store = open_store_with(config, false, Arc::new(old))?;
-    let count = store.rewrap(Arc::new(new)).await?;
+    let store = open_sqlite(config, false, Arc::new(old))?;
+    let count = store
+        .rewrap(Arc::new(new))
+        .await
+        .map_err(|e| CliError::Rewrap(e.log_text()))?;
     println!("re-sealed {count} secrets under key-encryption key from {origin}");
     println!("start the servers with that key; the old key no longer opens this database");
     Ok(())
@@ -410,6 +433,11 @@ async fn rewrap(config: &Config, old_key_file: &Path) -> Result<(), CliError> {
 
 fn backup(config: &Config, file: &Path) -> Result<(), CliError> {
     announce_database(config);
+    sqlite_only(
+        config,
+        "backup copies SQLite files; back up PostgreSQL with its own tools (pg_dump, or \
+         pg_basebackup with WAL archiving); the copy opens only with the key_encryption_key",
+    )?;
     crate::require_database(config)?;
     let done = crate::operations::backup(&config.database, file)?;
     println!(
@@ -431,6 +459,11 @@ fn backup(config: &Config, file: &Path) -> Result<(), CliError> {
 
 async fn check(config: Config, json: bool) -> Result<(), CliError> {
     announce_database(&config);
+    sqlite_only(
+        &config,
+        "check reads SQLite files; on PostgreSQL use its own tools (amcheck, pg_checksums), \
+         and /readyz for whether a node can serve",
+    )?;
     crate::require_database(&config)?;
     let findings = crate::operations::check(&config).await;
     let healthy = findings.iter().all(|f| f.ok);

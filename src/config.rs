@@ -3,7 +3,6 @@
 //! with its default, in the top-level `config.toml`.
 
 use crate::secret::Secret;
-use crate::store::sqlite::Durability;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
@@ -15,10 +14,10 @@ const DAY: u64 = 86_400;
 const MAX_WORKERS: u64 = 256;
 const ENV_PREFIX: &str = "AUTHSTORE_";
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// The SQLite database file.
+    /// The SQLite database file, or a `postgres://` URL.
     pub database: PathBuf,
     pub bind: String,
     /// 0 binds a free port (the log says which).
@@ -41,16 +40,6 @@ pub struct Config {
     pub body_timeout_secs: u64,
     pub purge_interval_secs: u64,
     pub purge_batch: usize,
-    pub durability: Durability,
-    /// Read-only connections; 0 means one per worker plus one (reads run on
-    /// the workers, so no more are ever in use at once).
-    pub read_connections: u32,
-    /// SQLite page cache of each read connection, in MiB.
-    pub read_cache_mib: u32,
-    /// Map up to this many MiB of the database into memory for reads; 0 is off.
-    pub read_mmap_mib: u32,
-    /// The WAL's size past which it is bounded (a RESTART checkpoint), in MiB.
-    pub wal_budget_mib: u32,
     /// The public URL of this issuer; defaults to `http://<bind>:<port>`.
     pub issuer: Option<String>,
     pub audience: String,
@@ -65,7 +54,133 @@ pub struct Config {
     pub token_cache_capacity: usize,
     /// A token is reused while more than this share of its lifetime remains.
     pub token_reuse_min_remaining: f64,
+    /// Settings of the SQLite backend (`[sqlite]`).
+    pub sqlite: SqliteSettings,
+    /// Settings of the PostgreSQL backend (`[postgres]`).
+    pub postgres: PostgresSettings,
 }
+
+/// `database` shown without a URL's password; secrets show as redacted.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database", &self.database_for_log())
+            .field("bind", &self.bind)
+            .field("port", &self.port)
+            .field("workers", &self.workers)
+            .field("max_connections", &self.max_connections)
+            .field("secret", &self.secret)
+            .field("secret_file", &self.secret_file)
+            .field("key_encryption_key", &self.key_encryption_key)
+            .field("key_encryption_key_file", &self.key_encryption_key_file)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("body_timeout_secs", &self.body_timeout_secs)
+            .field("purge_interval_secs", &self.purge_interval_secs)
+            .field("purge_batch", &self.purge_batch)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("token_lifetime_secs", &self.token_lifetime_secs)
+            .field("jwks_max_age_secs", &self.jwks_max_age_secs)
+            .field("key_lead_time_secs", &self.key_lead_time_secs)
+            .field("key_rotation_days", &self.key_rotation_days)
+            .field("key_check_interval_secs", &self.key_check_interval_secs)
+            .field("profile_claims", &self.profile_claims)
+            .field("token_cache_capacity", &self.token_cache_capacity)
+            .field("token_reuse_min_remaining", &self.token_reuse_min_remaining)
+            .field("sqlite", &self.sqlite)
+            .field("postgres", &self.postgres)
+            .finish()
+    }
+}
+
+/// `[sqlite]`: used when `database` is a file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqliteSettings {
+    pub durability: Durability,
+    /// Read-only connections; 0 means one per worker plus one (reads run on
+    /// the workers, so no more are ever in use at once).
+    pub read_connections: u32,
+    /// SQLite page cache of each read connection, in MiB.
+    pub read_cache_mib: u32,
+    /// Map up to this many MiB of the database into memory for reads; 0 is off.
+    pub read_mmap_mib: u32,
+    /// The WAL's size past which it is bounded (a RESTART checkpoint), in MiB.
+    pub wal_budget_mib: u32,
+}
+
+/// `PRAGMA synchronous` in WAL mode: what a commit waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Commits survive a crash of authstore; the last ones may be lost on a
+    /// power cut or kernel panic. The database is never corrupted.
+    #[default]
+    Normal,
+    /// Every commit is fsynced before it is acknowledged.
+    Full,
+}
+
+/// `[postgres]`: used when `database` is a `postgres://` URL.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// Connections this node keeps open at most.
+    pub pool_size: u32,
+    /// How long connecting, or waiting for a free pooled connection, may take.
+    pub connect_timeout_secs: u64,
+    /// How long one statement may run before PostgreSQL cancels it.
+    pub statement_timeout_secs: u64,
+    /// PEM file of the CA that signed the server's certificate, when it is
+    /// not one the system trusts (with `sslmode=require` in the URL).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for SqliteSettings {
+    fn default() -> Self {
+        SqliteSettings {
+            durability: Durability::default(),
+            read_connections: 0,
+            read_cache_mib: 8,
+            read_mmap_mib: 0,
+            wal_budget_mib: 1024,
+        }
+    }
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        PostgresSettings {
+            pool_size: 16,
+            connect_timeout_secs: 5,
+            statement_timeout_secs: 5,
+            ca_file: None,
+        }
+    }
+}
+
+/// Settings that moved into a backend's section, and where to.
+const MOVED: [(&str, &str); 5] = [
+    ("durability", "sqlite"),
+    ("read_connections", "sqlite"),
+    ("read_cache_mib", "sqlite"),
+    ("read_mmap_mib", "sqlite"),
+    ("wal_budget_mib", "sqlite"),
+];
+
+/// The backend sections, each a table of settings.
+const SECTIONS: [&str; 2] = ["sqlite", "postgres"];
+
+/// Optional text settings: absent from the defaults' table, so listed here
+/// (section settings as `section.name`).
+const OPTIONAL_TEXT: [&str; 6] = [
+    "secret",
+    "secret_file",
+    "issuer",
+    "key_encryption_key",
+    "key_encryption_key_file",
+    "postgres.ca_file",
+];
 
 /// Standard OIDC profile claims a token may carry besides `sub`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,11 +208,6 @@ impl Default for Config {
             body_timeout_secs: 10,
             purge_interval_secs: 300,
             purge_batch: 1000,
-            durability: Durability::default(),
-            read_connections: 0,
-            read_cache_mib: 8,
-            read_mmap_mib: 0,
-            wal_budget_mib: 1024,
             issuer: None,
             audience: "convex".into(),
             token_lifetime_secs: 3600,
@@ -108,6 +218,8 @@ impl Default for Config {
             profile_claims: Vec::new(),
             token_cache_capacity: 100_000,
             token_reuse_min_remaining: 0.5,
+            sqlite: SqliteSettings::default(),
+            postgres: PostgresSettings::default(),
         }
     }
 }
@@ -150,7 +262,13 @@ impl Config {
                     path: path.to_owned(),
                     message: e.to_string(),
                 })?;
-            layered.extend(table);
+            if let Some(message) = moved_setting(table.keys()) {
+                return Err(ConfigError::Parse {
+                    path: path.to_owned(),
+                    message,
+                });
+            }
+            merge(&mut layered, table);
         }
         for (name, raw) in env {
             let Some(key) = name.strip_prefix(ENV_PREFIX) else {
@@ -160,13 +278,27 @@ impl Config {
             if key == "config" {
                 continue;
             }
-            let value = env_value(&defaults, &key, &raw).map_err(|message| ConfigError::Env {
-                name: name.clone(),
-                message,
+            let (section, setting) = split_section(&key);
+            let value = env_value(&defaults, section, setting, &raw).map_err(|message| {
+                ConfigError::Env {
+                    name: name.clone(),
+                    message,
+                }
             })?;
-            layered.insert(key, value);
+            let mut entry = Table::new();
+            match section {
+                Some(section) => {
+                    let mut inner = Table::new();
+                    inner.insert(setting.to_owned(), value);
+                    entry.insert(section.to_owned(), Value::Table(inner));
+                }
+                None => {
+                    entry.insert(key.clone(), value);
+                }
+            }
+            merge(&mut layered, entry);
         }
-        layered.extend(flags);
+        merge(&mut layered, flags);
         let config: Config = Value::Table(layered)
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
@@ -194,12 +326,35 @@ impl Config {
         )?;
         within("workers", self.workers as u64, 0, MAX_WORKERS)?;
         within("max_connections", self.max_connections as u64, 0, 1 << 20)?;
-        within("wal_budget_mib", u64::from(self.wal_budget_mib), 16, 65_536)?;
         within(
-            "read_connections",
-            u64::from(self.read_connections),
+            "sqlite.wal_budget_mib",
+            u64::from(self.sqlite.wal_budget_mib),
+            16,
+            65_536,
+        )?;
+        within(
+            "sqlite.read_connections",
+            u64::from(self.sqlite.read_connections),
             0,
             1024,
+        )?;
+        within(
+            "postgres.pool_size",
+            u64::from(self.postgres.pool_size),
+            1,
+            10_000,
+        )?;
+        within(
+            "postgres.connect_timeout_secs",
+            self.postgres.connect_timeout_secs,
+            1,
+            600,
+        )?;
+        within(
+            "postgres.statement_timeout_secs",
+            self.postgres.statement_timeout_secs,
+            1,
+            3600,
         )?;
         within("max_body_bytes", self.max_body_bytes as u64, 1, 16 << 20)?;
         within("body_timeout_secs", self.body_timeout_secs, 1, 3600)?;
@@ -238,7 +393,41 @@ impl Config {
         if self.key_encryption_key.is_some() && self.key_encryption_key_file.is_some() {
             return invalid("set either key_encryption_key or key_encryption_key_file, not both");
         }
+        if self.postgres_url().is_some() {
+            // A file generated beside the database would be a different one
+            // on every node: nodes must share both.
+            if self.secret.is_none() && self.secret_file.is_none() {
+                return invalid(
+                    "with a PostgreSQL database, set secret (AUTHSTORE_SECRET) or secret_file: \
+                     every node must use the same one, so none is generated",
+                );
+            }
+            if self.key_encryption_key.is_none() && self.key_encryption_key_file.is_none() {
+                return invalid(
+                    "with a PostgreSQL database, set key_encryption_key \
+                     (AUTHSTORE_KEY_ENCRYPTION_KEY) or key_encryption_key_file: every node \
+                     must use the same one, so none is generated",
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// The database URL when `database` names a PostgreSQL server.
+    pub fn postgres_url(&self) -> Option<&str> {
+        let text = self.database.to_str()?;
+        (text.starts_with("postgres://") || text.starts_with("postgresql://")).then_some(text)
+    }
+
+    /// `database` as a log line may show it: a URL's password replaced.
+    pub fn database_for_log(&self) -> String {
+        match self.postgres_url() {
+            Some(url) => redact_password(url),
+            None => std::path::absolute(&self.database)
+                .unwrap_or_else(|_| self.database.clone())
+                .display()
+                .to_string(),
+        }
     }
 
     /// Where the generated secret lives when none is configured.
@@ -266,17 +455,67 @@ fn within(name: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError>
     }
 }
 
+/// Merges `from` into `into`, section tables key by key.
+fn merge(into: &mut Table, from: Table) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(Value::Table(inner)), Value::Table(more)) => merge(inner, more),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+/// `sqlite_durability` is `durability` in `[sqlite]`.
+fn split_section(key: &str) -> (Option<&'static str>, &str) {
+    for section in SECTIONS {
+        if let Some(setting) = key
+            .strip_prefix(section)
+            .and_then(|rest| rest.strip_prefix('_'))
+        {
+            return (Some(section), setting);
+        }
+    }
+    (None, key)
+}
+
+/// The message for a setting that moved into a section.
+fn moved_setting<'a>(mut keys: impl Iterator<Item = &'a String>) -> Option<String> {
+    keys.find_map(|key| {
+        MOVED
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(name, section)| {
+                format!(
+                    "{name} moved into the [{section}] section (AUTHSTORE_{}_{})",
+                    section.to_ascii_uppercase(),
+                    name.to_ascii_uppercase()
+                )
+            })
+    })
+}
+
 /// Environment values are text; the type of the setting's default says how
 /// to read them. Lists are comma separated.
-fn env_value(defaults: &Table, key: &str, raw: &str) -> Result<Value, String> {
-    const OPTIONAL_TEXT: [&str; 5] = [
-        "secret",
-        "secret_file",
-        "issuer",
-        "key_encryption_key",
-        "key_encryption_key_file",
-    ];
-    match defaults.get(key) {
+fn env_value(
+    defaults: &Table,
+    section: Option<&str>,
+    key: &str,
+    raw: &str,
+) -> Result<Value, String> {
+    let table = match section {
+        Some(section) => match defaults.get(section) {
+            Some(Value::Table(table)) => table,
+            _ => return Err("not a setting of authstore (see config.toml for the list)".into()),
+        },
+        None => defaults,
+    };
+    let dotted = match section {
+        Some(section) => format!("{section}.{key}"),
+        None => key.to_owned(),
+    };
+    match table.get(key) {
         Some(Value::Integer(_)) => raw
             .trim()
             .parse::<i64>()
@@ -299,10 +538,53 @@ fn env_value(defaults: &Table, key: &str, raw: &str) -> Result<Value, String> {
                 .map(|item| Value::String(item.to_owned()))
                 .collect(),
         )),
+        Some(Value::Table(_)) => Err(format!(
+            "{key} is a section; set its settings one by one (AUTHSTORE_{}_<SETTING>)",
+            key.to_ascii_uppercase()
+        )),
         Some(_) => Ok(Value::String(raw.to_owned())),
-        None if OPTIONAL_TEXT.contains(&key) => Ok(Value::String(raw.to_owned())),
-        None => Err("not a setting of authstore (see config.toml for the list)".into()),
+        None if OPTIONAL_TEXT.contains(&dotted.as_str()) => Ok(Value::String(raw.to_owned())),
+        None => Err(match moved_setting(std::iter::once(&dotted)) {
+            Some(moved) => moved,
+            None => "not a setting of authstore (see config.toml for the list)".into(),
+        }),
     }
+}
+
+/// A database URL with its password (if any) replaced by `***`.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    let mut redacted = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{hosts}"),
+            None => format!("{scheme}://{userinfo}@{hosts}"),
+        },
+        None => format!("{scheme}://{authority}"),
+    };
+    // A password may also come as a query parameter.
+    let mut query = Vec::new();
+    let (path, params) = match tail.split_once('?') {
+        Some((path, params)) => (path, Some(params)),
+        None => (tail, None),
+    };
+    redacted.push_str(path);
+    if let Some(params) = params {
+        for pair in params.split('&') {
+            match pair.split_once('=') {
+                Some(("password", _)) => query.push("password=***".to_owned()),
+                _ => query.push(pair.to_owned()),
+            }
+        }
+        redacted.push('?');
+        redacted.push_str(&query.join("&"));
+    }
+    redacted
 }
 
 /// The issuer is used byte-for-byte in `iss` and in discovery; verifiers key
@@ -416,26 +698,139 @@ mod tests {
     #[test]
     fn config_toml_documents_every_setting() {
         let documented = include_str!("../config.toml");
-        let mut names: Vec<String> = Table::try_from(Config::default())
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect();
+        let defaults = Table::try_from(Config::default()).unwrap();
+        let mut names: Vec<String> = Vec::new();
+        for (name, value) in &defaults {
+            match value {
+                Value::Table(section) => {
+                    let heading = format!("\n[{name}]\n");
+                    let at = documented
+                        .find(&heading)
+                        .unwrap_or_else(|| panic!("config.toml has no [{name}] section"));
+                    let rest = &documented[at + heading.len()..];
+                    let body = &rest[..rest.find("\n[").unwrap_or(rest.len())];
+                    for setting in section.keys() {
+                        assert!(
+                            body.contains(&format!("\n# {setting} = ")),
+                            "config.toml does not document {setting} under [{name}]"
+                        );
+                    }
+                }
+                _ => names.push(name.clone()),
+            }
+        }
         names.extend(
-            [
-                "secret",
-                "secret_file",
-                "issuer",
-                "key_encryption_key",
-                "key_encryption_key_file",
-            ]
-            .map(String::from),
+            OPTIONAL_TEXT
+                .iter()
+                .filter(|n| !n.contains('.'))
+                .map(|n| n.to_string()),
         );
         for name in names {
             assert!(
                 documented.contains(&format!("\n# {name} = ")),
                 "config.toml does not document {name}"
             );
+        }
+        assert!(documented.contains("\n# ca_file = "));
+        // The file itself loads: its uncommented lines are valid settings.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, documented).unwrap();
+        Config::load(Some(&file), env(&[]), Table::new()).unwrap();
+    }
+
+    #[test]
+    fn backend_sections_layer_key_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(
+            &file,
+            "[sqlite]\nread_cache_mib = 32\n[postgres]\npool_size = 4\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("AUTHSTORE_SQLITE_DURABILITY", "full"),
+                ("AUTHSTORE_POSTGRES_CA_FILE", "/etc/ca.pem"),
+            ]),
+            Table::new(),
+        )
+        .unwrap();
+        assert_eq!(config.sqlite.durability, Durability::Full);
+        assert_eq!(config.sqlite.read_cache_mib, 32);
+        assert_eq!(config.sqlite.wal_budget_mib, 1024);
+        assert_eq!(config.postgres.pool_size, 4);
+        assert_eq!(config.postgres.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        let err = Config::load(
+            None,
+            env(&[("AUTHSTORE_SQLITE_DURABLE", "full")]),
+            Table::new(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("AUTHSTORE_SQLITE_DURABLE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_setting_that_moved_says_where_to() {
+        let err =
+            Config::load(None, env(&[("AUTHSTORE_DURABILITY", "full")]), Table::new()).unwrap_err();
+        assert!(
+            err.to_string().contains("AUTHSTORE_SQLITE_DURABILITY"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "read_cache_mib = 4\n").unwrap();
+        let err = Config::load(Some(&file), env(&[]), Table::new()).unwrap_err();
+        assert!(err.to_string().contains("[sqlite]"), "{err}");
+    }
+
+    #[test]
+    fn postgres_needs_a_shared_secret_and_kek() {
+        let url = (
+            "AUTHSTORE_DATABASE",
+            "postgres://app:hunter2@db.internal/auth",
+        );
+        let secret = ("AUTHSTORE_SECRET", "s3cret-s3cret-s3cret-s3cret!!");
+        let kek = (
+            "AUTHSTORE_KEY_ENCRYPTION_KEY",
+            "k3k-k3k-k3k-k3k-k3k-k3k-k3k-k3k",
+        );
+        let load = |pairs: &[(&str, &str)]| Config::load(None, env(pairs), Table::new());
+        let err = load(&[url]).unwrap_err();
+        assert!(err.to_string().contains("secret"), "{err}");
+        let err = load(&[url, secret]).unwrap_err();
+        assert!(err.to_string().contains("key_encryption_key"), "{err}");
+        let config = load(&[url, secret, kek]).unwrap();
+        assert!(config.postgres_url().is_some());
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert_eq!(
+            config.database_for_log(),
+            "postgres://app:***@db.internal/auth"
+        );
+        assert!(load(&[("AUTHSTORE_DATABASE", "auth.db")]).is_ok());
+    }
+
+    #[test]
+    fn passwords_leave_database_urls() {
+        for (url, shown) in [
+            ("postgres://u:p@h/db", "postgres://u:***@h/db"),
+            ("postgresql://u@h:5432/db", "postgresql://u@h:5432/db"),
+            (
+                "postgres://u:p@a,b/db?sslmode=require",
+                "postgres://u:***@a,b/db?sslmode=require",
+            ),
+            (
+                "postgres://h/db?user=u&password=p",
+                "postgres://h/db?user=u&password=***",
+            ),
+            ("postgres://u:p@h", "postgres://u:***@h"),
+        ] {
+            assert_eq!(redact_password(url), shown);
         }
     }
 

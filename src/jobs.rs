@@ -3,7 +3,7 @@
 
 use crate::clock::Clock;
 use crate::issuer::Issuer;
-use crate::store::{Purged, Store};
+use crate::store::{Maintenance, Purged};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,12 @@ const FIRST_PURGE: Duration = Duration::from_secs(5);
 
 /// Every `every`, deletes expired sessions and verification tokens in
 /// batches of `batch` (one short write each, so other writes interleave).
-pub fn spawn_purge(store: Arc<dyn Store>, clock: Arc<dyn Clock>, every: Duration, batch: usize) {
+pub fn spawn_purge(
+    store: Arc<dyn Maintenance>,
+    clock: Arc<dyn Clock>,
+    every: Duration,
+    batch: usize,
+) {
     actix_web::rt::spawn(async move {
         // The first pass soon after start: a server restarted more often than
         // `every` must still purge.

@@ -42,8 +42,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::issuer::{Issuer, IssuerSettings};
 use crate::kek::{Kek, KekOrigin};
 use crate::secret::{Secret, SecretError, SecretOrigin};
+use crate::store::postgres::{PostgresOptions, PostgresStore};
 use crate::store::sqlite::{OpenError, SqliteOptions, SqliteStore};
-use crate::store::Store;
+use crate::store::{KeyStore, Maintenance, Store};
 use actix_web::{dev::Server, middleware::Logger, web, App, HttpServer};
 use std::net::{IpAddr, TcpListener};
 use std::sync::Arc;
@@ -55,6 +56,8 @@ pub enum StartupError {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Database(#[from] OpenError),
+    #[error(transparent)]
+    Postgres(#[from] store::postgres::OpenError),
     #[error(transparent)]
     Kek(#[from] kek::KekError),
     #[error(transparent)]
@@ -77,27 +80,31 @@ pub fn resolve_secret(config: &Config) -> Result<(Secret, SecretOrigin), SecretE
     secret::read_or_generate(&config.default_secret_file())
 }
 
-/// Opens the database (creating it only when `create`) with its
+/// Opens the database (creating a SQLite file only when `create`) with its
 /// key-encryption key: the configured one, or `<database>.kek`, generated
-/// only for a database that holds nothing sealed yet.
-pub fn open_store(config: &Config, create: bool) -> Result<SqliteStore, StartupError> {
-    if !create {
+/// only for a SQLite database that holds nothing sealed yet.
+pub async fn open_store(config: &Config, create: bool) -> Result<Arc<dyn Store>, StartupError> {
+    if config.postgres_url().is_none() && !create {
         // Before anything is generated beside it.
         require_database(config)?;
     }
-    let sealed_under = SqliteStore::sealed_under(&config.database)?;
+    let sealed_under = match config.postgres_url() {
+        // The database records its KEK; opening it refuses another.
+        Some(_) => None,
+        None => SqliteStore::sealed_under(&config.database)?,
+    };
     let (kek, origin) = kek::resolve(config, sealed_under.as_deref())?;
     log::info!("key-encryption key {} from {origin}", kek.id());
     if let KekOrigin::File(path) | KekOrigin::Generated(path) = &origin {
         files::warn_if_readable_by_others(path, "key-encryption key");
     }
-    open_store_with(config, create, Arc::new(kek))
+    open_store_with(config, create, Arc::new(kek)).await
 }
 
 /// Fails with `Missing` (naming the absolute path) when there is no
 /// database: the commands other than `serve` never create one.
 pub fn require_database(config: &Config) -> Result<(), OpenError> {
-    if config.database.exists() {
+    if config.postgres_url().is_some() || config.database.exists() {
         return Ok(());
     }
     Err(OpenError::Missing {
@@ -106,12 +113,35 @@ pub fn require_database(config: &Config) -> Result<(), OpenError> {
 }
 
 /// Opens the database with a given key-encryption key.
-pub fn open_store_with(
+pub async fn open_store_with(
+    config: &Config,
+    create: bool,
+    kek: Arc<Kek>,
+) -> Result<Arc<dyn Store>, StartupError> {
+    if let Some(url) = config.postgres_url() {
+        let postgres = &config.postgres;
+        let options = PostgresOptions {
+            url: url.to_owned(),
+            pool_size: postgres.pool_size,
+            connect_timeout: Duration::from_secs(postgres.connect_timeout_secs),
+            statement_timeout: Duration::from_secs(postgres.statement_timeout_secs),
+            ca_file: postgres.ca_file.clone(),
+            threads: workers(config).min(4),
+        };
+        let store = PostgresStore::open(&options, kek, &config.database_for_log()).await?;
+        return Ok(Arc::new(store));
+    }
+    Ok(Arc::new(open_sqlite(config, create, kek)?))
+}
+
+/// Opens the SQLite database at `config.database` with a given KEK.
+pub fn open_sqlite(
     config: &Config,
     create: bool,
     kek: Arc<Kek>,
 ) -> Result<SqliteStore, StartupError> {
-    let readers = match config.read_connections {
+    let sqlite = &config.sqlite;
+    let readers = match sqlite.read_connections {
         0 => workers(config) as u32 + 1,
         n => n,
     };
@@ -119,11 +149,11 @@ pub fn open_store_with(
         &SqliteOptions {
             path: config.database.clone(),
             create,
-            durability: config.durability,
+            durability: sqlite.durability,
             readers,
-            read_cache_mib: config.read_cache_mib,
-            read_mmap_mib: config.read_mmap_mib,
-            wal_budget_mib: config.wal_budget_mib,
+            read_cache_mib: sqlite.read_cache_mib,
+            read_mmap_mib: sqlite.read_mmap_mib,
+            wal_budget_mib: sqlite.wal_budget_mib,
         },
         kek,
     )?)
@@ -154,7 +184,8 @@ pub struct Application {
     port: u16,
     issuer: Arc<Issuer>,
     server: Server,
-    _lease: files::Lease,
+    /// A SQLite database's claim (`authstore restore` waits for none).
+    _lease: Option<files::Lease>,
 }
 
 impl Application {
@@ -171,19 +202,20 @@ impl Application {
     ) -> Result<Self, StartupError> {
         let (secret, origin) = resolve_secret(&config)?;
         // Held while this server runs: `authstore restore` waits for none.
-        let lease = files::Lease::shared(&config.database)?;
+        let lease = match config.postgres_url() {
+            Some(_) => None,
+            None => Some(files::Lease::shared(&config.database)?),
+        };
         log::info!("secret from {origin}");
-        let store: Arc<dyn Store> = Arc::new(open_store(&config, true)?);
-        let database = std::path::absolute(&config.database);
-        let database = database.as_deref().unwrap_or(&config.database);
-        log::info!("database {}", database.display());
+        let store = open_store(&config, true).await?;
+        log::info!("database {}", config.database_for_log());
 
         let bound = listener.local_addr()?;
         let port = bound.port();
         let settings = IssuerSettings::from_config(&config, issuer_url(&config, port));
         log::info!("issuer {}", settings.issuer);
         let issuer = Arc::new(
-            Issuer::start(settings, store.clone(), clock.clone())
+            Issuer::start(settings, store.clone() as Arc<dyn KeyStore>, clock.clone())
                 .await
                 .map_err(StartupError::Keys)?,
         );
@@ -224,7 +256,7 @@ impl Application {
         .run();
 
         jobs::spawn_purge(
-            store,
+            store as Arc<dyn Maintenance>,
             clock,
             Duration::from_secs(config.purge_interval_secs),
             config.purge_batch,

@@ -58,6 +58,31 @@ pub struct UserPatch {
     pub extra: Extra,
 }
 
+impl NewUser {
+    /// The user as stored: Auth.js's rules applied before any backend sees
+    /// it (an id generated when none came, the email normalized).
+    pub fn into_user(self) -> User {
+        User {
+            id: self.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            email: self.email.as_deref().and_then(normalize_email),
+            name: self.name,
+            email_verified: self.email_verified,
+            image: self.image,
+            extra: self.extra,
+        }
+    }
+}
+
+impl UserPatch {
+    /// The patch with its email normalized, as stored.
+    pub fn normalized(mut self) -> Self {
+        self.email = self
+            .email
+            .map(|email| email.as_deref().and_then(normalize_email));
+        self
+    }
+}
+
 impl User {
     /// Applies an `updateUser` patch; extra fields are merged key by key.
     pub fn apply(&mut self, patch: UserPatch) {
@@ -231,5 +256,16 @@ mod tests {
             serde_json::from_str(r#"{"email":"a@b.c","role":"admin","phone":"000"}"#).unwrap();
         assert_eq!(new.extra.get("role"), Some(&Value::from("admin")));
         assert!(!new.extra.contains_key("email"));
+    }
+
+    #[test]
+    fn a_new_user_gets_an_id_and_a_normalized_email() {
+        let new: NewUser = serde_json::from_str(r#"{"email":"  Ann@Example.COM "}"#).unwrap();
+        let user = new.into_user();
+        assert_eq!(user.email.as_deref(), Some("ann@example.com"));
+        assert!(uuid::Uuid::parse_str(&user.id).is_ok(), "{}", user.id);
+        let given: NewUser = serde_json::from_str(r#"{"id":"u1","email":" "}"#).unwrap();
+        let user = given.into_user();
+        assert_eq!((user.id.as_str(), user.email), ("u1", None));
     }
 }

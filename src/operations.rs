@@ -5,7 +5,6 @@ use crate::config::Config;
 use crate::files::with_suffix;
 use crate::issuer::keys::{self, KeyState};
 use crate::store::sqlite::schema::VERSION;
-use crate::store::Store;
 use crate::timestamp::Timestamp;
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
@@ -216,7 +215,9 @@ pub async fn check(config: &Config) -> Vec<Finding> {
 
     // Opening the store would migrate an older database: a check changes nothing.
     let store = match current_schema {
-        true => crate::open_store(config, false).map_err(|e| e.to_string()),
+        true => crate::open_store(config, false)
+            .await
+            .map_err(|e| e.to_string()),
         false => Err("not checked: the schema is not this build's".into()),
     };
     match store {

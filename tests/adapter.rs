@@ -793,7 +793,8 @@ fn a_database_from_a_newer_version_is_refused() {
         database: path,
         ..authstore::Config::default()
     };
-    let err = authstore::open_store(&config, false)
+    let err = actix_web::rt::System::new()
+        .block_on(authstore::open_store(&config, false))
         .err()
         .expect("a newer schema must be refused");
     assert!(err.to_string().contains("newer authstore"), "{err}");

@@ -122,7 +122,8 @@ fn a_read_only_database_is_refused_at_start() {
     };
     let (_, config) = app_on(disk.path()).stop();
     disk.remount_read_only();
-    let err = authstore::open_store(&config, true)
+    let err = actix_web::rt::System::new()
+        .block_on(authstore::open_store(&config, true))
         .err()
         .expect("a database it cannot write is refused");
     assert!(err.to_string().contains("cannot be written"), "{err}");

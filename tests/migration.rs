@@ -277,7 +277,8 @@ fn versions_no_authstore_writes_are_refused_without_a_panic() {
             database: path,
             ..authstore::Config::default()
         };
-        let err = authstore::open_store(&config, false)
+        let err = actix_web::rt::System::new()
+            .block_on(authstore::open_store(&config, false))
             .err()
             .expect("refused");
         assert!(err.to_string().contains(says), "{version}: {err}");

@@ -9,7 +9,6 @@ use authstore::clock::ManualClock;
 use authstore::issuer::keys::{KeyMaterial, Rotation};
 use authstore::kek::Kek;
 use authstore::secret::Secret;
-use authstore::store::Store;
 use authstore::timestamp::Timestamp;
 use common::process::{authstore, serve};
 use common::{test_config, TestApp};
@@ -166,7 +165,9 @@ fn a_wrong_or_missing_kek_refuses_to_start_and_says_what_it_expects() {
 
     let mut wrong = config.clone();
     wrong.key_encryption_key = Some(Secret::new("not-the-key-that-sealed-it").unwrap());
-    let err = authstore::open_store(&wrong, false).err().expect("refused");
+    let err = block_on(authstore::open_store(&wrong, false))
+        .err()
+        .expect("refused");
     let message = err.to_string();
     assert!(
         message.contains("AUTHSTORE_KEY_ENCRYPTION_KEY"),
@@ -176,7 +177,9 @@ fn a_wrong_or_missing_kek_refuses_to_start_and_says_what_it_expects() {
 
     let moved = dir.path().join("elsewhere.kek");
     std::fs::rename(&default_kek, &moved).unwrap();
-    let err = authstore::open_store(&config, true).err().expect("refused");
+    let err = block_on(authstore::open_store(&config, true))
+        .err()
+        .expect("refused");
     let message = err.to_string();
     assert!(
         message.contains(&default_kek.display().to_string()),
@@ -190,7 +193,7 @@ fn a_wrong_or_missing_kek_refuses_to_start_and_says_what_it_expects() {
 
     let mut pointed = config.clone();
     pointed.key_encryption_key_file = Some(moved);
-    let store = authstore::open_store(&pointed, false).unwrap();
+    let store = block_on(authstore::open_store(&pointed, false)).unwrap();
     let set = block_on(store.signing_keys()).unwrap();
     assert_eq!(set.keys.len(), 2);
     assert!(set.keys.iter().all(|k| k.private_key_der.is_some()));
@@ -218,7 +221,7 @@ fn a_sealed_key_moved_to_another_row_does_not_open() {
             .unwrap();
         }
     }
-    let store = authstore::open_store(&config, false).unwrap();
+    let store = block_on(authstore::open_store(&config, false)).unwrap();
     let err = block_on(store.signing_keys()).unwrap_err();
     assert!(format!("{:?}", err).contains("does not open"), "{err:?}");
 }
@@ -324,7 +327,7 @@ fn rewrap_moves_every_secret_to_a_new_kek_in_one_step() {
     // The old KEK no longer opens it; the new one (now <db>.kek) does.
     let mut with_old = config.clone();
     with_old.key_encryption_key_file = Some(old_file);
-    assert!(authstore::open_store(&with_old, false).is_err());
+    assert!(block_on(authstore::open_store(&with_old, false)).is_err());
     let app = TestApp::start(dir.clone(), config, Arc::new(authstore::clock::SystemClock));
     let account = app.ok(
         "getAccount",

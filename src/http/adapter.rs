@@ -120,9 +120,8 @@ async fn dispatch(state: &AppState, method: &str, body: &[u8]) -> Result<HttpRes
     let store = &state.store;
     match method {
         "createUser" => {
-            let UserArg { mut user } = body::parse::<UserArg<NewUser>>(body)?;
-            user.email = user.email.as_deref().and_then(normalize_email);
-            ok(store.create_user(user).await?)
+            let UserArg { user } = body::parse::<UserArg<NewUser>>(body)?;
+            ok(store.create_user(user.into_user()).await?)
         }
         "getUser" => {
             let IdArg { id } = body::parse(body)?;
@@ -140,11 +139,8 @@ async fn dispatch(state: &AppState, method: &str, body: &[u8]) -> Result<HttpRes
             ok(store.get_user_by_account(&key).await?)
         }
         "updateUser" => {
-            let UserArg { mut user } = body::parse::<UserArg<UserPatch>>(body)?;
-            user.email = user
-                .email
-                .map(|email| email.as_deref().and_then(normalize_email));
-            ok(store.update_user(user).await?)
+            let UserArg { user } = body::parse::<UserArg<UserPatch>>(body)?;
+            ok(store.update_user(user.normalized()).await?)
         }
         "deleteUser" => {
             let IdArg { id } = body::parse(body)?;

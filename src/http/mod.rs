@@ -18,6 +18,7 @@ mod discovery;
 mod health;
 mod openapi;
 pub mod request_id;
+mod store_errors;
 mod token;
 
 use crate::error::Error;

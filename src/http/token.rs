@@ -22,7 +22,12 @@ pub async fn mint(
     authorize(&req, &state.secret)?;
     let body = body::read(payload, state.max_body_bytes, state.body_timeout).await?;
     let args: MintArgs = body::parse(&body)?;
-    let minted = state.issuer.mint(&args.session_token, args.fresh).await?;
+    let found = state
+        .store
+        .get_session_and_user(&args.session_token)
+        .await?
+        .ok_or_else(crate::issuer::no_live_session)?;
+    let minted = state.issuer.mint(&found, args.fresh)?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(minted))

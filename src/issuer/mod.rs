@@ -13,7 +13,8 @@ use self::keys::{Jwk, KeyError, KeyMaterial, KeyState, Rotation, Schedule};
 use crate::clock::Clock;
 use crate::config::{Config, ProfileClaim};
 use crate::error::{Error, Result};
-use crate::store::{KeyChanges, KeyRecord, KeySet, Saved, Store};
+use crate::model::SessionAndUser;
+use crate::store::{KeyChanges, KeyRecord, KeySet, KeyStore, Saved};
 use crate::timestamp::Timestamp;
 use serde::Serialize;
 use serde_json::json;
@@ -124,7 +125,7 @@ pub struct MintedToken {
 
 pub struct Issuer {
     settings: IssuerSettings,
-    store: Arc<dyn Store>,
+    keys: Arc<dyn KeyStore>,
     clock: Arc<dyn Clock>,
     ring: RwLock<Arc<KeyRing>>,
     cache: TokenCache,
@@ -136,10 +137,10 @@ impl Issuer {
     /// Loads the keys as they are in the database.
     pub async fn open(
         settings: IssuerSettings,
-        store: Arc<dyn Store>,
+        keys: Arc<dyn KeyStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        let ring = KeyRing::load(store.signing_keys().await?, clock.now())?;
+        let ring = KeyRing::load(keys.signing_keys().await?, clock.now())?;
         let cache = TokenCache::new(
             settings.token_cache_capacity,
             settings.token_reuse_min_remaining,
@@ -147,7 +148,7 @@ impl Issuer {
         Ok(Issuer {
             discovery: discovery_document(&settings),
             settings,
-            store,
+            keys,
             clock,
             ring: RwLock::new(Arc::new(ring)),
             cache,
@@ -158,10 +159,10 @@ impl Issuer {
     /// key when the database has none.
     pub async fn start(
         settings: IssuerSettings,
-        store: Arc<dyn Store>,
+        keys: Arc<dyn KeyStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        let issuer = Self::open(settings, store, clock).await?;
+        let issuer = Self::open(settings, keys, clock).await?;
         issuer.maintain().await?;
         Ok(issuer)
     }
@@ -208,7 +209,7 @@ impl Issuer {
     ) -> Result<bool> {
         for _ in 0..KEY_SET_ATTEMPTS {
             let now = self.clock.now();
-            let set = self.store.signing_keys().await?;
+            let set = self.keys.signing_keys().await?;
             let changes = match plan(&set.keys, now)? {
                 Some(changes) if !changes.is_empty() => changes,
                 _ => {
@@ -217,7 +218,7 @@ impl Issuer {
                 }
             };
             let described = describe(&changes);
-            match self.store.save_signing_keys(set.version, changes).await? {
+            match self.keys.save_signing_keys(set.version, changes).await? {
                 Saved::Applied => {
                     described.iter().for_each(|line| log::info!("{line}"));
                     self.reload().await?;
@@ -232,7 +233,7 @@ impl Issuer {
     }
 
     async fn reload(&self) -> Result<()> {
-        let set = self.store.signing_keys().await?;
+        let set = self.keys.signing_keys().await?;
         self.install(set)
     }
 
@@ -253,7 +254,7 @@ impl Issuer {
         if ring.next_change.is_some_and(|at| at <= self.clock.now()) {
             return self.maintain().await;
         }
-        if self.store.key_set_version().await? != ring.version {
+        if self.keys.key_set_version().await? != ring.version {
             log::info!("the key set changed in the database; reloading it");
             self.reload().await?;
         }
@@ -304,22 +305,16 @@ impl Issuer {
         self.ring().jwks.clone()
     }
 
-    /// A token for a live session; `NotFound` for an unknown or expired one.
-    /// A recent token is reused (see `cache`) unless `fresh` is set.
-    pub async fn mint(&self, session_token: &str, fresh: bool) -> Result<MintedToken> {
-        let not_found = || Error::NotFound("no live session has this token".into());
-        let found = self
-            .store
-            .get_session_and_user(session_token)
-            .await?
-            .ok_or_else(not_found)?;
+    /// A token for a session the caller looked up; `NotFound` when it has
+    /// expired. A recent token is reused (see `cache`) unless `fresh` is set.
+    pub fn mint(&self, found: &SessionAndUser, fresh: bool) -> Result<MintedToken> {
         let now = self.clock.now();
         let iat = now.seconds();
         // Never outlive the session: its expiry, rounded down to whole seconds.
         let session_ends = found.session.expires.seconds();
         let exp = (iat + self.settings.token_lifetime_secs as i64).min(session_ends);
         if exp <= iat {
-            return Err(not_found());
+            return Err(no_live_session());
         }
         let ring = self.ring();
         let key = ring.signer(now).ok_or_else(|| {
@@ -346,7 +341,7 @@ impl Issuer {
             kid: key.kid().to_owned(),
             claims: serde_json::to_string(&claims).map_err(Error::internal)?,
         };
-        let session = openssl::sha::sha256(session_token.as_bytes());
+        let session = openssl::sha::sha256(found.session.session_token.as_bytes());
         if !fresh {
             if let Some(cached) = self.cache.get(&session, iat, session_ends, &identity) {
                 return Ok(MintedToken {
@@ -377,7 +372,7 @@ impl Issuer {
     pub async fn describe_keys(&self) -> Result<Vec<(KeyRecord, KeyState)>> {
         let now = self.clock.now();
         Ok(self
-            .store
+            .keys
             .signing_keys()
             .await?
             .keys
@@ -388,6 +383,11 @@ impl Issuer {
             })
             .collect())
     }
+}
+
+/// The answer for a session that is unknown or expired.
+pub fn no_live_session() -> Error {
+    Error::NotFound("no live session has this token".into())
 }
 
 fn discovery_document(settings: &IssuerSettings) -> String {

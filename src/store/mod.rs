@@ -1,17 +1,25 @@
-//! Storage behind one narrow trait.
+//! Storage behind narrow traits, one per kind of caller.
 //!
-//! Handlers and the issuer talk to [`Store`]; only `store::sqlite` knows SQL.
-//! A second backend (PostgreSQL) is another implementation of this trait.
-//! Rules that belong to Auth.js rather than to a database (email
-//! normalization, id generation) are applied before a call reaches the store.
+//! * [`AdapterStore`]: the 19 Auth.js adapter methods (`http::adapter`);
+//! * [`KeyStore`]: the signing key set (`issuer`);
+//! * [`Maintenance`]: purging and health (`jobs`, `/readyz`).
+//!
+//! A backend implements all three ([`Store`]); `store::sqlite` and
+//! `store::postgres` are the only code that speaks SQL. Rules that belong to
+//! Auth.js rather than to a database (email normalization, id generation)
+//! are applied before a call reaches the store (`model`). Failures are
+//! [`StoreError`]s; `http/` alone turns them into what a client reads.
 
+pub mod error;
+pub mod postgres;
 pub mod sealing;
 pub mod sqlite;
 
-use crate::error::Result;
+pub use self::error::{Duplicate, Entity, Result, StoreError};
+
 use crate::model::{
-    Account, AccountKey, Authenticator, NewUser, Session, SessionAndUser, SessionPatch, User,
-    UserPatch, VerificationToken,
+    Account, AccountKey, Authenticator, Session, SessionAndUser, SessionPatch, User, UserPatch,
+    VerificationToken,
 };
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
@@ -93,9 +101,12 @@ pub struct Purged {
     pub verification_tokens: usize,
 }
 
+/// The Auth.js `Adapter` interface, one method each.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    async fn create_user(&self, user: NewUser) -> Result<User>;
+pub trait AdapterStore: Send + Sync + 'static {
+    /// Stores a user whose id and email the caller has already settled
+    /// (`model::NewUser::into_user`).
+    async fn create_user(&self, user: User) -> Result<User>;
     async fn get_user(&self, id: &str) -> Result<Option<User>>;
     async fn get_user_by_email(&self, email: &str) -> Result<Option<User>>;
     async fn get_user_by_account(&self, key: &AccountKey) -> Result<Option<User>>;
@@ -135,12 +146,22 @@ pub trait Store: Send + Sync + 'static {
         credential_id: &str,
         counter: u32,
     ) -> Result<Authenticator>;
+}
 
-    /// Deletes up to `batch` expired sessions and verification tokens.
+/// Work no request asks for: purging and health.
+#[async_trait]
+pub trait Maintenance: Send + Sync + 'static {
+    /// Deletes up to `batch` expired sessions and verification tokens. Safe
+    /// to run on many processes at once: no row is deleted twice and no pass
+    /// waits for another.
     async fn purge_expired(&self, now: Timestamp, batch: usize) -> Result<Purged>;
     /// Answers when the database does.
     async fn ping(&self) -> Result<()>;
+}
 
+/// The issuer's signing keys.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
     /// The key set, read in one snapshot.
     async fn signing_keys(&self) -> Result<KeySet>;
     /// The key set's version alone: cheap enough to poll every second.
@@ -149,3 +170,9 @@ pub trait Store: Send + Sync + 'static {
     /// and bumps the version in the same transaction.
     async fn save_signing_keys(&self, expected_version: i64, changes: KeyChanges) -> Result<Saved>;
 }
+
+/// A whole backend. An `Arc<dyn Store>` coerces to any one of its parts
+/// (`Arc<dyn KeyStore>` ...) for callers that take only that.
+pub trait Store: AdapterStore + KeyStore + Maintenance {}
+
+impl<T: AdapterStore + KeyStore + Maintenance> Store for T {}

@@ -2,6 +2,7 @@
 //! each sealed value to its row (so a value copied into another row, or
 //! another column, does not open). Shared by every backend and by migrations.
 
+use super::{KeyRecord, StoreError};
 use crate::kek::{context, Kek, SealError};
 
 /// A signing key's private half is bound to its kid.
@@ -77,4 +78,30 @@ pub fn open_token(
             )
         })
         .transpose()
+}
+
+/// Opens the private half of a key record as a backend read it (sealed, with
+/// the id of the KEK that sealed it), refusing one sealed under another KEK.
+pub fn open_signing_key(
+    kek: &Kek,
+    mut record: KeyRecord,
+    kek_id: Option<String>,
+) -> Result<KeyRecord, StoreError> {
+    if let Some(sealed) = record.private_key_der.take() {
+        let kek_id = kek_id.unwrap_or_default();
+        if kek_id != kek.id() {
+            return Err(StoreError::backend(format!(
+                "signing key {} is sealed under key-encryption key {kek_id}, not this server's {}",
+                record.kid,
+                kek.id()
+            )));
+        }
+        let plain = kek
+            .open(&signing_key_context(&record.kid), &sealed)
+            .map_err(|e| {
+                StoreError::backend(format!("signing key {} does not open: {e}", record.kid))
+            })?;
+        record.private_key_der = Some(plain);
+    }
+    Ok(record)
 }

@@ -15,40 +15,30 @@ use self::checkpoint::Checkpointer;
 use self::rows::{insert_error, millis, token_hash};
 use self::writer::Writer;
 use super::sealing::{self, TokenField};
-use super::{KeyChanges, KeyRecord, KeySet, Purged, Saved, Store};
-use crate::error::{Error, Result};
+use super::{
+    AdapterStore, Duplicate, Entity, KeyChanges, KeyRecord, KeySet, KeyStore, Maintenance, Purged,
+    Saved,
+};
+use crate::config::Durability;
 use crate::kek::Kek;
 use crate::model::{
-    Account, AccountKey, Authenticator, NewUser, Session, SessionAndUser, SessionPatch, User,
-    UserPatch, VerificationToken,
+    Account, AccountKey, Authenticator, Session, SessionAndUser, SessionPatch, User, UserPatch,
+    VerificationToken,
 };
+use crate::store::{Result, StoreError as Error};
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// `PRAGMA synchronous` in WAL mode: what a commit waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// Commits survive a crash of authstore; the last ones may be lost on a
-    /// power cut or kernel panic. The database is never corrupted.
-    #[default]
-    Normal,
-    /// Every commit is fsynced before it is acknowledged.
-    Full,
-}
-
-impl Durability {
-    fn pragma(self) -> &'static str {
-        match self {
-            Durability::Normal => "NORMAL",
-            Durability::Full => "FULL",
-        }
+/// `PRAGMA synchronous` for a durability setting.
+fn synchronous(durability: Durability) -> &'static str {
+    match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
     }
 }
 
@@ -295,11 +285,11 @@ impl SqliteStore {
                 for (kid, sealed) in keys {
                     let context = sealing::signing_key_context(&kid);
                     let plain = old.open(&context, &sealed).map_err(|e| {
-                        Error::internal(format!("signing key {kid} does not open: {e}"))
+                        Error::backend(format!("signing key {kid} does not open: {e}"))
                     })?;
                     tx.execute(
                         "UPDATE signing_keys SET private_key = ?2, kek_id = ?3 WHERE kid = ?1",
-                        params![kid, new.seal(&context, &plain).map_err(Error::internal)?, new.id()],
+                        params![kid, new.seal(&context, &plain).map_err(Error::backend)?, new.id()],
                     )?;
                     count += 1;
                 }
@@ -317,10 +307,10 @@ impl SqliteStore {
                 for (provider, account_id, refresh, access, id) in accounts {
                     let mut reseal = |field, sealed: Option<Vec<u8>>| -> Result<Option<Vec<u8>>> {
                         let plain = sealing::open_token(&old, &provider, &account_id, field, sealed.as_deref())
-                            .map_err(|e| Error::internal(format!("an account token does not open: {e}")))?;
+                            .map_err(|e| Error::backend(format!("an account token does not open: {e}")))?;
                         count += usize::from(plain.is_some());
                         sealing::seal_token(&new, &provider, &account_id, field, plain.as_deref())
-                            .map_err(Error::internal)
+                            .map_err(Error::backend)
                     };
                     let refresh = reseal(TokenField::RefreshToken, refresh)?;
                     let access = reseal(TokenField::AccessToken, access)?;
@@ -448,7 +438,7 @@ fn retry_while_busy<T>(mut work: impl FnMut() -> rusqlite::Result<T>) -> rusqlit
 /// Settings every connection needs; SQLite forgets them per connection.
 fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "synchronous", durability.pragma())?;
+    conn.pragma_update(None, "synchronous", synchronous(durability))?;
     conn.busy_handler(Some(retry_briefly))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
@@ -498,25 +488,17 @@ fn write_user(conn: &Connection, sql: &str, user: &User) -> Result<()> {
     Ok(())
 }
 
-fn user_conflict(columns: &str) -> String {
+fn user_conflict(columns: &str) -> Duplicate {
     if columns.contains("users.email") {
-        "a user with this email already exists".into()
+        Duplicate::UserEmail
     } else {
-        "a user with this id already exists".into()
+        Duplicate::UserId
     }
 }
 
 #[async_trait]
-impl Store for SqliteStore {
-    async fn create_user(&self, new: NewUser) -> Result<User> {
-        let user = User {
-            id: new.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            email: new.email,
-            name: new.name,
-            email_verified: new.email_verified,
-            image: new.image,
-            extra: new.extra,
-        };
+impl AdapterStore for SqliteStore {
+    async fn create_user(&self, user: User) -> Result<User> {
         self.writer
             .run(move |conn| {
                 write_user(
@@ -565,8 +547,8 @@ impl Store for SqliteStore {
             .run(move |conn| {
                 // Read-modify-write is safe: the writer's transaction holds
                 // the database's write lock throughout.
-                let mut user = select_user(conn, &patch.id)?
-                    .ok_or_else(|| Error::NotFound("no user has this id".into()))?;
+                let mut user =
+                    select_user(conn, &patch.id)?.ok_or_else(|| Error::NotFound(Entity::User))?;
                 user.apply(patch);
                 write_user(
                     conn,
@@ -602,7 +584,7 @@ impl Store for SqliteStore {
                 let seal = |field, value: &Option<String>| {
                     let (provider, id) = (&account.provider, &account.provider_account_id);
                     sealing::seal_token(&kek, provider, id, field, value.as_deref())
-                        .map_err(Error::internal)
+                        .map_err(Error::backend)
                 };
                 conn.prepare_cached(concat!(
                     "INSERT INTO accounts (",
@@ -624,11 +606,7 @@ impl Store for SqliteStore {
                     account.session_state,
                     rows::extra_json(&account.extra),
                 ])
-                .map_err(|e| {
-                    insert_error(e, |_| {
-                        "this provider account is already linked to a user".into()
-                    })
-                })?;
+                .map_err(|e| insert_error(e, |_| Duplicate::Account))?;
                 Ok(account)
             })
             .await
@@ -680,9 +658,7 @@ impl Store for SqliteStore {
                     session.user_id,
                     session.expires.millis()
                 ])
-                .map_err(|e| {
-                    insert_error(e, |_| "a session with this token already exists".into())
-                })?;
+                .map_err(|e| insert_error(e, |_| Duplicate::Session))?;
                 Ok(session)
             })
             .await
@@ -725,7 +701,7 @@ impl Store for SqliteStore {
                         |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
                     )
                     .optional()
-                    .map_err(|e| insert_error(e, |_| "conflicting session".into()))?;
+                    .map_err(|e| insert_error(e, |_| Duplicate::Session))?;
                 Ok(updated.map(|(user_id, expires)| Session {
                     session_token: patch.session_token,
                     user_id,
@@ -767,7 +743,7 @@ impl Store for SqliteStore {
                 )?
                 .execute(params![token.identifier, token.token, token.expires.millis()])
                 .map_err(|e| {
-                    insert_error(e, |_| "this verification token already exists".into())
+                    insert_error(e, |_| Duplicate::VerificationToken)
                 })?;
                 Ok(token)
             })
@@ -818,11 +794,7 @@ impl Store for SqliteStore {
                     a.credential_backed_up,
                     a.transports,
                 ])
-                .map_err(|e| {
-                    insert_error(e, |_| {
-                        "an authenticator with this credentialID already exists".into()
-                    })
-                })?;
+                .map_err(|e| insert_error(e, |_| Duplicate::Authenticator))?;
                 Ok(authenticator)
             })
             .await
@@ -861,11 +833,14 @@ impl Store for SqliteStore {
                 ))?
                 .query_row(params![credential_id, counter], rows::authenticator)
                 .optional()?
-                .ok_or_else(|| Error::NotFound("no authenticator has this credentialID".into()))
+                .ok_or_else(|| Error::NotFound(Entity::Authenticator))
             })
             .await
     }
+}
 
+#[async_trait]
+impl Maintenance for SqliteStore {
     async fn purge_expired(&self, now: Timestamp, batch: usize) -> Result<Purged> {
         let (now, batch) = (now.millis(), batch as i64);
         self.writer
@@ -917,7 +892,10 @@ impl Store for SqliteStore {
         }
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
     }
+}
 
+#[async_trait]
+impl KeyStore for SqliteStore {
     async fn signing_keys(&self) -> Result<KeySet> {
         let (version, sealed) = self.read(|conn| {
             // One read transaction: the version and the keys of one snapshot.
@@ -948,28 +926,10 @@ impl Store for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok((version, keys))
         })?;
-        let mut keys = Vec::with_capacity(sealed.len());
-        for (mut record, kek_id) in sealed {
-            if let Some(sealed) = record.private_key_der.take() {
-                let kek_id = kek_id.unwrap_or_default();
-                if kek_id != self.kek.id() {
-                    return Err(Error::internal(format!(
-                        "signing key {} is sealed under key-encryption key {kek_id}, \
-                         not this server's {}",
-                        record.kid,
-                        self.kek.id()
-                    )));
-                }
-                let plain = self
-                    .kek
-                    .open(&sealing::signing_key_context(&record.kid), &sealed)
-                    .map_err(|e| {
-                        Error::internal(format!("signing key {} does not open: {e}", record.kid))
-                    })?;
-                record.private_key_der = Some(plain);
-            }
-            keys.push(record);
-        }
+        let keys = sealed
+            .into_iter()
+            .map(|(record, kek_id)| sealing::open_signing_key(&self.kek, record, kek_id))
+            .collect::<Result<_>>()?;
         Ok(KeySet { version, keys })
     }
 
@@ -1000,7 +960,7 @@ impl Store for SqliteStore {
                         .as_ref()
                         .map(|der| kek.seal(&sealing::signing_key_context(&key.kid), der))
                         .transpose()
-                        .map_err(Error::internal)?;
+                        .map_err(Error::backend)?;
                     let kek_id = sealed.as_ref().map(|_| kek.id());
                     tx.prepare_cached(
                         "INSERT INTO signing_keys (kid, algorithm, public_key, private_key, kek_id, \
@@ -1018,7 +978,7 @@ impl Store for SqliteStore {
                         millis(key.retires_at),
                         millis(key.unpublish_at),
                     ])
-                    .map_err(|e| insert_error(e, |_| "this key is already in the key set".into()))?;
+                    .map_err(|e| insert_error(e, |_| Duplicate::SigningKey))?;
                 }
                 for key in &changes.reschedule {
                     tx.prepare_cached(

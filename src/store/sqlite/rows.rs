@@ -1,9 +1,9 @@
 //! Mapping between rows and models, and SQLite errors to store errors.
 
-use crate::error::Error;
 use crate::kek::Kek;
 use crate::model::{Account, Authenticator, Extra, User};
 use crate::store::sealing::{self, TokenField};
+use crate::store::{Duplicate, StoreError as Error};
 use crate::timestamp::Timestamp;
 use rusqlite::{ffi, Row};
 
@@ -121,20 +121,18 @@ pub fn violation(e: &rusqlite::Error) -> Option<Violation> {
     }
 }
 
-/// Maps an insert's failure: a duplicate becomes `Conflict(conflict)`, a
-/// missing user `NotFound`, anything else stays internal.
-pub fn insert_error(e: rusqlite::Error, conflict: impl FnOnce(&str) -> String) -> Error {
+/// Maps a write's failure: a duplicate becomes `Conflict` (`conflict` picks
+/// which, from the columns SQLite names), a missing user `MissingUser`,
+/// anything else goes through `From`.
+pub fn insert_error(e: rusqlite::Error, conflict: impl FnOnce(&str) -> Duplicate) -> Error {
     match violation(&e) {
         Some(Violation::Unique(columns)) => Error::Conflict(conflict(&columns)),
-        Some(Violation::MissingUser) => {
-            Error::NotFound("userId does not name an existing user".into())
-        }
-        None => Error::internal(e),
+        Some(Violation::MissingUser) => Error::MissingUser,
+        None => Error::from(e),
     }
 }
 
-// How SQLite's failures reach the rest of authstore. They live here, with the
-// backend, so that `error.rs` knows no database library.
+// How SQLite's failures become store errors.
 impl From<rusqlite::Error> for Error {
     /// A failure of the storage itself is `Unavailable` (the client may
     /// retry); anything else is a bug.
@@ -156,7 +154,7 @@ impl From<rusqlite::Error> for Error {
             {
                 Error::Unavailable(e.to_string())
             }
-            _ => Error::internal(e),
+            _ => Error::backend(e),
         }
     }
 }

@@ -13,7 +13,7 @@
 //! is full, a write is refused at once with `Unavailable` rather than left
 //! waiting behind a stalled disk.
 
-use crate::error::{Error, Result};
+use crate::store::{Result, StoreError as Error};
 use rusqlite::Connection;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -164,7 +164,7 @@ impl Writer {
         }
         answer
             .await
-            .map_err(|_| Error::internal("the database writer dropped a write"))?
+            .map_err(|_| Error::backend("the database writer dropped a write"))?
     }
 }
 
@@ -230,7 +230,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Box<dyn Job>>, health: &WriteHeal
         reply(match &committed {
             Ok(()) => Ok(()),
             Err(Error::Unavailable(reason)) => Err(Error::Unavailable(reason.clone())),
-            Err(other) => Err(Error::internal(other.log_text())),
+            Err(other) => Err(Error::backend(other.log_text())),
         });
     }
 }

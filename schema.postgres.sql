@@ -1,0 +1,97 @@
+-- authstore schema for PostgreSQL, version 1 (meta.schema_version).
+--
+-- The same tables, constraints and at-rest rules as schema.sql (SQLite):
+--   * instants are BIGINT epoch milliseconds (exactly what Auth.js sends);
+--   * session tokens are stored only as their SHA-256 digest (32-byte BYTEA);
+--   * secrets (signing keys, OAuth tokens) are sealed under the key-encryption
+--     key (KEK) kept outside the database, bound to their row (src/kek.rs);
+--   * `extra` holds the fields Auth.js sent that have no column, as JSON text
+--     (kept byte for byte: jsonb would reorder keys), NULL when there are none;
+--   * keys compare byte for byte (COLLATE "C"): an id is not language, and a
+--     B-tree of "C" text compares with memcmp, not the locale's rules.
+--
+-- Applied in one transaction under an advisory lock by the first node that
+-- finds an empty database (src/store/postgres/schema.rs); later versions are
+-- numbered steps there, never a wipe.
+
+CREATE TABLE users (
+    id             TEXT COLLATE "C" PRIMARY KEY,
+    email          TEXT COLLATE "C" UNIQUE,  -- trimmed and lowercased; NULL allowed, many times
+    name           TEXT,
+    email_verified BIGINT,
+    image          TEXT,
+    extra          TEXT
+);
+
+CREATE TABLE accounts (
+    provider            TEXT COLLATE "C" NOT NULL,
+    provider_account_id TEXT COLLATE "C" NOT NULL,
+    user_id             TEXT COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    type                TEXT NOT NULL,
+    refresh_token       BYTEA,              -- sealed under the KEK
+    access_token        BYTEA,              -- sealed under the KEK
+    expires_at          BIGINT,             -- epoch seconds, as OAuth providers give it
+    token_type          TEXT,
+    scope               TEXT,
+    id_token            BYTEA,              -- sealed under the KEK
+    session_state       TEXT,
+    extra               TEXT,
+    PRIMARY KEY (provider, provider_account_id)
+);
+CREATE INDEX accounts_by_user ON accounts (user_id);
+
+-- The hot path (getSessionAndUser) is one primary-key probe here, then one
+-- into users.
+CREATE TABLE sessions (
+    token_hash BYTEA PRIMARY KEY,          -- SHA-256 of the session token
+    user_id    TEXT COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    expires    BIGINT NOT NULL
+);
+CREATE INDEX sessions_by_user ON sessions (user_id);
+CREATE INDEX sessions_by_expiry ON sessions (expires);
+
+CREATE TABLE verification_tokens (
+    identifier TEXT COLLATE "C" NOT NULL,
+    token      TEXT COLLATE "C" NOT NULL,   -- already hashed by Auth.js
+    expires    BIGINT NOT NULL,
+    PRIMARY KEY (identifier, token)
+);
+CREATE INDEX verification_tokens_by_expiry ON verification_tokens (expires);
+
+CREATE TABLE authenticators (
+    credential_id          TEXT COLLATE "C" PRIMARY KEY,
+    user_id                TEXT COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    provider_account_id    TEXT NOT NULL,
+    credential_public_key  TEXT NOT NULL,
+    counter                BIGINT NOT NULL,
+    credential_device_type TEXT NOT NULL,
+    credential_backed_up   BOOLEAN NOT NULL,
+    transports             TEXT
+);
+CREATE INDEX authenticators_by_user ON authenticators (user_id);
+
+-- Signing keys of the OIDC issuer; their states as in schema.sql.
+CREATE TABLE signing_keys (
+    kid          TEXT COLLATE "C" PRIMARY KEY,  -- RFC 7638 JWK thumbprint
+    algorithm    TEXT NOT NULL,                 -- 'RS256'
+    public_key   BYTEA NOT NULL,                -- SubjectPublicKeyInfo DER
+    private_key  BYTEA,                         -- PKCS#8 DER sealed under the KEK; NULL once retired
+    kek_id       TEXT,                          -- the KEK that sealed private_key
+    created_at   BIGINT NOT NULL,
+    signs_from   BIGINT NOT NULL,
+    retires_at   BIGINT,
+    unpublish_at BIGINT,
+    CHECK ((private_key IS NULL) = (kek_id IS NULL))
+);
+
+-- One row. schema_version is this file's version (or a migration's);
+-- key_set_version is bumped in the same transaction as every change to
+-- signing_keys (compare-and-swap; every node polls it each second); kek_id
+-- names the KEK everything sealed here is sealed under.
+CREATE TABLE meta (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    schema_version  INTEGER NOT NULL,
+    key_set_version BIGINT NOT NULL,
+    kek_id          TEXT
+);
+-- schema_version is inserted by the code that applies this file.

@@ -1,0 +1,97 @@
+//! Creating and migrating the PostgreSQL schema, versioned in `meta`.
+//!
+//! N nodes may start on one empty database at the same moment: each takes a
+//! transaction-scoped advisory lock first, so one of them creates the schema
+//! and the others, let in after its commit, find it there. A migration step
+//! runs in the same transaction as the version bump (DDL is transactional in
+//! PostgreSQL): all of it or none.
+
+use crate::store::StoreError;
+use tokio_postgres::Client;
+
+/// The whole schema of the newest version, with every index.
+pub const SCHEMA: &str = include_str!("../../../schema.postgres.sql");
+
+/// The schema version this build writes.
+pub const VERSION: i32 = 1;
+
+/// `STEPS[v - 1]` is the SQL that upgrades version `v` to `v + 1`. Steps
+/// that must re-seal data under the KEK will need code, as SQLite's v1 → v2.
+const STEPS: [&str; (VERSION - 1) as usize] = [];
+
+/// The advisory lock every node takes to create or migrate the schema (a
+/// constant: "authstore" in ASCII, folded into 64 bits).
+const MIGRATION_LOCK: i64 = 0x6175_7468_7374_6f72;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error(
+        "the database is at schema version {found}, written by a newer authstore; this build \
+         knows versions up to {latest}. Upgrade every node before starting this one"
+    )]
+    TooNew { found: i32, latest: i32 },
+    #[error(
+        "the database has tables but no authstore schema (no meta table); point database at \
+         an empty database of its own"
+    )]
+    Foreign,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<tokio_postgres::Error> for SchemaError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        SchemaError::Store(e.into())
+    }
+}
+
+/// Brings the database to [`VERSION`], creating the schema on an empty one.
+/// Returns the version found before (0 for an empty database).
+pub async fn migrate(client: &mut Client) -> Result<i32, SchemaError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let has_meta: bool = tx
+        .query_one("SELECT to_regclass('meta') IS NOT NULL", &[])
+        .await?
+        .try_get(0)?;
+    let found = if has_meta {
+        tx.query_one("SELECT schema_version FROM meta WHERE id = 1", &[])
+            .await?
+            .try_get(0)?
+    } else {
+        let has_users: bool = tx
+            .query_one("SELECT to_regclass('users') IS NOT NULL", &[])
+            .await?
+            .try_get(0)?;
+        if has_users {
+            return Err(SchemaError::Foreign);
+        }
+        tx.batch_execute(SCHEMA).await?;
+        tx.execute(
+            "INSERT INTO meta (id, schema_version, key_set_version, kek_id) VALUES (1, $1, 0, NULL)",
+            &[&VERSION],
+        )
+        .await?;
+        0
+    };
+    if found > VERSION {
+        return Err(SchemaError::TooNew {
+            found,
+            latest: VERSION,
+        });
+    }
+    if found > 0 && found < VERSION {
+        for (from, step) in (found..).zip(STEPS.iter().skip((found - 1) as usize)) {
+            tx.batch_execute(step).await?;
+            log::info!("schema migrated from version {from} to {}", from + 1);
+        }
+        tx.execute(
+            "UPDATE meta SET schema_version = $1 WHERE id = 1",
+            &[&VERSION],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(found)
+}
