@@ -435,7 +435,7 @@ def main():
                     os.remove(copy + suffix)
             shutil.copy(db, copy)
             shutil.copy(db + ".kek", copy + ".kek")  # the database opens only with its KEK
-            writer = Server(args.binary, copy, env={"AUTHSTORE_DURABILITY": mode})
+            writer = Server(args.binary, copy, env={"AUTHSTORE_SQLITE_DURABILITY": mode})
             try:
                 writes = medians([wrk(writer.url, "/api/adapter/createSession", seconds, script="create_session.lua",
                                       env={"BENCH_USERS": str(users), "BENCH_RUN": f"{mode}{r}"})

@@ -574,11 +574,8 @@ fn delete_user_cascades_to_sessions_accounts_and_authenticators() {
         ),
         Value::Null
     );
-    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
     for table in ["sessions", "accounts", "authenticators"] {
-        let rows: i64 = conn
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap();
+        let rows = app.count(&format!("SELECT count(*) FROM {table}"));
         assert_eq!(rows, 0, "{table} still has rows");
     }
 }
@@ -642,14 +639,7 @@ fn concurrent_create_user_with_one_email_makes_one_row() {
     });
     assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 1);
     assert_eq!(statuses.iter().filter(|&&s| s == 409).count(), 31);
-    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
-    let rows: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM users WHERE email = 'race@example.com'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let rows = app.count("SELECT count(*) FROM users WHERE email = 'race@example.com'");
     assert_eq!(rows, 1);
 }
 
@@ -664,24 +654,18 @@ fn the_database_holds_no_plaintext_session_token() {
         token,
         "2030-01-01T00:00:00.000Z",
     );
-    let (dir, _) = app.stop();
-    let mut files = 0;
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        let bytes = std::fs::read(&path).unwrap();
-        files += 1;
-        assert!(
-            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
-            "{} contains the plaintext token",
-            path.display()
-        );
-    }
-    assert!(files >= 1);
-    let conn = rusqlite::Connection::open(dir.path().join("authstore.db")).unwrap();
-    let stored: Vec<u8> = conn
-        .query_row("SELECT token_hash FROM sessions", [], |r| r.get(0))
-        .unwrap();
+    let stored = app.bytes("SELECT token_hash FROM sessions");
     assert_eq!(stored, openssl::sha::sha256(token.as_bytes()).to_vec());
+    let (dir, config) = app.stop();
+    // SQLite: every file beside the database; PostgreSQL: every row as text.
+    let everything = common::stored_bytes(&config, dir.path());
+    assert!(!everything.is_empty());
+    assert!(
+        !everything
+            .windows(token.len())
+            .any(|w| w == token.as_bytes()),
+        "the database holds the plaintext token"
+    );
 }
 
 #[test]
@@ -701,8 +685,7 @@ fn expired_rows_are_purged_by_the_job() {
         vt("new", "2099-01-01T00:00:00.000Z"),
     );
 
-    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
-    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    let count = |sql: &str| app.count(sql);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while count("SELECT count(*) FROM sessions") + count("SELECT count(*) FROM verification_tokens")
         > 2
@@ -783,6 +766,21 @@ fn a_restart_keeps_every_row() {
 
 #[test]
 fn a_database_from_a_newer_version_is_refused() {
+    if let Some(cluster) = common::postgres_cluster() {
+        let app = TestApp::spawn();
+        let (_, config) = app.stop();
+        let url = config.postgres_url().unwrap().to_owned();
+        common::postgres_client(&url)
+            .batch_execute("UPDATE meta SET schema_version = 99")
+            .unwrap();
+        let err = actix_web::rt::System::new()
+            .block_on(authstore::open_store(&config, false))
+            .err()
+            .expect("a newer schema must be refused");
+        assert!(err.to_string().contains("newer authstore"), "{err}");
+        assert!(cluster.starts_with("postgres"));
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("authstore.db");
     rusqlite::Connection::open(&path)
@@ -811,11 +809,7 @@ fn the_first_purge_runs_soon_after_start_and_clears_more_than_a_batch() {
         session(&app, id, &format!("old-{n}"), "2020-01-01T00:00:00.000Z");
     }
     session(&app, id, "live", "2099-01-01T00:00:00.000Z");
-    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
-    let sessions = || {
-        conn.query_row("SELECT count(*) FROM sessions", [], |r| r.get::<_, i64>(0))
-            .unwrap()
-    };
+    let sessions = || app.count("SELECT count(*) FROM sessions");
     while sessions() > 1 {
         assert!(
             started.elapsed() < std::time::Duration::from_secs(10),

@@ -424,6 +424,7 @@ fn an_imported_openssl_key_signs_and_its_kid_is_its_thumbprint() {
         .arg(&pem)
         .arg("--database")
         .arg(&config.database)
+        .envs(common::cli_env(&config))
         .current_dir(dir.path())
         .output()
         .unwrap();

@@ -36,6 +36,12 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
             "the request body must be one JSON object".into(),
         ));
     }
+    if holds_nul(body) {
+        // PostgreSQL cannot store it in text; one rule for every backend.
+        return Err(Error::BadRequest(
+            "strings must not contain the NUL character (\\u0000)".into(),
+        ));
+    }
     // The fast path; only a failure is parsed again to name the field.
     if let Ok(value) = serde_json::from_slice(body) {
         return Ok(value);
@@ -53,6 +59,21 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
     };
     let path = error.path().to_string();
     Err(Error::BadRequest(in_contract_words(&path, error.inner())))
+}
+
+/// Whether a JSON text holds the escape `\u0000` (raw control characters are
+/// not valid JSON, so this is the only way a NUL arrives). `\\u0000` is a
+/// backslash followed by text: an escape only after an odd run of backslashes.
+fn holds_nul(body: &[u8]) -> bool {
+    if !body.contains(&b'\\') {
+        return false;
+    }
+    body.windows(6).enumerate().any(|(at, window)| {
+        let backslashes = body.get(..=at).map_or(0, |before| {
+            before.iter().rev().take_while(|&&b| b == b'\\').count()
+        });
+        window == b"\\u0000" && backslashes % 2 == 1
+    })
 }
 
 /// What went wrong, in the words of the wire contract.
@@ -112,6 +133,25 @@ fn shorten(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_nul_in_any_string_is_refused_and_a_backslash_before_u0000_is_not_one() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Named {
+            #[allow(dead_code)]
+            name: String,
+        }
+        for body in [
+            r#"{"name":"a\u0000b"}"#,
+            r#"{"name":"\\\u0000"}"#,
+            r#"{"name":"\u00001"}"#,
+        ] {
+            let err = parse::<Named>(body.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("NUL"), "{body}: {err}");
+        }
+        // An escaped backslash, then the text u0000.
+        assert!(parse::<Named>(br#"{"name":"a\\u0000b"}"#).is_ok());
+    }
+
     use super::*;
     use serde::Deserialize;
 

@@ -13,6 +13,47 @@ use std::thread::JoinHandle;
 use tempfile::TempDir;
 
 pub const SECRET: &str = "test-secret-0123456789abcdef";
+/// The key-encryption key of PostgreSQL tests (it must be configured there).
+pub const KEK: &str = "test-kek-0123456789abcdef0123456789";
+
+/// The variable that switches the integration tests to PostgreSQL: the URL
+/// of a cluster where tests may create databases (scripts/test-all starts one).
+pub const POSTGRES_VARIABLE: &str = "TEST_POSTGRES_URL";
+
+/// The cluster under test, when the tests run on PostgreSQL.
+pub fn postgres_cluster() -> Option<String> {
+    std::env::var(POSTGRES_VARIABLE)
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+pub fn on_postgres() -> bool {
+    postgres_cluster().is_some()
+}
+
+/// A new, empty database of its own on the cluster under test; its URL.
+pub fn fresh_postgres_database(cluster: &str) -> String {
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = postgres::Client::connect(cluster, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("{POSTGRES_VARIABLE} does not connect: {e}"));
+    // template0: nobody is ever connected to it, so any number of tests
+    // create their databases from it at once.
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0"))
+        .unwrap();
+    let (server, _) = cluster
+        .split_once('?')
+        .unwrap_or((cluster, ""))
+        .0
+        .rsplit_once('/')
+        .expect("the cluster URL names a database");
+    format!("{server}/{name}")
+}
+
+/// Runs `sql` on a PostgreSQL database (tests only).
+pub fn postgres_client(url: &str) -> postgres::Client {
+    postgres::Client::connect(url, postgres::NoTls).unwrap()
+}
 
 pub struct TestApp {
     pub base: String,
@@ -24,13 +65,21 @@ pub struct TestApp {
     thread: Option<JoinHandle<()>>,
 }
 
+/// A configuration on a new database: `authstore.db` in `dir`, or a new
+/// PostgreSQL database when the tests run there.
 pub fn test_config(dir: &TempDir) -> Config {
-    Config {
+    let mut config = Config {
         database: dir.path().join("authstore.db"),
         secret: Some(authstore::secret::Secret::new(SECRET).unwrap()),
         workers: 2,
         ..Config::default()
+    };
+    if let Some(cluster) = postgres_cluster() {
+        config.database = PathBuf::from(fresh_postgres_database(&cluster));
+        config.key_encryption_key = Some(authstore::secret::Secret::new(KEK).unwrap());
+        config.postgres.pool_size = 8;
     }
+    config
 }
 
 impl TestApp {
@@ -78,6 +127,23 @@ impl TestApp {
 
     pub fn db_path(&self) -> PathBuf {
         self.config.database.clone()
+    }
+
+    /// The first column of the first row of `sql`, a count, read from the
+    /// database directly (either backend).
+    pub fn count(&self, sql: &str) -> i64 {
+        count_in(&self.config, sql)
+    }
+
+    /// The bytes of the first column of the first row of `sql`.
+    pub fn bytes(&self, sql: &str) -> Vec<u8> {
+        match self.config.postgres_url() {
+            Some(url) => postgres_client(url).query_one(sql, &[]).unwrap().get(0),
+            None => rusqlite::Connection::open(&self.config.database)
+                .unwrap()
+                .query_row(sql, [], |r| r.get(0))
+                .unwrap(),
+        }
     }
 
     /// Calls an adapter method with the right secret.
@@ -130,6 +196,65 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// The environment a CLI command needs to open the database of `config`:
+/// its secret and key-encryption key when they are configured (PostgreSQL).
+pub fn cli_env(config: &Config) -> Vec<(&'static str, String)> {
+    let mut env = Vec::new();
+    if let Some(secret) = &config.secret {
+        env.push(("AUTHSTORE_SECRET", secret.expose().to_owned()));
+    }
+    if let Some(kek) = &config.key_encryption_key {
+        env.push(("AUTHSTORE_KEY_ENCRYPTION_KEY", kek.expose().to_owned()));
+    }
+    env
+}
+
+/// A count read from the database of `config` directly.
+pub fn count_in(config: &Config, sql: &str) -> i64 {
+    match config.postgres_url() {
+        Some(url) => postgres_client(url).query_one(sql, &[]).unwrap().get(0),
+        None => rusqlite::Connection::open(&config.database)
+            .unwrap()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap(),
+    }
+}
+
+/// Everything the database of `config` holds, as bytes to search: on
+/// SQLite every file beside it (database, WAL, secrets); on PostgreSQL every
+/// row of every table as text (bytea as hex).
+pub fn stored_bytes(config: &Config, dir: &std::path::Path) -> Vec<u8> {
+    match config.postgres_url() {
+        Some(url) => {
+            let mut client = postgres_client(url);
+            let tables: Vec<String> = client
+                .query(
+                    "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            assert!(tables.len() >= 7, "{tables:?}");
+            let mut all = Vec::new();
+            for table in tables {
+                let sql = format!("SELECT coalesce(string_agg(t::text, '\n'), '') FROM {table} t");
+                let text: String = client.query_one(&sql, &[]).unwrap().get(0);
+                all.extend_from_slice(text.as_bytes());
+            }
+            all
+        }
+        None => {
+            let mut all = Vec::new();
+            for entry in std::fs::read_dir(dir).unwrap() {
+                all.extend(std::fs::read(entry.unwrap().path()).unwrap());
+            }
+            all
+        }
     }
 }
 

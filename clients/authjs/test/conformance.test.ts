@@ -6,12 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { createDecipheriv, createHash, hkdfSync, randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
-import Database from "better-sqlite3";
 import type { Adapter, AdapterAccount, AdapterAuthenticator } from "@auth/core/adapters";
 import { authstore, AuthstoreError, type Authstore } from "../src/index.js";
-import { startServer, type RunningServer } from "./server.js";
+import { openDatabase, startServer, type Database, type RunningServer } from "./server.js";
 
 const DAY = 24 * 60 * 60 * 1000;
 const ONE_WEEK_FROM_NOW = new Date(Date.now() + 7 * DAY);
@@ -23,15 +21,14 @@ const hashToken = (token: string) => createHash("sha256").update(`${token}anythi
 const sha256 = (text: string) => createHash("sha256").update(text).digest();
 
 /**
- * Opens values sealed under the key-encryption key beside the database, as
- * README "Security" specifies: HKDF-SHA256 of the KEK text, AES-256-GCM with
+ * Opens values sealed under the key-encryption key, as README "Security"
+ * specifies: HKDF-SHA256 of the KEK text, AES-256-GCM with
  * `01 || nonce(12) || ciphertext || tag(16)` and the row's associated data.
  */
 class Kek {
   readonly #key: Buffer;
-  constructor(path: string) {
-    const text = readFileSync(path, "utf8").trim();
-    this.#key = Buffer.from(hkdfSync("sha256", text, "authstore key-encryption key", "authstore kek v1 aes-256-gcm", 32));
+  constructor(text: string) {
+    this.#key = Buffer.from(hkdfSync("sha256", text.trim(), "authstore key-encryption key", "authstore kek v1 aes-256-gcm", 32));
   }
   static context(label: string, parts: string[]): Buffer {
     const chunks = [Buffer.from(label), Buffer.from([0])];
@@ -52,39 +49,38 @@ class Kek {
   }
 }
 
-/** Reads rows straight from the database file, bypassing the server. */
+/** Reads rows straight from the database, bypassing the server. */
 class Rows {
-  readonly #db: Database.Database;
+  readonly #db: Database;
   readonly #kek: Kek;
-  constructor(path: string) {
-    this.#db = new Database(path, { readonly: true, fileMustExist: true });
-    this.#kek = new Kek(`${path}.kek`);
+  constructor(server: RunningServer) {
+    this.#db = openDatabase(server);
+    this.#kek = new Kek(server.kek);
   }
   close() {
-    this.#db.close();
+    return this.#db.close();
   }
-  user(id: string) {
-    const row = this.#db.prepare("SELECT * FROM users WHERE id = ?").get(id) as Record<string, any> | undefined;
+  async user(id: string) {
+    const [row] = await this.#db.rows("SELECT * FROM users WHERE id = ?", [id]);
     if (!row) return null;
     return {
       id: row.id,
       email: row.email,
       name: row.name,
-      emailVerified: row.email_verified === null ? null : new Date(row.email_verified),
+      emailVerified: row.email_verified === null ? null : new Date(Number(row.email_verified)),
       image: row.image,
       ...(row.extra ? JSON.parse(row.extra) : {}),
     };
   }
-  session(sessionToken: string) {
-    const row = this.#db
-      .prepare("SELECT user_id, expires FROM sessions WHERE token_hash = ?")
-      .get(sha256(sessionToken)) as { user_id: string; expires: number } | undefined;
-    return row ? { sessionToken, userId: row.user_id, expires: new Date(row.expires) } : null;
+  async session(sessionToken: string) {
+    const [row] = await this.#db.rows("SELECT user_id, expires FROM sessions WHERE token_hash = ?", [sha256(sessionToken)]);
+    return row ? { sessionToken, userId: row.user_id, expires: new Date(Number(row.expires)) } : null;
   }
-  account({ provider, providerAccountId }: { provider: string; providerAccountId: string }) {
-    const row = this.#db
-      .prepare("SELECT * FROM accounts WHERE provider = ? AND provider_account_id = ?")
-      .get(provider, providerAccountId) as Record<string, any> | undefined;
+  async account({ provider, providerAccountId }: { provider: string; providerAccountId: string }) {
+    const [row] = await this.#db.rows("SELECT * FROM accounts WHERE provider = ? AND provider_account_id = ?", [
+      provider,
+      providerAccountId,
+    ]);
     if (!row) return null;
     for (const column of ["refresh_token", "access_token", "id_token"]) {
       if (row[column] === null) continue;
@@ -93,18 +89,24 @@ class Rows {
       const context = Kek.context("authstore account token v1", [provider, providerAccountId, column]);
       row[column] = this.#kek.open(row[column], context);
     }
+    if (row.expires_at !== null) row.expires_at = Number(row.expires_at);
     const { user_id, provider_account_id, extra, ...columns } = row;
     const present = Object.fromEntries(Object.entries(columns).filter(([, v]) => v !== null));
     return { ...present, userId: user_id, providerAccountId: provider_account_id, ...(extra ? JSON.parse(extra) : {}) };
   }
-  verificationToken({ identifier, token }: { identifier: string; token: string }) {
-    const row = this.#db
-      .prepare("SELECT * FROM verification_tokens WHERE identifier = ? AND token = ?")
-      .get(identifier, token) as { identifier: string; token: string; expires: number } | undefined;
-    return row ? { identifier: row.identifier, token: row.token, expires: new Date(row.expires) } : null;
+  async verificationToken({ identifier, token }: { identifier: string; token: string }) {
+    const [row] = await this.#db.rows("SELECT * FROM verification_tokens WHERE identifier = ? AND token = ?", [identifier, token]);
+    return row ? { identifier: row.identifier, token: row.token, expires: new Date(Number(row.expires)) } : null;
   }
-  plaintextSessionTokens(): number {
-    return (this.#db.prepare("SELECT count(*) AS n FROM sessions WHERE typeof(token_hash) != 'blob'").get() as { n: number }).n;
+  /** Sessions whose key is anything but a 32-byte digest. */
+  async plaintextSessionTokens(): Promise<number> {
+    const [row] = await this.#db.rows(
+      this.#db.postgres
+        ? "SELECT count(*) AS n FROM sessions WHERE octet_length(token_hash) != 32"
+        : "SELECT count(*) AS n FROM sessions WHERE typeof(token_hash) != 'blob' OR length(token_hash) != 32",
+      [],
+    );
+    return Number(row!.n);
   }
 }
 
@@ -139,10 +141,10 @@ describe("Auth.js adapter conformance", () => {
     server = await startServer();
     store = authstore({ url: server.url, secret: server.secret });
     adapter = store.adapter as Required<Adapter>;
-    db = new Rows(server.database);
+    db = new Rows(server);
   });
   after(async () => {
-    db.close();
+    await db.close();
     await store.close();
     await server.stop();
   });
@@ -158,7 +160,7 @@ describe("Auth.js adapter conformance", () => {
 
   test("createUser stores the user as given", async () => {
     const { id } = await adapter.createUser(user);
-    const dbUser = db.user(id);
+    const dbUser = await db.user(id);
     assert.deepEqual(dbUser, { ...user, id });
     user = dbUser;
     session.userId = dbUser!.id;
@@ -177,8 +179,8 @@ describe("Auth.js adapter conformance", () => {
 
   test("createSession stores the session", async () => {
     const { sessionToken } = await adapter.createSession(session);
-    assert.deepEqual(db.session(sessionToken), session);
-    assert.equal(db.plaintextSessionTokens(), 0);
+    assert.deepEqual(await db.session(sessionToken), session);
+    assert.equal(await db.plaintextSessionTokens(), 0);
   });
 
   test("getSessionAndUser returns both, null for an invalid token", async () => {
@@ -189,19 +191,19 @@ describe("Auth.js adapter conformance", () => {
   test("updateUser changes the given fields", async () => {
     const returned = await adapter.updateUser({ id: user.id, name: "Updated Name" });
     assert.equal(returned.name, "Updated Name");
-    assert.equal(db.user(user.id)!.name, "Updated Name");
+    assert.equal((await db.user(user.id))!.name, "Updated Name");
     user.name = "Updated Name";
   });
 
   test("updateSession changes the expiry", async () => {
-    assert.notEqual(db.session(session.sessionToken)!.expires.valueOf(), ONE_MONTH_FROM_NOW.valueOf());
+    assert.notEqual((await db.session(session.sessionToken))!.expires.valueOf(), ONE_MONTH_FROM_NOW.valueOf());
     await adapter.updateSession({ sessionToken: session.sessionToken, expires: ONE_MONTH_FROM_NOW });
-    assert.equal(db.session(session.sessionToken)!.expires.valueOf(), ONE_MONTH_FROM_NOW.valueOf());
+    assert.equal((await db.session(session.sessionToken))!.expires.valueOf(), ONE_MONTH_FROM_NOW.valueOf());
   });
 
   test("linkAccount stores the account", async () => {
     await adapter.linkAccount(account);
-    assert.deepEqual(db.account(account), account);
+    assert.deepEqual(await db.account(account), account);
   });
 
   test("getUserByAccount finds the user, null for an unknown account", async () => {
@@ -222,7 +224,7 @@ describe("Auth.js adapter conformance", () => {
 
   test("deleteSession removes the session", async () => {
     await adapter.deleteSession(session.sessionToken);
-    assert.equal(db.session(session.sessionToken), null);
+    assert.equal(await db.session(session.sessionToken), null);
   });
 
   test("the verification token methods exist", () => {
@@ -233,7 +235,7 @@ describe("Auth.js adapter conformance", () => {
   test("createVerificationToken stores the token", async () => {
     const verificationToken = { token: hashToken(randomUUID()), identifier: "info@example.com", expires: FIFTEEN_MINUTES_FROM_NOW };
     await adapter.createVerificationToken(verificationToken);
-    assert.deepEqual(db.verificationToken(verificationToken), verificationToken);
+    assert.deepEqual(await db.verificationToken(verificationToken), verificationToken);
   });
 
   test("useVerificationToken returns the token once", async () => {
@@ -250,19 +252,19 @@ describe("Auth.js adapter conformance", () => {
   });
 
   test("unlinkAccount removes the account", async () => {
-    assert.deepEqual(db.account(account), account);
+    assert.deepEqual(await db.account(account), account);
     await adapter.unlinkAccount({ provider: account.provider, providerAccountId: account.providerAccountId });
-    assert.equal(db.account(account), null);
+    assert.equal(await db.account(account), null);
   });
 
   test("deleteUser removes the user with their session and account", async () => {
-    assert.deepEqual(db.user(user.id), user);
+    assert.deepEqual(await db.user(user.id), user);
     await adapter.createSession(session);
     await adapter.linkAccount(account);
     await adapter.deleteUser(user.id);
-    assert.equal(db.user(user.id), null);
-    assert.equal(db.session(session.sessionToken), null);
-    assert.equal(db.account(account), null);
+    assert.equal(await db.user(user.id), null);
+    assert.equal(await db.session(session.sessionToken), null);
+    assert.equal(await db.account(account), null);
   });
 
   // WebAuthn

@@ -8,10 +8,9 @@ import { after, before, describe, test } from "node:test";
 import { Auth, type AuthConfig } from "@auth/core";
 import type { EmailConfig } from "@auth/core/providers/email";
 import { createRemoteJWKSet, jwtVerify } from "jose";
-import Database from "better-sqlite3";
 import { authstore, type Authstore } from "@authstore/authjs";
 import { convexSession } from "../examples/session-callback.js";
-import { startServer, type RunningServer } from "./server.js";
+import { openDatabase, startServer, type RunningServer } from "./server.js";
 
 const APP = "http://localhost:3000";
 const SESSION_COOKIE = "authjs.session-token";
@@ -179,12 +178,12 @@ describe("Auth.js sign-in end to end", () => {
     const again = await signIn("reader@example.com");
     const second = (await (await request(again, "/api/auth/session")).json()) as { user: { id: string } };
     assert.equal(second.user.id, user!.id);
-    const rows = new Database(server.database, { readonly: true });
+    const rows = openDatabase(server);
     try {
-      const { n } = rows.prepare("SELECT count(*) AS n FROM users").get() as { n: number };
-      assert.equal(n, 1);
+      const [counted] = await rows.rows("SELECT count(*) AS n FROM users", []);
+      assert.equal(Number(counted!.n), 1);
     } finally {
-      rows.close();
+      await rows.close();
     }
   });
 });

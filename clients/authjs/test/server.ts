@@ -1,12 +1,17 @@
 /**
- * Starts the real authstore binary on a temp database and a free port.
+ * Starts the real authstore binary on a temp database and a free port: a
+ * SQLite file, or a new PostgreSQL database when TEST_POSTGRES_URL names a
+ * cluster (scripts/test-all starts one).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import BetterSqlite3 from "better-sqlite3";
+import pg from "pg";
 
 /** How long a started server may take to say it listens. */
 const START_DEADLINE_MS = 30_000;
@@ -15,8 +20,64 @@ export interface RunningServer {
   url: string;
   secret: string;
   dir: string;
+  /** The SQLite file, or the PostgreSQL URL. */
   database: string;
+  /** The key-encryption key's text. */
+  kek: string;
   stop(): Promise<void>;
+}
+
+/** The PostgreSQL cluster under test, if any. */
+export function postgresCluster(): string | undefined {
+  return process.env.TEST_POSTGRES_URL || undefined;
+}
+
+/** A new, empty database on the cluster; its URL. */
+async function freshPostgresDatabase(cluster: string): Promise<string> {
+  const name = `t_${randomUUID().replaceAll("-", "")}`;
+  const admin = new pg.Client({ connectionString: cluster });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name} TEMPLATE template0`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(cluster);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/** Rows read straight from a server's database, either backend. */
+export interface Database {
+  readonly postgres: boolean;
+  /** Runs `sql` with `?` placeholders. */
+  rows(sql: string, params: unknown[]): Promise<Record<string, any>[]>;
+  close(): Promise<void>;
+}
+
+export function openDatabase(server: RunningServer): Database {
+  if (server.database.startsWith("postgres")) {
+    const pool = new pg.Pool({ connectionString: server.database, max: 1 });
+    return {
+      postgres: true,
+      async rows(sql, params) {
+        let n = 0;
+        const numbered = sql.replace(/\?/g, () => `$${++n}`);
+        return (await pool.query(numbered, params)).rows;
+      },
+      close: () => pool.end(),
+    };
+  }
+  const db = new BetterSqlite3(server.database, { readonly: true, fileMustExist: true });
+  return {
+    postgres: false,
+    async rows(sql, params) {
+      return db.prepare(sql).all(...params) as Record<string, any>[];
+    },
+    async close() {
+      db.close();
+    },
+  };
 }
 
 /** `AUTHSTORE_BIN`, or the debug build at the top of the repository. */
@@ -30,11 +91,14 @@ export function binaryPath(): string {
 
 export async function startServer(env: Record<string, string> = {}): Promise<RunningServer> {
   const dir = mkdtempSync(join(tmpdir(), "authstore-test-"));
-  const database = join(dir, "authstore.db");
-  const secret = "test-secret-" + crypto.randomUUID();
+  const cluster = postgresCluster();
+  const database = cluster ? await freshPostgresDatabase(cluster) : join(dir, "authstore.db");
+  const secret = "test-secret-" + randomUUID();
+  // PostgreSQL needs the KEK configured; SQLite generates `<database>.kek`.
+  const kekSetting: Record<string, string> = cluster ? { AUTHSTORE_KEY_ENCRYPTION_KEY: "test-kek-" + randomUUID() } : {};
   const child = spawn(binaryPath(), ["serve", "--port", "0", "--database", database], {
     cwd: dir,
-    env: { PATH: process.env.PATH ?? "", AUTHSTORE_SECRET: secret, RUST_LOG: "warn,authstore=info", ...env },
+    env: { PATH: process.env.PATH ?? "", AUTHSTORE_SECRET: secret, RUST_LOG: "warn,authstore=info", ...kekSetting, ...env },
     stdio: ["ignore", "ignore", "pipe"],
   });
   const port = await new Promise<number>((resolve, reject) => {
@@ -67,6 +131,7 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
     secret,
     dir,
     database,
+    kek: kekSetting.AUTHSTORE_KEY_ENCRYPTION_KEY ?? readFileSync(`${database}.kek`, "utf8"),
     stop: () => stop(child, dir),
   };
 }
