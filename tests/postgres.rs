@@ -1,0 +1,203 @@
+//! What only PostgreSQL has: a server that can go away and come back, and
+//! nodes that must be given their secret and key-encryption key. Run by
+//! scripts/test-all with TEST_POSTGRES_URL set; without it they say so and pass.
+
+mod common;
+
+use common::process::{authstore, output, Server};
+use common::{KEK, SECRET};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The cluster URL, or `None` (with a note) when the tests run on SQLite.
+fn cluster() -> Option<String> {
+    let cluster = common::postgres_cluster();
+    if cluster.is_none() {
+        eprintln!(
+            "SKIPPED: needs {} (scripts/test-all sets it)",
+            common::POSTGRES_VARIABLE
+        );
+    }
+    cluster
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres-cluster")
+}
+
+/// A PostgreSQL cluster of this test's own, stopped and removed when dropped.
+struct OwnCluster {
+    parent: tempfile::TempDir,
+    url: String,
+}
+
+impl OwnCluster {
+    fn start() -> OwnCluster {
+        let parent = tempfile::tempdir().unwrap();
+        // The cluster runs as `nobody` when the tests run as root.
+        std::fs::set_permissions(
+            parent.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let out = output({
+            let mut command = Command::new(script());
+            command.arg("start").arg(parent.path().join("cluster"));
+            command
+        });
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        OwnCluster { parent, url }
+    }
+
+    fn run(&self, verb: &str) {
+        let mut command = Command::new(script());
+        command.arg(verb).arg(self.parent.path().join("cluster"));
+        let out = output(command);
+        assert!(
+            out.status.success(),
+            "{verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .arg("stop")
+            .arg(self.parent.path().join("cluster"))
+            .status();
+    }
+}
+
+fn readyz(server: &Server) -> (u16, Duration) {
+    let asked = Instant::now();
+    let status = match ureq::get(&server.url("/readyz"))
+        .timeout(Duration::from_secs(30))
+        .call()
+    {
+        Ok(response) => response.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => panic!("/readyz: {e}"),
+    };
+    (status, asked.elapsed())
+}
+
+#[test]
+fn readyz_and_calls_answer_503_while_postgres_is_down_and_recover_after() {
+    if cluster().is_none() {
+        return;
+    }
+    let own = OwnCluster::start();
+    let database = common::fresh_postgres_database(&own.url);
+    let mut command = authstore(own.parent.path());
+    command
+        .args(["serve", "--port", "0", "--database", &database])
+        .env("AUTHSTORE_SECRET", SECRET)
+        .env("AUTHSTORE_KEY_ENCRYPTION_KEY", KEK)
+        .env("AUTHSTORE_POSTGRES_CONNECT_TIMEOUT_SECS", "2");
+    let server = Server::start(command);
+    assert_eq!(readyz(&server).0, 200);
+
+    own.run("down");
+    let (status, took) = readyz(&server);
+    assert_eq!(status, 503);
+    assert!(took < Duration::from_secs(10), "/readyz took {took:?}");
+    let response = ureq::post(&server.url("/api/adapter/getUser"))
+        .timeout(Duration::from_secs(30))
+        .set("Authorization", &format!("Bearer {SECRET}"))
+        .send_string(r#"{"id":"someone"}"#);
+    match response {
+        Err(ureq::Error::Status(503, response)) => {
+            assert_eq!(response.header("Retry-After"), Some("1"));
+            let body: serde_json::Value = response.into_json().unwrap();
+            assert_eq!(body["error"]["code"], "unavailable");
+        }
+        other => panic!("a call while PostgreSQL is down: {other:?}"),
+    }
+
+    own.run("up");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while readyz(&server).0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "not ready again 15 s after PostgreSQL came back"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let user = ureq::post(&server.url("/api/adapter/createUser"))
+        .set("Authorization", &format!("Bearer {SECRET}"))
+        .send_string(r#"{"user":{"email":"back@example.com"}}"#)
+        .unwrap();
+    assert_eq!(user.status(), 200);
+}
+
+#[test]
+fn a_node_without_a_shared_secret_or_kek_refuses_to_start() {
+    let Some(cluster) = cluster() else { return };
+    let database = common::fresh_postgres_database(&cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = authstore(dir.path());
+    command.args(["serve", "--port", "0", "--database", &database]);
+    let out = output(command);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("AUTHSTORE_SECRET"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing generated"
+    );
+
+    let mut command = authstore(dir.path());
+    command
+        .args(["serve", "--port", "0", "--database", &database])
+        .env("AUTHSTORE_SECRET", SECRET);
+    let out = output(command);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("AUTHSTORE_KEY_ENCRYPTION_KEY"), "{stderr}");
+}
+
+#[test]
+fn a_node_with_another_kek_is_refused_and_the_password_never_printed() {
+    let Some(cluster) = cluster() else { return };
+    let database = common::fresh_postgres_database(&cluster);
+    let dir = tempfile::tempdir().unwrap();
+    let node = |kek: &str| {
+        let mut command = authstore(dir.path());
+        command
+            .args(["serve", "--port", "0", "--database", &database])
+            .env("AUTHSTORE_SECRET", SECRET)
+            .env("AUTHSTORE_KEY_ENCRYPTION_KEY", kek);
+        command
+    };
+    let first = Server::start(node(KEK));
+    let out = output(node("another-kek-0123456789abcdef0123"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sealed under key-encryption key"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("same key_encryption_key"), "{stderr}");
+    drop(first);
+
+    // A URL with a password: the log shows it masked.
+    let with_password = database.replacen("://authstore@", "://authstore:hunter2-secret@", 1);
+    let mut command = authstore(dir.path());
+    command
+        .args(["serve", "--port", "0", "--database", &with_password])
+        .env("AUTHSTORE_SECRET", SECRET)
+        .env("AUTHSTORE_KEY_ENCRYPTION_KEY", KEK);
+    let server = Server::start(command);
+    let log = server.log.join("\n");
+    assert!(log.contains("authstore:***@"), "{log}");
+    assert!(!log.contains("hunter2"), "{log}");
+}
