@@ -31,6 +31,8 @@ SERVER_CORE = "0"
 LOAD_CORE = "1"
 SECRET = "bench-secret-0123456789abcdef"
 PG_PORT = 54329
+# authstore on PostgreSQL must be given its key-encryption key.
+PG_ENV = {"AUTHSTORE_KEY_ENCRYPTION_KEY": "bench-kek-0123456789abcdef0123456789"}
 
 
 def log(message):
@@ -199,6 +201,51 @@ class Postgres:
              "-p", str(PG_PORT), "-U", "postgres", "-d", database, "-c", text],
             check=True, capture_output=True,
         )
+
+    def scalar(self, database, text):
+        out = subprocess.run(
+            [os.path.join(self.bin, "psql"), "-Atq", "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", "postgres",
+             "-d", database, "-c", text],
+            check=True, capture_output=True, text=True,
+        )
+        return out.stdout.strip()
+
+    def authstore_database(self, binary, users, sessions):
+        """authstore's own schema, seeded like the SQLite databases, in
+        database authstore_bench of this instance; its URL."""
+        url = f"postgres://postgres@127.0.0.1:{PG_PORT}/authstore_bench"
+        if self.scalar("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'authstore_bench'") == "1":
+            if self.scalar("authstore_bench", "SELECT count(*) FROM users") == str(users):
+                return url
+            self.sql("postgres", "DROP DATABASE authstore_bench")  # an interrupted seeding
+        log(f"seeding authstore on PostgreSQL: {users} users, {sessions} sessions")
+        self.sql("postgres", "CREATE DATABASE authstore_bench")
+        Server(binary, url, env=PG_ENV).stop()  # the schema and the first key
+        self.sql("authstore_bench", f"""
+            INSERT INTO users (id, email, name, email_verified)
+                SELECT 'user-' || i, 'user' || i || '@example.com', 'User ' || i, 1764208868123
+                FROM generate_series(0, {users - 1}) i;
+            INSERT INTO sessions (token_hash, user_id, expires)
+                SELECT sha256(convert_to('bench-session-' || j, 'UTF8')), 'user-' || (j % {users}), 4070908800000
+                FROM generate_series(0, {sessions - 1}) j;
+        """)
+        self.sql("authstore_bench", "VACUUM ANALYZE")
+        return url
+
+    def cpu_seconds(self):
+        """CPU time of every PostgreSQL process so far, exited backends included
+        (the postmaster's children's time)."""
+        ticks, total = os.sysconf("SC_CLK_TCK"), 0
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            try:
+                with open(stat) as f:
+                    text = f.read()
+            except OSError:
+                continue
+            comm, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+            if comm.startswith("postgres"):
+                total += sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+        return total / ticks
 
     def version(self):
         out = subprocess.run([os.path.join(self.bin, "postgres"), "--version"], capture_output=True, text=True)
@@ -475,11 +522,103 @@ def main():
             ratio >= 0.8)
         row("  peak RSS of the server under that load", f"{rss:.1f} MiB", "", "< 100 MiB", rss < 100)
         row("  serve ready (spawn to first /readyz 200)", f"{ready_ms:.0f} ms", "", "< 200 ms", ready_ms < 200)
+
+        postgres_backend(args.binary, pg, users, sessions, runs, seconds, gsu, row)
     finally:
         pg.stop()
 
     report(rows, quick, pg_version=pg.version(), users=users, sessions=sessions, runs=runs, seconds=seconds,
            binary=args.binary)
+
+
+def postgres_backend(binary, pg, users, sessions, runs, seconds, sqlite_gsu, row):
+    """7. authstore on PostgreSQL: against @auth/pg-adapter on the same
+    instance, against itself on SQLite, writes, mints, and two nodes."""
+    log("7. authstore on PostgreSQL")
+    url = pg.authstore_database(binary, users, sessions)
+    session_env = {"BENCH_SESSIONS": str(sessions)}
+    server = Server(binary, url, env=PG_ENV)
+    try:
+        probe = server.post("/api/adapter/getSessionAndUser", {"sessionToken": "bench-session-1"})
+        assert probe and probe["user"]["id"] == "user-1", probe
+
+        # 7a. From Node: clients/authjs -> authstore(PostgreSQL) vs @auth/pg-adapter, interleaved,
+        # with the PostgreSQL CPU each call costs.
+        ours, theirs = [], []
+        for _ in range(runs):
+            for kind, node_args, samples in (("authstore", [server.url, SECRET], ours), ("pg", [pg.url], theirs)):
+                before = pg.cpu_seconds()
+                result = node_bench(kind, node_args, sessions, 32, seconds)
+                result["pgUs"] = (pg.cpu_seconds() - before) * 1e6 / result["calls"]
+                samples.append(result)
+        ours = medians([{k: s[k] for k in ("callsPerSec", "pgUs")} for s in ours])
+        theirs = medians([{k: s[k] for k in ("callsPerSec", "pgUs")} for s in theirs])
+        ratio = ours["callsPerSec"] / theirs["callsPerSec"]
+        row("clients/authjs -> authstore on PostgreSQL, 32 in flight",
+            f"{ours['callsPerSec']:,.0f} calls/s, PostgreSQL CPU {ours['pgUs']:.0f} us/call",
+            f"{ratio:.2f}x pg-adapter", ">= 1.5x", ratio >= 1.5)
+        row("@auth/pg-adapter on the same PostgreSQL, 32 in flight",
+            f"{theirs['callsPerSec']:,.0f} calls/s, PostgreSQL CPU {theirs['pgUs']:.0f} us/call",
+            "1.00x", "", True)
+
+        # 7b. Over HTTP: what scale-out costs one node.
+        gsu = medians([wrk(server.url, "/api/adapter/getSessionAndUser", seconds, script="session.lua",
+                           env=session_env) for _ in range(runs)])
+        row("getSessionAndUser over HTTP on PostgreSQL, 32 conns",
+            f"{gsu['rps']:,.0f} req/s, p99 {gsu['p99']:.2f} ms", f"{gsu['rps'] / sqlite_gsu['rps']:.2f}x SQLite",
+            "(documented)", True)
+
+        # 7c. Writes and mints.
+        writes = medians([wrk(server.url, "/api/adapter/createSession", seconds, script="create_session.lua",
+                              env={"BENCH_USERS": str(users), "BENCH_RUN": f"pg{r}-{time.time_ns()}"})
+                          for r in range(runs)])
+        row("createSession on PostgreSQL, 32 conns", f"{writes['rps']:,.0f} req/s, p99 {writes['p99']:.2f} ms",
+            "", "(documented)", True)
+        fresh = medians([wrk(server.url, "/api/token", seconds, script="mint.lua",
+                             env={"BENCH_SESSIONS": str(sessions), "BENCH_FRESH": "true"}) for _ in range(runs)])
+        for n in range(1000):
+            server.post("/api/token", {"sessionToken": f"bench-session-{n}"})
+        reused = medians([wrk(server.url, "/api/token", seconds, script="mint.lua",
+                              env={"BENCH_SESSIONS": "1000", "BENCH_FRESH": "false"}) for _ in range(runs)])
+        row("POST /api/token on PostgreSQL, fresh / reused",
+            f"{fresh['rps']:,.0f} / {reused['rps']:,.0f} req/s", f"{reused['rps'] / fresh['rps']:.1f}x fresh",
+            "(documented)", True)
+    finally:
+        server.stop()
+
+    # 7d. Two nodes on one PostgreSQL: their aggregate rate, and revocations
+    # seen by the other node at once.
+    a, b = Server(binary, url, env=PG_ENV), Server(binary, url, env=PG_ENV)
+    try:
+        both = []
+        for _ in range(runs):
+            results = [None, None]
+
+            def load(i, node):
+                results[i] = wrk(node.url, "/api/adapter/getSessionAndUser", seconds, connections=16,
+                                 script="session.lua", env=session_env)
+            threads = [threading.Thread(target=load, args=(i, node)) for i, node in enumerate((a, b))]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+            both.append({"rps": results[0]["rps"] + results[1]["rps"],
+                         "p99": max(results[0]["p99"], results[1]["p99"])})
+        both = medians(both)
+        row("two nodes on one PostgreSQL, getSessionAndUser, 16 conns each",
+            f"{both['rps']:,.0f} req/s together, p99 {both['p99']:.2f} ms", f"{both['rps'] / gsu['rps']:.2f}x one node",
+            "(documented)", True)
+        revocations, stale = (100 if seconds == 1 else 1000), 0
+        for n in range(revocations):
+            token = f"revoke-{time.time_ns()}-{n}"
+            a.post("/api/adapter/createSession", {"session": {
+                "sessionToken": token, "userId": f"user-{n % users}", "expires": "2099-01-01T00:00:00.000Z"}})
+            assert b.post("/api/adapter/getSessionAndUser", {"sessionToken": token}), "B misses a new session"
+            a.post("/api/adapter/deleteSession", {"sessionToken": token})
+            stale += b.post("/api/adapter/getSessionAndUser", {"sessionToken": token}) is not None
+        row(f"  reads on node B right after deleteSession on node A ({revocations:,})",
+            f"{stale} stale", "", "0", stale == 0)
+    finally:
+        a.stop()
+        b.stop()
 
 
 def version_of(command):
