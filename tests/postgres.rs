@@ -201,3 +201,25 @@ fn a_node_with_another_kek_is_refused_and_the_password_never_printed() {
     assert!(log.contains("authstore:***@"), "{log}");
     assert!(!log.contains("hunter2"), "{log}");
 }
+
+#[test]
+fn a_multi_host_url_finds_the_primary_past_a_dead_host() {
+    let Some(cluster) = cluster() else { return };
+    let database = common::fresh_postgres_database(&cluster);
+    // postgres://user@127.0.0.1:PORT/db -> postgres://user@127.0.0.1:1,127.0.0.1:PORT/db?...
+    let (scheme_user, rest) = database.split_once('@').unwrap();
+    let failover = format!("{scheme_user}@127.0.0.1:1,{rest}?target_session_attrs=read-write");
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = authstore(dir.path());
+    command
+        .args(["serve", "--port", "0", "--database", &failover])
+        .env("AUTHSTORE_SECRET", SECRET)
+        .env("AUTHSTORE_KEY_ENCRYPTION_KEY", KEK);
+    let server = Server::start(command);
+    assert_eq!(readyz(&server).0, 200);
+    let created = ureq::post(&server.url("/api/adapter/createUser"))
+        .set("Authorization", &format!("Bearer {SECRET}"))
+        .send_string(r#"{"user":{"email":"failover@example.com"}}"#)
+        .unwrap();
+    assert_eq!(created.status(), 200);
+}

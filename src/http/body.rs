@@ -69,10 +69,10 @@ fn holds_nul(body: &[u8]) -> bool {
         return false;
     }
     body.windows(6).enumerate().any(|(at, window)| {
-        let backslashes = body.get(..=at).map_or(0, |before| {
-            before.iter().rev().take_while(|&&b| b == b'\\').count()
-        });
-        window == b"\\u0000" && backslashes % 2 == 1
+        window == b"\\u0000"
+            && body.get(..=at).is_some_and(|before| {
+                before.iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
+            })
     })
 }
 
@@ -133,9 +133,12 @@ fn shorten(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use serde::Deserialize;
+
     #[test]
     fn a_nul_in_any_string_is_refused_and_a_backslash_before_u0000_is_not_one() {
-        #[derive(serde::Deserialize, Debug)]
+        #[derive(Deserialize, Debug)]
         struct Named {
             #[allow(dead_code)]
             name: String,
@@ -151,9 +154,6 @@ mod tests {
         // An escaped backslash, then the text u0000.
         assert!(parse::<Named>(br#"{"name":"a\\u0000b"}"#).is_ok());
     }
-
-    use super::*;
-    use serde::Deserialize;
 
     #[derive(Deserialize, Debug)]
     #[allow(dead_code)]

@@ -437,3 +437,116 @@ impl From<KeyError> for Error {
         Error::internal(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::model::{Session, User};
+    use crate::store::memory::MemoryKeys;
+    use actix_web::ResponseError;
+
+    fn settings() -> IssuerSettings {
+        IssuerSettings::from_config(&Config::default(), "https://auth.example.com".into())
+    }
+
+    fn signed_in() -> SessionAndUser {
+        SessionAndUser {
+            session: Session {
+                session_token: "a-session".into(),
+                user_id: "u1".into(),
+                expires: Timestamp::now().plus_secs(86_400),
+            },
+            user: User {
+                id: "u1".into(),
+                email: None,
+                name: None,
+                email_verified: None,
+                image: None,
+                extra: Default::default(),
+            },
+        }
+    }
+
+    fn kid(token: &str) -> String {
+        let header = token.split('.').next().unwrap();
+        let header: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
+                .unwrap(),
+        )
+        .unwrap();
+        header["kid"].as_str().unwrap().to_owned()
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        actix_web::rt::System::new().block_on(future)
+    }
+
+    fn two_issuers() -> (Arc<MemoryKeys>, Issuer, Issuer) {
+        let keys = Arc::new(MemoryKeys::default());
+        let clock = Arc::new(ManualClock::new(Timestamp::now()));
+        let start = |keys: &Arc<MemoryKeys>| {
+            actix_web::rt::System::new()
+                .block_on(Issuer::start(settings(), keys.clone(), clock.clone()))
+                .unwrap()
+        };
+        let (a, b) = (start(&keys), start(&keys));
+        (keys, a, b)
+    }
+
+    #[test]
+    fn two_issuers_starting_on_one_empty_store_share_one_key() {
+        let (_, a, b) = two_issuers();
+        assert_eq!(a.jwks(), b.jwks());
+        let minted = a.mint(&signed_in(), true).unwrap();
+        assert_eq!(
+            kid(&minted.token),
+            kid(&b.mint(&signed_in(), true).unwrap().token)
+        );
+    }
+
+    #[test]
+    fn a_change_made_by_another_issuer_is_planned_again_not_overwritten() {
+        let (keys, a, b) = two_issuers();
+        let waiting = block_on(a.rotate(Rotation::Scheduled)).unwrap();
+        assert!(waiting.is_some());
+        // B planned from an older key set: the swap is stale, B reads again
+        // and finds a key already waiting.
+        let again = block_on(b.rotate(Rotation::Scheduled)).unwrap();
+        assert_eq!(again, None);
+        let set = block_on(keys.signing_keys()).unwrap();
+        assert_eq!(set.keys.len(), 2);
+    }
+
+    #[test]
+    fn refresh_picks_up_another_issuers_rotation() {
+        let (_, a, b) = two_issuers();
+        let old = kid(&b.mint(&signed_in(), true).unwrap().token);
+        let new = block_on(a.rotate(Rotation::Immediate)).unwrap().unwrap();
+        assert_eq!(kid(&b.mint(&signed_in(), true).unwrap().token), old);
+        block_on(b.refresh()).unwrap();
+        assert_eq!(kid(&b.mint(&signed_in(), true).unwrap().token), new);
+        assert_eq!(a.jwks(), b.jwks());
+    }
+
+    #[test]
+    fn an_unreachable_store_is_a_503_and_loaded_keys_keep_signing() {
+        let (keys, _, b) = two_issuers();
+        keys.set_down(true);
+        let err = actix_web::rt::System::new()
+            .block_on(b.refresh())
+            .unwrap_err();
+        assert_eq!(err.status_code().as_u16(), 503);
+        assert_eq!(err.code(), "unavailable");
+        assert!(b.mint(&signed_in(), true).is_ok());
+    }
+
+    #[test]
+    fn an_expired_session_gets_no_token() {
+        let (_, a, _) = two_issuers();
+        let mut expired = signed_in();
+        expired.session.expires = Timestamp::from_millis(Timestamp::now().millis() - 1000);
+        let err = a.mint(&expired, true).unwrap_err();
+        assert_eq!(err.code(), "not_found");
+    }
+}

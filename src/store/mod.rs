@@ -11,6 +11,8 @@
 //! [`StoreError`]s; `http/` alone turns them into what a client reads.
 
 pub mod error;
+#[cfg(test)]
+pub mod memory;
 pub mod postgres;
 pub mod sealing;
 pub mod sqlite;
