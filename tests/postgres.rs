@@ -223,3 +223,90 @@ fn a_multi_host_url_finds_the_primary_past_a_dead_host() {
         .unwrap();
     assert_eq!(created.status(), 200);
 }
+
+#[test]
+fn tls_is_verified_against_the_configured_ca() {
+    if cluster().is_none() {
+        return;
+    }
+    let own = OwnCluster::start();
+    let data = own.parent.path().join("cluster/data");
+    // A CA, and a certificate it signs for 127.0.0.1, installed in the cluster.
+    let script = r#"set -e
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -subj /CN=authstore-test-ca -days 1
+        openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1
+        printf 'subjectAltName=IP:127.0.0.1\n' > san.ext
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 1 -extfile san.ext
+        chmod 600 server.key"#;
+    let certs = tempfile::tempdir().unwrap();
+    let out = output({
+        let mut command = Command::new("sh");
+        command.current_dir(certs.path()).args(["-c", script]);
+        command
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in ["server.crt", "server.key"] {
+        std::fs::copy(certs.path().join(file), data.join(file)).unwrap();
+        if unsafe { libc::geteuid() } == 0 {
+            let owned = Command::new("chown")
+                .args(["nobody:nogroup"])
+                .arg(data.join(file))
+                .status()
+                .unwrap();
+            assert!(owned.success());
+        }
+    }
+    let mut admin = common::postgres_client(&own.url);
+    admin.batch_execute("ALTER SYSTEM SET ssl = on").unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    drop(admin);
+    // The reload is signalled, not awaited: new connections see it when done.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ssl: String = common::postgres_client(&own.url)
+            .query_one("SHOW ssl", &[])
+            .unwrap()
+            .get(0);
+        if ssl == "on" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cluster did not turn TLS on");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let database = common::fresh_postgres_database(&own.url);
+    let tls_url = format!("{database}?sslmode=require");
+    let node = |ca: Option<&Path>| {
+        let mut command = authstore(own.parent.path());
+        command
+            .args(["serve", "--port", "0", "--database", &tls_url])
+            .env("AUTHSTORE_SECRET", SECRET)
+            .env("AUTHSTORE_KEY_ENCRYPTION_KEY", KEK)
+            .env("AUTHSTORE_POSTGRES_CONNECT_TIMEOUT_SECS", "3");
+        if let Some(ca) = ca {
+            command.env("AUTHSTORE_POSTGRES_CA_FILE", ca);
+        }
+        command
+    };
+    // A certificate the system does not trust is refused, not used unverified.
+    let out = output(node(None));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("certificate verify failed"), "{stderr}");
+
+    let server = Server::start(node(Some(&certs.path().join("ca.crt"))));
+    assert_eq!(readyz(&server).0, 200);
+    let encrypted = common::postgres_client(&database)
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE ssl AND application_name = 'authstore'",
+            &[],
+        )
+        .unwrap()
+        .get::<_, i64>(0);
+    assert!(encrypted >= 1, "authstore's connections use TLS");
+}
