@@ -30,7 +30,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "AUTHSTORE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// The SQLite database file, or a postgres:// URL [default: ./authstore.db]
+    /// The SQLite database file, or a postgres:// URL [default: ./authstore.db] [env: AUTHSTORE_DATABASE]
     #[arg(long, global = true, value_name = "FILE")]
     database: Option<PathBuf>,
 
@@ -77,20 +77,20 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct ServeArgs {
-    /// Address to bind [default: 127.0.0.1]
+    /// Address to bind [default: 127.0.0.1] [env: AUTHSTORE_BIND]
     #[arg(long)]
     bind: Option<String>,
-    /// Port to listen on; 0 picks a free one [default: 7878]
+    /// Port to listen on; 0 picks a free one [default: 7878] [env: AUTHSTORE_PORT]
     #[arg(long)]
     port: Option<u16>,
     /// Public URL of this issuer, used byte-for-byte in tokens
-    /// [default: http://<bind>:<port>]
+    /// [default: http://<bind>:<port>] [env: AUTHSTORE_ISSUER]
     #[arg(long)]
     issuer: Option<String>,
-    /// Read the shared secret from this file
+    /// Read the shared secret from this file [env: AUTHSTORE_SECRET_FILE]
     #[arg(long, value_name = "FILE")]
     secret_file: Option<PathBuf>,
-    /// HTTP worker threads; 0 is one per core [default: 0]
+    /// HTTP worker threads; 0 is one per core [default: 0] [env: AUTHSTORE_WORKERS]
     #[arg(long)]
     workers: Option<usize>,
 }
@@ -215,6 +215,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
         .config
         .as_deref()
         .or(default_file.exists().then_some(default_file));
+    if let Some(file) = file {
+        let file = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
+        log::info!("settings from {}", file.display());
+    }
     let load = || Config::load(file, std::env::vars(), flags.clone());
 
     match cli.command {

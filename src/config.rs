@@ -30,6 +30,11 @@ pub struct Config {
     /// is generated into `<database>.secret` on first start and reused after.
     pub secret: Option<Secret>,
     pub secret_file: Option<PathBuf>,
+    /// Secrets still accepted beside `secret` while clients move to it.
+    pub previous_secrets: Vec<Secret>,
+    /// When the previous secrets stop being accepted (RFC 3339, UTC);
+    /// unset: until they are removed from the configuration.
+    pub previous_secrets_until: Option<String>,
     /// The key-encryption key that seals signing keys and OAuth tokens in the
     /// database. When neither this nor `key_encryption_key_file` is set, one
     /// is generated into `<database>.kek` on first start and reused after.
@@ -71,6 +76,8 @@ impl std::fmt::Debug for Config {
             .field("max_connections", &self.max_connections)
             .field("secret", &self.secret)
             .field("secret_file", &self.secret_file)
+            .field("previous_secrets", &self.previous_secrets)
+            .field("previous_secrets_until", &self.previous_secrets_until)
             .field("key_encryption_key", &self.key_encryption_key)
             .field("key_encryption_key_file", &self.key_encryption_key_file)
             .field("max_body_bytes", &self.max_body_bytes)
@@ -173,9 +180,10 @@ const SECTIONS: [&str; 2] = ["sqlite", "postgres"];
 
 /// Optional text settings: absent from the defaults' table, so listed here
 /// (section settings as `section.name`).
-const OPTIONAL_TEXT: [&str; 6] = [
+const OPTIONAL_TEXT: [&str; 7] = [
     "secret",
     "secret_file",
+    "previous_secrets_until",
     "issuer",
     "key_encryption_key",
     "key_encryption_key_file",
@@ -202,6 +210,8 @@ impl Default for Config {
             max_connections: 0,
             secret: None,
             secret_file: None,
+            previous_secrets: Vec::new(),
+            previous_secrets_until: None,
             key_encryption_key: None,
             key_encryption_key_file: None,
             max_body_bytes: 64 * 1024,
@@ -268,6 +278,15 @@ impl Config {
                     message,
                 });
             }
+            // The file alone over the defaults: its own mistakes name it.
+            let mut alone = defaults.clone();
+            merge(&mut alone, table.clone());
+            Value::Table(alone)
+                .try_into::<Config>()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.message().to_owned(),
+                })?;
             merge(&mut layered, table);
         }
         for (name, raw) in env {
@@ -279,12 +298,23 @@ impl Config {
                 continue;
             }
             let (section, setting) = split_section(&key);
-            let value = env_value(&defaults, section, setting, &raw).map_err(|message| {
-                ConfigError::Env {
-                    name: name.clone(),
-                    message,
+            let env_error = |message| ConfigError::Env {
+                name: name.clone(),
+                message,
+            };
+            let Some(value) = env_value(&defaults, section, setting, &raw).map_err(env_error)?
+            else {
+                // Another program's variable (AUTHSTORE_URL of the client, say)
+                // is none of our business; a near miss of a setting is a typo.
+                if let Some(near) = nearest_setting(&defaults, &key) {
+                    return Err(env_error(format!(
+                        "not a setting of authstore; did you mean {ENV_PREFIX}{}?",
+                        near.to_ascii_uppercase()
+                    )));
                 }
-            })?;
+                log::warn!("ignoring {name}: not a setting of authstore (config.toml lists them)");
+                continue;
+            };
             let mut entry = Table::new();
             match section {
                 Some(section) => {
@@ -393,6 +423,17 @@ impl Config {
         if self.key_encryption_key.is_some() && self.key_encryption_key_file.is_some() {
             return invalid("set either key_encryption_key or key_encryption_key_file, not both");
         }
+        if let Some(until) = &self.previous_secrets_until {
+            if crate::timestamp::Timestamp::parse_iso(until).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "previous_secrets_until {until:?} is not an RFC 3339 instant \
+                     (like 2026-12-01T00:00:00Z)"
+                )));
+            }
+            if self.previous_secrets.is_empty() {
+                return invalid("previous_secrets_until is set but previous_secrets is empty");
+            }
+        }
         if self.postgres_url().is_some() {
             // A file generated beside the database would be a different one
             // on every node: nodes must share both.
@@ -411,6 +452,13 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// When the previous secrets stop being accepted (validated at load).
+    pub fn previous_secrets_until(&self) -> Option<crate::timestamp::Timestamp> {
+        self.previous_secrets_until
+            .as_deref()
+            .and_then(crate::timestamp::Timestamp::parse_iso)
     }
 
     /// The database URL when `database` names a PostgreSQL server.
@@ -497,17 +545,17 @@ fn moved_setting<'a>(mut keys: impl Iterator<Item = &'a String>) -> Option<Strin
 }
 
 /// Environment values are text; the type of the setting's default says how
-/// to read them. Lists are comma separated.
+/// to read them. Lists are comma separated. `None`: no such setting.
 fn env_value(
     defaults: &Table,
     section: Option<&str>,
     key: &str,
     raw: &str,
-) -> Result<Value, String> {
+) -> Result<Option<Value>, String> {
     let table = match section {
         Some(section) => match defaults.get(section) {
             Some(Value::Table(table)) => table,
-            _ => return Err("not a setting of authstore (see config.toml for the list)".into()),
+            _ => return Ok(None),
         },
         None => defaults,
     };
@@ -515,40 +563,90 @@ fn env_value(
         Some(section) => format!("{section}.{key}"),
         None => key.to_owned(),
     };
-    match table.get(key) {
+    let value = match table.get(key) {
         Some(Value::Integer(_)) => raw
             .trim()
             .parse::<i64>()
             .map(Value::Integer)
-            .map_err(|_| format!("expected a whole number, got {raw:?}")),
+            .map_err(|_| format!("expected a whole number, got {raw:?}"))?,
         Some(Value::Float(_)) => raw
             .trim()
             .parse::<f64>()
             .map(Value::Float)
-            .map_err(|_| format!("expected a number, got {raw:?}")),
+            .map_err(|_| format!("expected a number, got {raw:?}"))?,
         Some(Value::Boolean(_)) => raw
             .trim()
             .parse::<bool>()
             .map(Value::Boolean)
-            .map_err(|_| format!("expected true or false, got {raw:?}")),
-        Some(Value::Array(_)) => Ok(Value::Array(
+            .map_err(|_| format!("expected true or false, got {raw:?}"))?,
+        Some(Value::Array(_)) => Value::Array(
             raw.split(',')
                 .map(str::trim)
                 .filter(|item| !item.is_empty())
                 .map(|item| Value::String(item.to_owned()))
                 .collect(),
-        )),
-        Some(Value::Table(_)) => Err(format!(
-            "{key} is a section; set its settings one by one (AUTHSTORE_{}_<SETTING>)",
-            key.to_ascii_uppercase()
-        )),
-        Some(_) => Ok(Value::String(raw.to_owned())),
-        None if OPTIONAL_TEXT.contains(&dotted.as_str()) => Ok(Value::String(raw.to_owned())),
-        None => Err(match moved_setting(std::iter::once(&dotted)) {
-            Some(moved) => moved,
-            None => "not a setting of authstore (see config.toml for the list)".into(),
-        }),
+        ),
+        Some(Value::Table(_)) => {
+            return Err(format!(
+                "{key} is a section; set its settings one by one (AUTHSTORE_{}_<SETTING>)",
+                key.to_ascii_uppercase()
+            ))
+        }
+        Some(_) => Value::String(raw.to_owned()),
+        None if OPTIONAL_TEXT.contains(&dotted.as_str()) => Value::String(raw.to_owned()),
+        None => {
+            return match moved_setting(std::iter::once(&dotted)) {
+                Some(moved) => Err(moved),
+                None => Ok(None),
+            }
+        }
+    };
+    Ok(Some(value))
+}
+
+/// Every setting's name as its environment variable spells it after the
+/// prefix (`port`, `sqlite_durability`).
+fn setting_names(defaults: &Table) -> Vec<String> {
+    let mut names = Vec::new();
+    for (name, value) in defaults {
+        match value {
+            Value::Table(section) => {
+                names.extend(section.keys().map(|setting| format!("{name}_{setting}")))
+            }
+            _ => names.push(name.clone()),
+        }
     }
+    names.extend(OPTIONAL_TEXT.iter().map(|name| name.replace('.', "_")));
+    names
+}
+
+/// The setting `key` is a likely typo of: at most two edits away.
+fn nearest_setting(defaults: &Table, key: &str) -> Option<String> {
+    setting_names(defaults)
+        .into_iter()
+        .map(|name| (edit_distance(&name, key), name))
+        .filter(|(distance, _)| *distance <= 2)
+        .min()
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = i;
+        let mut next = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let above = row.get(j + 1).copied().unwrap_or(usize::MAX);
+            let left = next.last().copied().unwrap_or(usize::MAX);
+            let cost = usize::from(ca != *cb);
+            next.push((diagonal + cost).min(above + 1).min(left + 1));
+            diagonal = above;
+        }
+        row = next;
+    }
+    row.last().copied().unwrap_or(0)
 }
 
 /// A database URL with its password (if any) replaced by `***`.
@@ -657,13 +755,97 @@ mod tests {
     }
 
     #[test]
-    fn unknown_settings_are_refused() {
+    fn a_typo_is_refused_and_another_programs_variable_ignored() {
         let err = Config::load(None, env(&[("AUTHSTORE_PROT", "1")]), Table::new()).unwrap_err();
         assert!(err.to_string().contains("AUTHSTORE_PROT"), "{err}");
+        assert!(
+            err.to_string().contains("did you mean AUTHSTORE_PORT?"),
+            "{err}"
+        );
+        let err = Config::load(
+            None,
+            env(&[("AUTHSTORE_POSTGRES_POOL_SIZ", "3")]),
+            Table::new(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("AUTHSTORE_POSTGRES_POOL_SIZE"),
+            "{err}"
+        );
+        // The client's variable in a shared .env: not ours, not fatal.
+        let config = Config::load(
+            None,
+            env(&[("AUTHSTORE_URL", "http://127.0.0.1:7878")]),
+            Table::new(),
+        )
+        .unwrap();
+        assert_eq!(config.port, DEFAULT_PORT);
+    }
+
+    #[test]
+    fn a_config_file_mistake_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("config.toml");
-        std::fs::write(&file, "prot = 1\n").unwrap();
-        assert!(Config::load(Some(&file), env(&[]), Table::new()).is_err());
+        for text in [
+            "prot = 1\n",
+            "port = \"eighty\"\n",
+            "[sqlite]\ndurable = 1\n",
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let err = Config::load(Some(&file), env(&[]), Table::new()).unwrap_err();
+            assert!(
+                err.to_string().contains(&file.display().to_string()),
+                "{text}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn edit_distance_counts_single_character_edits() {
+        assert_eq!(edit_distance("port", "port"), 0);
+        assert_eq!(edit_distance("port", "prot"), 2);
+        assert_eq!(edit_distance("port", "ports"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn previous_secrets_come_with_an_rfc3339_deadline() {
+        let config = Config::load(
+            None,
+            env(&[
+                (
+                    "AUTHSTORE_PREVIOUS_SECRETS",
+                    "old-secret-0123456789abcdef,older-secret-0123456789abcdef",
+                ),
+                ("AUTHSTORE_PREVIOUS_SECRETS_UNTIL", "2026-12-01T00:00:00Z"),
+            ]),
+            Table::new(),
+        )
+        .unwrap();
+        assert_eq!(config.previous_secrets.len(), 2);
+        assert_eq!(
+            config.previous_secrets_until().unwrap().to_string(),
+            "2026-12-01T00:00:00.000Z"
+        );
+        assert!(!format!("{config:?}").contains("old-secret"));
+        let err = Config::load(
+            None,
+            env(&[
+                ("AUTHSTORE_PREVIOUS_SECRETS", "old-secret-0123456789abcdef"),
+                ("AUTHSTORE_PREVIOUS_SECRETS_UNTIL", "next tuesday"),
+            ]),
+            Table::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("RFC 3339"), "{err}");
+        let err = Config::load(
+            None,
+            env(&[("AUTHSTORE_PREVIOUS_SECRETS", "short")]),
+            Table::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("shorter"), "{err}");
     }
 
     #[test]
@@ -764,12 +946,12 @@ mod tests {
         assert_eq!(config.postgres.ca_file, Some(PathBuf::from("/etc/ca.pem")));
         let err = Config::load(
             None,
-            env(&[("AUTHSTORE_SQLITE_DURABLE", "full")]),
+            env(&[("AUTHSTORE_SQLITE_DURABILTY", "full")]),
             Table::new(),
         )
         .unwrap_err();
         assert!(
-            err.to_string().contains("AUTHSTORE_SQLITE_DURABLE"),
+            err.to_string().contains("AUTHSTORE_SQLITE_DURABILITY"),
             "{err}"
         );
     }
@@ -867,6 +1049,11 @@ mod tests {
             Table::new(),
         )
         .unwrap();
-        assert!(!format!("{config:?}").contains("very-secret"));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("very-secret"));
+        // Every setting is in it (the impl is written by hand).
+        for name in Table::try_from(Config::default()).unwrap().keys() {
+            assert!(shown.contains(&format!("{name}: ")), "Debug lacks {name}");
+        }
     }
 }

@@ -186,7 +186,13 @@ pub struct Application {
     server: Server,
     /// A SQLite database's claim (`authstore restore` waits for none).
     _lease: Option<files::Lease>,
+    /// Alive while any HTTP worker still holds the handlers' state (and with
+    /// it the store): stopped means gone.
+    serving: std::sync::Weak<http::AppState>,
 }
+
+/// How long a stopped server waits for its workers to let go of the store.
+const RELEASE_DEADLINE: Duration = Duration::from_secs(10);
 
 impl Application {
     /// Builds the server on `listener`. Must run inside an actix system (the
@@ -207,6 +213,20 @@ impl Application {
             None => Some(files::Lease::shared(&config.database)?),
         };
         log::info!("secret from {origin}");
+        match (
+            config.previous_secrets.len(),
+            config.previous_secrets_until(),
+        ) {
+            (0, _) => {}
+            (n, Some(until)) if until <= clock.now() => log::warn!(
+                "{n} previous secret(s) no longer accepted (previous_secrets_until {until} \
+                 has passed): remove them from the configuration"
+            ),
+            (n, Some(until)) => log::info!("{n} previous secret(s) accepted until {until}"),
+            (n, None) => {
+                log::info!("{n} previous secret(s) accepted until removed from the configuration")
+            }
+        }
         let store = open_store(&config, true).await?;
         log::info!("database {}", config.database_for_log());
 
@@ -223,10 +243,15 @@ impl Application {
         let state = web::Data::new(http::AppState {
             store: store.clone(),
             issuer: issuer.clone(),
-            secret,
+            secrets: secret::Secrets {
+                current: secret,
+                previous: config.previous_secrets.clone(),
+                previous_until: config.previous_secrets_until(),
+            },
             max_body_bytes: config.max_body_bytes,
             body_timeout: Duration::from_secs(config.body_timeout_secs),
         });
+        let serving = Arc::downgrade(&state.clone().into_inner());
         let workers = workers(&config);
         let open_files = limits::raise_open_files();
         let max_connections = limits::max_connections(config.max_connections, open_files);
@@ -273,6 +298,7 @@ impl Application {
             issuer,
             server,
             _lease: lease,
+            serving,
         })
     }
 
@@ -289,8 +315,20 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until [`Self::handle`]`.stop()` is called.
+    /// Serves until [`Self::handle`]`.stop()` is called, then waits until
+    /// every HTTP worker has dropped its handlers (and their hold on the
+    /// database): when this returns, only the caller's own handles (the
+    /// issuer) keep the store open.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        self.server.await?;
+        let deadline = std::time::Instant::now() + RELEASE_DEADLINE;
+        while self.serving.strong_count() > 0 {
+            if std::time::Instant::now() > deadline {
+                log::warn!("an HTTP worker still holds the store after {RELEASE_DEADLINE:?}");
+                break;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
     }
 }

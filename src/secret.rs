@@ -142,6 +142,37 @@ pub fn read_or_generate(path: &Path) -> Result<(Secret, SecretOrigin), SecretErr
     }
 }
 
+/// The secrets a server accepts: the current one, and during a rotation the
+/// previous ones until `previous_until` (when set).
+#[derive(Clone, Debug)]
+pub struct Secrets {
+    pub current: Secret,
+    pub previous: Vec<Secret>,
+    pub previous_until: Option<crate::timestamp::Timestamp>,
+}
+
+impl Secrets {
+    pub fn only(current: Secret) -> Self {
+        Secrets {
+            current,
+            previous: Vec::new(),
+            previous_until: None,
+        }
+    }
+
+    /// Whether `presented` is the current secret, or a previous one still in
+    /// its overlap at `now`. Every candidate is compared (in constant time),
+    /// so the answer's timing does not say which one matched.
+    pub fn accept(&self, presented: &[u8], now: crate::timestamp::Timestamp) -> bool {
+        let overlap = self.previous_until.is_none_or(|until| now < until);
+        let previous = self
+            .previous
+            .iter()
+            .fold(false, |hit, secret| secret.matches(presented) | hit);
+        self.current.matches(presented) | (previous & overlap)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +210,21 @@ mod tests {
     #[test]
     fn short_secrets_are_refused() {
         assert!(matches!(Secret::new("short"), Err(SecretError::TooShort)));
+    }
+
+    #[test]
+    fn previous_secrets_are_accepted_only_within_their_overlap() {
+        use crate::timestamp::Timestamp;
+        let secrets = Secrets {
+            current: Secret::new("the-new-secret-0123456789abcd").unwrap(),
+            previous: vec![Secret::new("the-old-secret-0123456789abcd").unwrap()],
+            previous_until: Some(Timestamp::from_millis(2_000)),
+        };
+        let at = Timestamp::from_millis;
+        assert!(secrets.accept(b"the-new-secret-0123456789abcd", at(1_000)));
+        assert!(secrets.accept(b"the-old-secret-0123456789abcd", at(1_000)));
+        assert!(!secrets.accept(b"the-old-secret-0123456789abcd", at(2_000)));
+        assert!(secrets.accept(b"the-new-secret-0123456789abcd", at(2_000)));
+        assert!(!secrets.accept(b"another-secret-0123456789abcd", at(1_000)));
     }
 }

@@ -55,6 +55,61 @@ fn help_explains_every_command() {
     }
     let (ok, out, _) = run(dir.path(), &["keys", "--help"]);
     assert!(ok && out.contains("rotate") && out.contains("import") && out.contains("list"));
+    // Every flag names the variable that sets it too.
+    let (ok, out, _) = run(dir.path(), &["serve", "--help"]);
+    assert!(ok);
+    for variable in [
+        "AUTHSTORE_CONFIG",
+        "AUTHSTORE_DATABASE",
+        "AUTHSTORE_BIND",
+        "AUTHSTORE_PORT",
+        "AUTHSTORE_ISSUER",
+        "AUTHSTORE_SECRET_FILE",
+        "AUTHSTORE_WORKERS",
+    ] {
+        assert!(
+            out.contains(variable),
+            "serve --help does not name {variable}: {out}"
+        );
+    }
+}
+
+#[test]
+fn the_clients_variables_in_a_shared_env_do_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = common::process::authstore(dir.path());
+    command
+        .args(["serve", "--port", "0"])
+        .env("AUTHSTORE_URL", "http://127.0.0.1:7878")
+        .env("AUTHSTORE_SECRET", "shared-env-secret-0123456789");
+    let server = common::process::Server::start(command);
+    let log = server.log.join("\n");
+    assert!(log.contains("ignoring AUTHSTORE_URL"), "{log}");
+    // A typo of a real setting still stops it, with the right name.
+    let (ok, _, err) = {
+        let mut command = common::process::authstore(dir.path());
+        command
+            .args(["serve", "--port", "0"])
+            .env("AUTHSTORE_PRT", "1");
+        let out = common::process::output(command);
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    assert!(!ok);
+    assert!(err.contains("did you mean AUTHSTORE_PORT?"), "{err}");
+}
+
+#[test]
+fn a_config_file_in_the_working_directory_is_named_when_read_and_when_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), "title = \"my other app\"\n").unwrap();
+    let (ok, _, err) = run(dir.path(), &["serve", "--port", "0"]);
+    assert!(!ok);
+    assert!(err.contains("config.toml"), "{err}");
+    assert!(err.contains("title"), "{err}");
 }
 
 #[test]

@@ -240,3 +240,26 @@ fn the_openapi_document_lists_every_route_the_server_has() {
     let (status, _) = raw(&app, "GET", "/not-a-route", "");
     assert_eq!(status, 404);
 }
+
+#[test]
+fn a_previous_secret_is_accepted_during_its_overlap_only() {
+    let old = "the-old-shared-secret-0123456789";
+    let probe = |app: &TestApp, secret: &str| {
+        app.post("/api/adapter/getUser", r#"{"id":"nobody"}"#, Some(secret))
+            .0
+    };
+    let open = TestApp::spawn_with(|config| {
+        config.previous_secrets = vec![authstore::secret::Secret::new(old).unwrap()];
+        config.previous_secrets_until = Some("2999-01-01T00:00:00Z".into());
+    });
+    assert_eq!(probe(&open, common::SECRET), 200);
+    assert_eq!(probe(&open, old), 200);
+    assert_eq!(probe(&open, "not-a-secret-of-this-server-0123"), 401);
+
+    let closed = TestApp::spawn_with(|config| {
+        config.previous_secrets = vec![authstore::secret::Secret::new(old).unwrap()];
+        config.previous_secrets_until = Some("2020-01-01T00:00:00Z".into());
+    });
+    assert_eq!(probe(&closed, common::SECRET), 200);
+    assert_eq!(probe(&closed, old), 401);
+}

@@ -23,7 +23,7 @@ mod token;
 
 use crate::error::Error;
 use crate::issuer::Issuer;
-use crate::secret::Secret;
+use crate::secret::Secrets;
 use crate::store::Store;
 use actix_web::{http::Method, web, HttpRequest, HttpResponse};
 use std::sync::Arc;
@@ -32,7 +32,8 @@ use std::sync::Arc;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub issuer: Arc<Issuer>,
-    pub secret: Secret,
+    /// The secret, and during a rotation the previous ones.
+    pub secrets: Secrets,
     pub max_body_bytes: usize,
     /// The longest a request body may take to arrive.
     pub body_timeout: std::time::Duration,
@@ -106,9 +107,9 @@ async fn no_route(req: HttpRequest) -> Result<HttpResponse, Error> {
     )))
 }
 
-/// Checks `Authorization: Bearer <secret>`. A missing header and a wrong
-/// secret get the same answer.
-pub fn authorize(req: &HttpRequest, secret: &Secret) -> Result<(), Error> {
+/// Checks `Authorization: Bearer <secret>` (the current secret, or a previous
+/// one within its overlap). A missing header and a wrong secret get the same answer.
+pub fn authorize(req: &HttpRequest, secrets: &Secrets) -> Result<(), Error> {
     let presented = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -117,7 +118,9 @@ pub fn authorize(req: &HttpRequest, secret: &Secret) -> Result<(), Error> {
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
     match presented {
-        Some(token) if secret.matches(token.as_bytes()) => Ok(()),
+        Some(token) if secrets.accept(token.as_bytes(), crate::timestamp::Timestamp::now()) => {
+            Ok(())
+        }
         _ => Err(Error::Unauthorized),
     }
 }
