@@ -175,6 +175,7 @@ enum CliError {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::logging::init();
+    crate::store::sqlite::configure_library();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

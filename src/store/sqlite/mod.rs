@@ -171,6 +171,7 @@ impl SqliteStore {
     /// Opens and migrates the database at `options.path` (creating it, mode
     /// 0600, when `options.create`), and binds it to `kek`.
     pub fn open(options: &SqliteOptions, kek: Arc<Kek>) -> Result<Self, OpenError> {
+        configure_library();
         let path = options.path.clone();
         let open_error = |source| open_failure(&path, source);
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -244,6 +245,7 @@ impl SqliteStore {
     /// there is no such file or nothing is sealed in it yet (a version-1
     /// database). Opens the file read-only; creates nothing.
     pub fn sealed_under(path: &Path) -> Result<Option<String>, OpenError> {
+        configure_library();
         if !path.exists() {
             return Ok(None);
         }
@@ -435,8 +437,34 @@ fn retry_while_busy<T>(mut work: impl FnMut() -> rusqlite::Result<T>) -> rusqlit
     }
 }
 
+/// Process-wide SQLite settings, applied before SQLite initializes (a no-op
+/// after: the first connection opened initializes it). Memory statistics
+/// off drops a global mutex every allocation takes, which showed up in
+/// getSessionAndUser profiles. Runtime settings rather than compile flags, so
+/// that `cargo install` builds the same binary as this repository.
+pub fn configure_library() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int; sqlite3_config is
+        // called once, before any connection, as SQLite requires.
+        let code = unsafe {
+            rusqlite::ffi::sqlite3_config(
+                rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::os::raw::c_int,
+            )
+        };
+        if code != rusqlite::ffi::SQLITE_OK {
+            log::debug!("SQLite was initialized already; memory statistics stay on");
+        }
+    });
+}
+
 /// Settings every connection needs; SQLite forgets them per connection.
 fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
+    // "text" is an identifier, never a string literal (SQLite's legacy
+    // double-quoted strings hide typos in column names).
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DML, false)?;
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DQS_DDL, false)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", synchronous(durability))?;
     conn.busy_handler(Some(retry_briefly))?;
@@ -1008,5 +1036,25 @@ impl KeyStore for SqliteStore {
                 Ok(Saved::Applied)
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn double_quoted_strings_are_identifiers_only() {
+        let conn = Connection::open_in_memory().unwrap();
+        configure(&conn, Durability::Normal).unwrap();
+        let err = conn
+            .query_row("SELECT \"not a column\"", [], |r| r.get::<_, String>(0))
+            .unwrap_err();
+        assert!(err.to_string().contains("no such column"), "{err}");
+        assert_eq!(
+            conn.query_row("SELECT 'text'", [], |r| r.get::<_, String>(0))
+                .unwrap(),
+            "text"
+        );
     }
 }
