@@ -1,7 +1,8 @@
 // Calls getSessionAndUser through an Auth.js adapter as fast as it goes and
 // prints one JSON line: {"adapter", "inFlight", "calls", "seconds", "callsPerSec", "meanUs"}.
 //
-//   node bench.mjs authstore <url> <secret> <sessions> <inFlight> <seconds>
+//   node bench.mjs authstore       <url> <secret> <sessions> <inFlight> <seconds>   (undici pool: Node's entry point)
+//   node bench.mjs authstore-fetch <url> <secret> <sessions> <inFlight> <seconds>   (fetch: the Edge-safe entry point)
 //   node bench.mjs pg        <connString>   <sessions> <inFlight> <seconds>
 //   node bench.mjs kysely    <sqliteFile>   <sessions> <inFlight> <seconds>
 //
@@ -11,9 +12,10 @@ import { performance } from "node:perf_hooks";
 const [kind, ...args] = process.argv.slice(2);
 
 async function open() {
-  if (kind === "authstore") {
+  if (kind === "authstore" || kind === "authstore-fetch") {
     const [url, secret] = args.splice(0, 2);
-    const { authstore } = await import("../../clients/authjs/dist/index.js");
+    const entry = kind === "authstore" ? "node.js" : "index.js";
+    const { authstore } = await import(`../../clients/authjs/dist/${entry}`);
     const store = authstore({ url, secret, connections: 32 });
     return { adapter: store.adapter, close: () => store.close() };
   }

@@ -1,8 +1,8 @@
 /**
- * The HTTP client behind the adapter: one keep-alive connection pool per
- * authstore, JSON in and out, errors that never carry the secret or a token.
+ * The HTTP client behind the adapter: JSON in and out over a transport
+ * (`fetch` everywhere, an undici pool on Node), errors that never carry the
+ * secret or a token.
  */
-import { Pool } from "undici";
 
 export interface AuthstoreOptions {
   /** Base URL of the authstore server, e.g. `http://127.0.0.1:7878`. */
@@ -11,9 +11,42 @@ export interface AuthstoreOptions {
   secret: string;
   /** Per-call timeout in milliseconds. Default 10 000. */
   timeoutMs?: number;
-  /** Keep-alive connections in the pool. Default 32. */
+  /** Keep-alive connections in the pool (Node's undici transport). Default 32. */
   connections?: number;
 }
+
+/** An answer: its status and its body's text. */
+export interface Answer {
+  status: number;
+  text: string;
+}
+
+/** How requests travel: `fetch` (Edge, browsers, Node) or an undici pool (Node). */
+export interface Transport {
+  post(path: string, headers: Record<string, string>, body: string, timeoutMs: number): Promise<Answer>;
+  close(): Promise<void>;
+}
+
+/** Makes a transport for `origin` (scheme, host and port). */
+export type TransportFactory = (origin: string, options: AuthstoreOptions) => Transport;
+
+/** The platform's `fetch`: what the Edge runtime and Next.js middleware have. */
+export const fetchTransport: TransportFactory = (origin) => ({
+  async post(path, headers, body, timeoutMs) {
+    const response = await fetch(origin + path, {
+      method: "POST",
+      headers,
+      body,
+      signal: AbortSignal.timeout(timeoutMs),
+      // Next.js patches fetch to cache GETs and some POSTs: never these.
+      cache: "no-store",
+    });
+    return { status: response.status, text: await response.text() };
+  },
+  async close() {
+    // fetch keeps connections alive as the platform decides; nothing to close.
+  },
+});
 
 /** A failure answered by authstore, or a call that did not get an answer. */
 export class AuthstoreError extends Error {
@@ -29,26 +62,40 @@ export class AuthstoreError extends Error {
   }
 }
 
+/** Stands in for a transport when the options are incomplete. */
+const unconfigured: Transport = {
+  post: () => Promise.reject(new TypeError("authstore: not configured")),
+  close: async () => {},
+};
+
 export class Client {
-  readonly #pool: Pool;
+  readonly #transport: Transport;
   readonly #prefix: string;
   readonly #headers: Record<string, string>;
   readonly #timeoutMs: number;
+  /** Why no call can be made (a missing url or secret), if so. */
+  readonly #misconfigured: string | undefined;
 
-  constructor(options: AuthstoreOptions) {
-    if (!options?.url) throw new TypeError("authstore: `url` is required");
-    if (!options.secret) throw new TypeError("authstore: `secret` is required");
-    const base = new URL(options.url);
-    this.#prefix = base.pathname.replace(/\/+$/, "");
-    this.#pool = new Pool(base.origin, {
-      connections: options.connections ?? 32,
-      keepAliveTimeout: 30_000,
-    });
+  constructor(options: AuthstoreOptions, transport: TransportFactory) {
+    // Checked here, thrown at the first call: a Next.js build evaluates the
+    // auth config without the runtime's environment, and must not fail.
+    const missing = !options?.url ? "url" : !options.secret ? "secret" : undefined;
+    let base: URL | undefined;
+    try {
+      base = missing ? undefined : new URL(options.url);
+    } catch {
+      this.#misconfigured = `authstore: \`url\` is not a URL: ${JSON.stringify(options.url)}`;
+    }
+    if (missing) {
+      this.#misconfigured = `authstore: \`${missing}\` is required (AUTHSTORE_${missing.toUpperCase()} in the README's setup)`;
+    }
+    this.#prefix = base?.pathname.replace(/\/+$/, "") ?? "";
+    this.#transport = base ? transport(base.origin, options) : unconfigured;
     this.#headers = {
-      authorization: `Bearer ${options.secret}`,
+      authorization: `Bearer ${options?.secret}`,
       "content-type": "application/json",
     };
-    this.#timeoutMs = options.timeoutMs ?? 10_000;
+    this.#timeoutMs = options?.timeoutMs ?? 10_000;
   }
 
   /**
@@ -56,19 +103,16 @@ export class Client {
    * call in error messages (never the arguments: they hold tokens).
    */
   async post<T>(path: string, body: unknown, label: string): Promise<T> {
+    if (this.#misconfigured) throw new TypeError(this.#misconfigured);
     let statusCode: number;
     let text: string;
     try {
-      const response = await this.#pool.request({
-        path: this.#prefix + path,
-        method: "POST",
-        headers: this.#headers,
-        body: JSON.stringify(body),
-        headersTimeout: this.#timeoutMs,
-        bodyTimeout: this.#timeoutMs,
-      });
-      statusCode = response.statusCode;
-      text = await response.body.text();
+      ({ status: statusCode, text } = await this.#transport.post(
+        this.#prefix + path,
+        this.#headers,
+        JSON.stringify(body),
+        this.#timeoutMs,
+      ));
     } catch (cause) {
       const reason = cause instanceof Error ? cause.message : String(cause);
       throw new AuthstoreError("unreachable", 0, `authstore ${label}: no answer (${reason})`);
@@ -86,8 +130,8 @@ export class Client {
     throw new AuthstoreError(code, statusCode, `authstore ${label}: ${code}: ${message}`);
   }
 
-  /** Closes the pool's connections. */
+  /** Closes the transport's connections. */
   close(): Promise<void> {
-    return this.#pool.close();
+    return this.#transport.close();
   }
 }

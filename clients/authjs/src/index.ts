@@ -1,6 +1,8 @@
 /**
  * The Auth.js adapter for authstore, and the token helper for the session
- * callback.
+ * callback. This entry point uses the platform's `fetch`, so it runs on the
+ * Edge runtime and in Next.js middleware; on Node the package resolves to
+ * `node.ts` instead (an undici keep-alive pool, faster), with the same API.
  *
  * ```ts
  * const { adapter, mintToken } = authstore({ url, secret })
@@ -14,7 +16,13 @@ import type {
   AdapterUser,
   VerificationToken,
 } from "@auth/core/adapters";
-import { AuthstoreError, Client, type AuthstoreOptions } from "./client.js";
+import {
+  AuthstoreError,
+  Client,
+  fetchTransport,
+  type AuthstoreOptions,
+  type TransportFactory,
+} from "./client.js";
 
 export { AuthstoreError, type AuthstoreOptions } from "./client.js";
 
@@ -55,9 +63,14 @@ const orNull =
   (wire: W | null): T | null =>
     wire === null ? null : revive(wire);
 
-/** Builds the adapter and token helper over one connection pool. */
+/** Builds the adapter and token helper over the platform's `fetch`. */
 export function authstore(options: AuthstoreOptions): Authstore {
-  const client = new Client(options);
+  return authstoreOver(options, fetchTransport);
+}
+
+/** Builds the adapter and token helper over a given transport. */
+export function authstoreOver(options: AuthstoreOptions, transport: TransportFactory): Authstore {
+  const client = new Client(options, transport);
   const call = <T>(method: string, body: unknown) =>
     client.post<T>(`/api/adapter/${method}`, body, method);
   const session = withExpires<AdapterSession>;

@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { createDecipheriv, createHash, hkdfSync, randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import type { Adapter, AdapterAccount, AdapterAuthenticator } from "@auth/core/adapters";
-import { authstore, AuthstoreError, type Authstore } from "../src/index.js";
+import { authstore as overFetch, AuthstoreError, type Authstore } from "../src/index.js";
+import { authstore as overUndici } from "../src/node.js";
 import { openDatabase, startServer, type Database, type RunningServer } from "./server.js";
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -110,335 +111,341 @@ class Rows {
   }
 }
 
-describe("Auth.js adapter conformance", () => {
-  let server: RunningServer;
-  let store: Authstore;
-  let adapter: Required<Adapter>;
-  let db: Rows;
+/** Every case runs over both transports: `fetch` (the Edge-safe default) and undici (Node). */
+for (const [transport, authstore] of [
+  ["fetch", overFetch],
+  ["undici", overUndici],
+] as const) {
+  describe(`Auth.js adapter conformance (${transport})`, () => {
+    let server: RunningServer;
+    let store: Authstore;
+    let adapter: Required<Adapter>;
+    let db: Rows;
 
-  let user: any = {
-    id: randomUUID(),
-    email: "fill@murray.com",
-    image: "https://www.fillmurray.com/460/300",
-    name: "Fill Murray",
-    emailVerified: new Date(),
-  };
-  const session: any = { sessionToken: randomUUID(), expires: ONE_WEEK_FROM_NOW };
-  const account: any = {
-    provider: "github",
-    providerAccountId: randomUUID(),
-    type: "oauth",
-    access_token: randomUUID(),
-    expires_at: ONE_MONTH / 1000,
-    id_token: randomUUID(),
-    refresh_token: randomUUID(),
-    token_type: "bearer",
-    scope: "user",
-    session_state: randomUUID(),
-  };
-
-  before(async () => {
-    server = await startServer();
-    store = authstore({ url: server.url, secret: server.secret });
-    adapter = store.adapter as Required<Adapter>;
-    db = new Rows(server);
-  });
-  after(async () => {
-    await db.close();
-    await store.close();
-    await server.stop();
-  });
-
-  test("the required user, account and session methods exist", () => {
-    for (const method of [
-      "createUser", "getUser", "getUserByEmail", "getUserByAccount", "updateUser",
-      "linkAccount", "createSession", "getSessionAndUser", "updateSession", "deleteSession",
-    ]) {
-      assert.equal(typeof (adapter as any)[method], "function", method);
-    }
-  });
-
-  test("createUser stores the user as given", async () => {
-    const { id } = await adapter.createUser(user);
-    const dbUser = await db.user(id);
-    assert.deepEqual(dbUser, { ...user, id });
-    user = dbUser;
-    session.userId = dbUser!.id;
-    account.userId = dbUser!.id;
-  });
-
-  test("getUser finds by id, null otherwise", async () => {
-    assert.equal(await adapter.getUser(randomUUID()), null);
-    assert.deepEqual(await adapter.getUser(user.id), user);
-  });
-
-  test("getUserByEmail finds by email, null otherwise", async () => {
-    assert.equal(await adapter.getUserByEmail("non-existent-email"), null);
-    assert.deepEqual(await adapter.getUserByEmail(user.email), user);
-  });
-
-  test("createSession stores the session", async () => {
-    const { sessionToken } = await adapter.createSession(session);
-    assert.deepEqual(await db.session(sessionToken), session);
-    assert.equal(await db.plaintextSessionTokens(), 0);
-  });
-
-  test("getSessionAndUser returns both, null for an invalid token", async () => {
-    assert.equal(await adapter.getSessionAndUser("invalid-token"), null);
-    assert.deepEqual(await adapter.getSessionAndUser(session.sessionToken), { user, session });
-  });
-
-  test("updateUser changes the given fields", async () => {
-    const returned = await adapter.updateUser({ id: user.id, name: "Updated Name" });
-    assert.equal(returned.name, "Updated Name");
-    assert.equal((await db.user(user.id))!.name, "Updated Name");
-    user.name = "Updated Name";
-  });
-
-  test("updateSession changes the expiry", async () => {
-    assert.notEqual((await db.session(session.sessionToken))!.expires.valueOf(), ONE_MONTH_FROM_NOW.valueOf());
-    await adapter.updateSession({ sessionToken: session.sessionToken, expires: ONE_MONTH_FROM_NOW });
-    assert.equal((await db.session(session.sessionToken))!.expires.valueOf(), ONE_MONTH_FROM_NOW.valueOf());
-  });
-
-  test("linkAccount stores the account", async () => {
-    await adapter.linkAccount(account);
-    assert.deepEqual(await db.account(account), account);
-  });
-
-  test("getUserByAccount finds the user, null for an unknown account", async () => {
-    assert.equal(
-      await adapter.getUserByAccount({ provider: "invalid-provider", providerAccountId: "invalid-provider-account-id" }),
-      null,
-    );
-    assert.deepEqual(
-      await adapter.getUserByAccount({ provider: account.provider, providerAccountId: account.providerAccountId }),
-      user,
-    );
-  });
-
-  test("getAccount takes (providerAccountId, provider)", async () => {
-    assert.equal(await adapter.getAccount("nope", account.provider), null);
-    assert.deepEqual(await adapter.getAccount(account.providerAccountId, account.provider), account);
-  });
-
-  test("deleteSession removes the session", async () => {
-    await adapter.deleteSession(session.sessionToken);
-    assert.equal(await db.session(session.sessionToken), null);
-  });
-
-  test("the verification token methods exist", () => {
-    assert.equal(typeof adapter.createVerificationToken, "function");
-    assert.equal(typeof adapter.useVerificationToken, "function");
-  });
-
-  test("createVerificationToken stores the token", async () => {
-    const verificationToken = { token: hashToken(randomUUID()), identifier: "info@example.com", expires: FIFTEEN_MINUTES_FROM_NOW };
-    await adapter.createVerificationToken(verificationToken);
-    assert.deepEqual(await db.verificationToken(verificationToken), verificationToken);
-  });
-
-  test("useVerificationToken returns the token once", async () => {
-    const verificationToken = { token: hashToken(randomUUID()), identifier: "info@example.com", expires: FIFTEEN_MINUTES_FROM_NOW };
-    await adapter.createVerificationToken(verificationToken);
-    const first = await adapter.useVerificationToken({ identifier: "info@example.com", token: verificationToken.token });
-    assert.deepEqual(first, verificationToken);
-    assert.equal(await adapter.useVerificationToken({ identifier: "info@example.com", token: verificationToken.token }), null);
-  });
-
-  test("the future methods exist", () => {
-    assert.equal(typeof adapter.unlinkAccount, "function");
-    assert.equal(typeof adapter.deleteUser, "function");
-  });
-
-  test("unlinkAccount removes the account", async () => {
-    assert.deepEqual(await db.account(account), account);
-    await adapter.unlinkAccount({ provider: account.provider, providerAccountId: account.providerAccountId });
-    assert.equal(await db.account(account), null);
-  });
-
-  test("deleteUser removes the user with their session and account", async () => {
-    assert.deepEqual(await db.user(user.id), user);
-    await adapter.createSession(session);
-    await adapter.linkAccount(account);
-    await adapter.deleteUser(user.id);
-    assert.equal(await db.user(user.id), null);
-    assert.equal(await db.session(session.sessionToken), null);
-    assert.equal(await db.account(account), null);
-  });
-
-  // WebAuthn
-
-  const authenticatorFor = (userId: string, credentialID: string): AdapterAuthenticator => ({
-    credentialID,
-    userId,
-    providerAccountId: randomUUID(),
-    credentialPublicKey: "test",
-    counter: 1,
-    credentialDeviceType: "singleDevice",
-    credentialBackedUp: true,
-    transports: "usb,ble,nfc",
-  });
-
-  test("createAuthenticator stores and returns it", async () => {
-    const webauthnUser = await adapter.createUser({ email: "webauthn@example.com" } as any);
-    assert.ok(webauthnUser.id, "an id is generated for a user created without one");
-    const authenticator = authenticatorFor(webauthnUser.id, randomUUID());
-    assert.deepEqual(await adapter.createAuthenticator(authenticator), authenticator);
-    assert.deepEqual(await adapter.getAuthenticator(authenticator.credentialID), authenticator);
-  });
-
-  test("getAuthenticator returns null for an unknown credential", async () => {
-    assert.equal(await adapter.getAuthenticator(randomUUID()), null);
-  });
-
-  test("listAuthenticatorsByUserId lists the user's, [] for an unknown user", async () => {
-    const u = await adapter.createUser({ id: randomUUID(), email: "two-keys@example.com", emailVerified: null } as any);
-    const a = authenticatorFor(u.id, "cred-a/+=");
-    const b = authenticatorFor(u.id, "cred-b/+=");
-    await adapter.createAuthenticator(a);
-    await adapter.createAuthenticator(b);
-    const listed = await adapter.listAuthenticatorsByUserId(u.id);
-    assert.deepEqual(listed.sort((x, y) => x.credentialID.localeCompare(y.credentialID)), [a, b]);
-    assert.deepEqual(await adapter.listAuthenticatorsByUserId(randomUUID()), []);
-  });
-
-  test("updateAuthenticatorCounter updates it, and throws for a missing credential", async () => {
-    const u = await adapter.createUser({ email: "counter@example.com" } as any);
-    const a = authenticatorFor(u.id, randomUUID());
-    await adapter.createAuthenticator(a);
-    const updated = await adapter.updateAuthenticatorCounter(a.credentialID, a.counter + 1);
-    assert.equal(updated.counter, a.counter + 1);
-    assert.equal((await adapter.getAuthenticator(a.credentialID))!.counter, a.counter + 1);
-    await assert.rejects(async () => adapter.updateAuthenticatorCounter(randomUUID(), 5), (e: unknown) => {
-      assert.ok(e instanceof AuthstoreError);
-      assert.equal(e.code, "not_found");
-      return true;
-    });
-  });
-});
-
-describe("adapter behaviour Auth.js relies on", () => {
-  let server: RunningServer;
-  let store: Authstore;
-  before(async () => {
-    server = await startServer();
-    store = authstore({ url: server.url, secret: server.secret });
-  });
-  after(async () => {
-    await store.close();
-    await server.stop();
-  });
-
-  test("methods work unbound, from an object rebuilt from Object.keys", async () => {
-    const rebuilt: Record<string, any> = {};
-    for (const key of Object.keys(store.adapter)) rebuilt[key] = (store.adapter as any)[key];
-    assert.equal(Object.keys(rebuilt).length, 19);
-    const createUser = rebuilt.createUser;
-    const created = await createUser({ email: "Unbound@Example.com", emailVerified: null });
-    assert.equal(created.email, "unbound@example.com");
-    const getUserByEmail = rebuilt.getUserByEmail;
-    assert.deepEqual(await getUserByEmail("UNBOUND@example.com"), created);
-  });
-
-  test("dates come back as Date objects with milliseconds", async () => {
-    const verified = new Date("2026-11-27T02:01:08.123Z");
-    const u = await store.adapter.createUser!({ email: "dates@example.com", emailVerified: verified } as any);
-    assert.ok(u.emailVerified instanceof Date);
-    assert.equal(u.emailVerified!.valueOf(), verified.valueOf());
-    const expires = new Date(Date.now() + 3_600_123);
-    const s = await store.adapter.createSession!({ sessionToken: "dates", userId: u.id, expires });
-    assert.ok(s.expires instanceof Date);
-    const found = await store.adapter.getSessionAndUser!("dates");
-    assert.equal(found!.session.expires.valueOf(), expires.valueOf());
-    assert.ok(found!.user.emailVerified instanceof Date);
-    const vt = await store.adapter.createVerificationToken!({ identifier: "d", token: "t", expires });
-    assert.ok(vt!.expires instanceof Date);
-  });
-
-  test("not found is null, never undefined", async () => {
-    const a = store.adapter;
-    assert.equal(await a.getUser!("x"), null);
-    assert.equal(await a.getUserByEmail!("x@y.z"), null);
-    assert.equal(await a.getUserByAccount!({ provider: "p", providerAccountId: "x" }), null);
-    assert.equal(await a.getAccount!("x", "p"), null);
-    assert.equal(await a.getSessionAndUser!("x"), null);
-    assert.equal(await a.getAuthenticator!("x"), null);
-    assert.equal(await a.deleteSession!("x"), null);
-    assert.equal(await a.updateSession!({ sessionToken: "x", expires: new Date() }), null);
-    assert.equal(await a.useVerificationToken!({ identifier: "i", token: "t" }), null);
-  });
-
-  test("updateUser on a missing user throws, and the error carries no secret", async () => {
-    await assert.rejects(async () => store.adapter.updateUser!({ id: "missing", name: "x" }), (e: unknown) => {
-      assert.ok(e instanceof AuthstoreError);
-      assert.equal(e.code, "not_found");
-      assert.equal(e.status, 404);
-      assert.match(e.message, /updateUser: not_found/);
-      assert.ok(!e.message.includes(server.secret));
-      return true;
-    });
-  });
-
-  test("a duplicate email is a conflict error", async () => {
-    await store.adapter.createUser!({ email: "dup@example.com" } as any);
-    await assert.rejects(async () => store.adapter.createUser!({ email: "DUP@example.com" } as any), (e: unknown) => {
-      assert.ok(e instanceof AuthstoreError);
-      assert.equal(e.code, "conflict");
-      return true;
-    });
-  });
-
-  test("a wrong secret is unauthorized and the message does not show it", async () => {
-    const wrong = authstore({ url: server.url, secret: "wrong-secret-value-123456" });
-    try {
-      await assert.rejects(async () => wrong.adapter.getUser!("x"), (e: unknown) => {
-        assert.ok(e instanceof AuthstoreError);
-        assert.equal(e.code, "unauthorized");
-        assert.ok(!e.message.includes("wrong-secret-value"));
-        return true;
-      });
-    } finally {
-      await wrong.close();
-    }
-  });
-
-  test("a server that does not answer times out", async () => {
-    const net = await import("node:net");
-    const silent = net.createServer(() => {});
-    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
-    const { port } = silent.address() as { port: number };
-    const slow = authstore({ url: `http://127.0.0.1:${port}`, secret: "some-secret-value-123456", timeoutMs: 200 });
-    const started = Date.now();
-    try {
-      await assert.rejects(async () => slow.adapter.getSessionAndUser!("a-session-token-value"), (e: unknown) => {
-        assert.ok(e instanceof AuthstoreError);
-        assert.equal(e.code, "unreachable");
-        assert.ok(!e.message.includes("a-session-token-value"), "no token in the message");
-        return true;
-      });
-      assert.ok(Date.now() - started < 5_000);
-    } finally {
-      await slow.close();
-      silent.close();
-    }
-  });
-
-  test("mintToken returns null for an unknown session", async () => {
-    assert.equal(await store.mintToken("no-such-session"), null);
-  });
-
-  test("accounts keep provider extras and numeric ids become text", async () => {
-    const u = await store.adapter.createUser!({ email: "extras@example.com" } as any);
-    const linked = await store.adapter.linkAccount!({
-      userId: u.id,
-      type: "oauth",
+    let user: any = {
+      id: randomUUID(),
+      email: "fill@murray.com",
+      image: "https://www.fillmurray.com/460/300",
+      name: "Fill Murray",
+      emailVerified: new Date(),
+    };
+    const session: any = { sessionToken: randomUUID(), expires: ONE_WEEK_FROM_NOW };
+    const account: any = {
       provider: "github",
-      providerAccountId: 4242 as unknown as string,
-      refresh_token_expires_in: 604800,
-    } as AdapterAccount);
-    assert.equal(linked!.providerAccountId, "4242");
-    const fetched = await store.adapter.getAccount!("4242", "github");
-    assert.equal(fetched!.refresh_token_expires_in, 604800);
+      providerAccountId: randomUUID(),
+      type: "oauth",
+      access_token: randomUUID(),
+      expires_at: ONE_MONTH / 1000,
+      id_token: randomUUID(),
+      refresh_token: randomUUID(),
+      token_type: "bearer",
+      scope: "user",
+      session_state: randomUUID(),
+    };
+
+    before(async () => {
+      server = await startServer();
+      store = authstore({ url: server.url, secret: server.secret });
+      adapter = store.adapter as Required<Adapter>;
+      db = new Rows(server);
+    });
+    after(async () => {
+      await db.close();
+      await store.close();
+      await server.stop();
+    });
+
+    test("the required user, account and session methods exist", () => {
+      for (const method of [
+        "createUser", "getUser", "getUserByEmail", "getUserByAccount", "updateUser",
+        "linkAccount", "createSession", "getSessionAndUser", "updateSession", "deleteSession",
+      ]) {
+        assert.equal(typeof (adapter as any)[method], "function", method);
+      }
+    });
+
+    test("createUser stores the user as given", async () => {
+      const { id } = await adapter.createUser(user);
+      const dbUser = await db.user(id);
+      assert.deepEqual(dbUser, { ...user, id });
+      user = dbUser;
+      session.userId = dbUser!.id;
+      account.userId = dbUser!.id;
+    });
+
+    test("getUser finds by id, null otherwise", async () => {
+      assert.equal(await adapter.getUser(randomUUID()), null);
+      assert.deepEqual(await adapter.getUser(user.id), user);
+    });
+
+    test("getUserByEmail finds by email, null otherwise", async () => {
+      assert.equal(await adapter.getUserByEmail("non-existent-email"), null);
+      assert.deepEqual(await adapter.getUserByEmail(user.email), user);
+    });
+
+    test("createSession stores the session", async () => {
+      const { sessionToken } = await adapter.createSession(session);
+      assert.deepEqual(await db.session(sessionToken), session);
+      assert.equal(await db.plaintextSessionTokens(), 0);
+    });
+
+    test("getSessionAndUser returns both, null for an invalid token", async () => {
+      assert.equal(await adapter.getSessionAndUser("invalid-token"), null);
+      assert.deepEqual(await adapter.getSessionAndUser(session.sessionToken), { user, session });
+    });
+
+    test("updateUser changes the given fields", async () => {
+      const returned = await adapter.updateUser({ id: user.id, name: "Updated Name" });
+      assert.equal(returned.name, "Updated Name");
+      assert.equal((await db.user(user.id))!.name, "Updated Name");
+      user.name = "Updated Name";
+    });
+
+    test("updateSession changes the expiry", async () => {
+      assert.notEqual((await db.session(session.sessionToken))!.expires.valueOf(), ONE_MONTH_FROM_NOW.valueOf());
+      await adapter.updateSession({ sessionToken: session.sessionToken, expires: ONE_MONTH_FROM_NOW });
+      assert.equal((await db.session(session.sessionToken))!.expires.valueOf(), ONE_MONTH_FROM_NOW.valueOf());
+    });
+
+    test("linkAccount stores the account", async () => {
+      await adapter.linkAccount(account);
+      assert.deepEqual(await db.account(account), account);
+    });
+
+    test("getUserByAccount finds the user, null for an unknown account", async () => {
+      assert.equal(
+        await adapter.getUserByAccount({ provider: "invalid-provider", providerAccountId: "invalid-provider-account-id" }),
+        null,
+      );
+      assert.deepEqual(
+        await adapter.getUserByAccount({ provider: account.provider, providerAccountId: account.providerAccountId }),
+        user,
+      );
+    });
+
+    test("getAccount takes (providerAccountId, provider)", async () => {
+      assert.equal(await adapter.getAccount("nope", account.provider), null);
+      assert.deepEqual(await adapter.getAccount(account.providerAccountId, account.provider), account);
+    });
+
+    test("deleteSession removes the session", async () => {
+      await adapter.deleteSession(session.sessionToken);
+      assert.equal(await db.session(session.sessionToken), null);
+    });
+
+    test("the verification token methods exist", () => {
+      assert.equal(typeof adapter.createVerificationToken, "function");
+      assert.equal(typeof adapter.useVerificationToken, "function");
+    });
+
+    test("createVerificationToken stores the token", async () => {
+      const verificationToken = { token: hashToken(randomUUID()), identifier: "info@example.com", expires: FIFTEEN_MINUTES_FROM_NOW };
+      await adapter.createVerificationToken(verificationToken);
+      assert.deepEqual(await db.verificationToken(verificationToken), verificationToken);
+    });
+
+    test("useVerificationToken returns the token once", async () => {
+      const verificationToken = { token: hashToken(randomUUID()), identifier: "info@example.com", expires: FIFTEEN_MINUTES_FROM_NOW };
+      await adapter.createVerificationToken(verificationToken);
+      const first = await adapter.useVerificationToken({ identifier: "info@example.com", token: verificationToken.token });
+      assert.deepEqual(first, verificationToken);
+      assert.equal(await adapter.useVerificationToken({ identifier: "info@example.com", token: verificationToken.token }), null);
+    });
+
+    test("the future methods exist", () => {
+      assert.equal(typeof adapter.unlinkAccount, "function");
+      assert.equal(typeof adapter.deleteUser, "function");
+    });
+
+    test("unlinkAccount removes the account", async () => {
+      assert.deepEqual(await db.account(account), account);
+      await adapter.unlinkAccount({ provider: account.provider, providerAccountId: account.providerAccountId });
+      assert.equal(await db.account(account), null);
+    });
+
+    test("deleteUser removes the user with their session and account", async () => {
+      assert.deepEqual(await db.user(user.id), user);
+      await adapter.createSession(session);
+      await adapter.linkAccount(account);
+      await adapter.deleteUser(user.id);
+      assert.equal(await db.user(user.id), null);
+      assert.equal(await db.session(session.sessionToken), null);
+      assert.equal(await db.account(account), null);
+    });
+
+    // WebAuthn
+
+    const authenticatorFor = (userId: string, credentialID: string): AdapterAuthenticator => ({
+      credentialID,
+      userId,
+      providerAccountId: randomUUID(),
+      credentialPublicKey: "test",
+      counter: 1,
+      credentialDeviceType: "singleDevice",
+      credentialBackedUp: true,
+      transports: "usb,ble,nfc",
+    });
+
+    test("createAuthenticator stores and returns it", async () => {
+      const webauthnUser = await adapter.createUser({ email: "webauthn@example.com" } as any);
+      assert.ok(webauthnUser.id, "an id is generated for a user created without one");
+      const authenticator = authenticatorFor(webauthnUser.id, randomUUID());
+      assert.deepEqual(await adapter.createAuthenticator(authenticator), authenticator);
+      assert.deepEqual(await adapter.getAuthenticator(authenticator.credentialID), authenticator);
+    });
+
+    test("getAuthenticator returns null for an unknown credential", async () => {
+      assert.equal(await adapter.getAuthenticator(randomUUID()), null);
+    });
+
+    test("listAuthenticatorsByUserId lists the user's, [] for an unknown user", async () => {
+      const u = await adapter.createUser({ id: randomUUID(), email: "two-keys@example.com", emailVerified: null } as any);
+      const a = authenticatorFor(u.id, "cred-a/+=");
+      const b = authenticatorFor(u.id, "cred-b/+=");
+      await adapter.createAuthenticator(a);
+      await adapter.createAuthenticator(b);
+      const listed = await adapter.listAuthenticatorsByUserId(u.id);
+      assert.deepEqual(listed.sort((x, y) => x.credentialID.localeCompare(y.credentialID)), [a, b]);
+      assert.deepEqual(await adapter.listAuthenticatorsByUserId(randomUUID()), []);
+    });
+
+    test("updateAuthenticatorCounter updates it, and throws for a missing credential", async () => {
+      const u = await adapter.createUser({ email: "counter@example.com" } as any);
+      const a = authenticatorFor(u.id, randomUUID());
+      await adapter.createAuthenticator(a);
+      const updated = await adapter.updateAuthenticatorCounter(a.credentialID, a.counter + 1);
+      assert.equal(updated.counter, a.counter + 1);
+      assert.equal((await adapter.getAuthenticator(a.credentialID))!.counter, a.counter + 1);
+      await assert.rejects(async () => adapter.updateAuthenticatorCounter(randomUUID(), 5), (e: unknown) => {
+        assert.ok(e instanceof AuthstoreError);
+        assert.equal(e.code, "not_found");
+        return true;
+      });
+    });
   });
-});
+
+  describe(`adapter behaviour Auth.js relies on (${transport})`, () => {
+    let server: RunningServer;
+    let store: Authstore;
+    before(async () => {
+      server = await startServer();
+      store = authstore({ url: server.url, secret: server.secret });
+    });
+    after(async () => {
+      await store.close();
+      await server.stop();
+    });
+
+    test("methods work unbound, from an object rebuilt from Object.keys", async () => {
+      const rebuilt: Record<string, any> = {};
+      for (const key of Object.keys(store.adapter)) rebuilt[key] = (store.adapter as any)[key];
+      assert.equal(Object.keys(rebuilt).length, 19);
+      const createUser = rebuilt.createUser;
+      const created = await createUser({ email: "Unbound@Example.com", emailVerified: null });
+      assert.equal(created.email, "unbound@example.com");
+      const getUserByEmail = rebuilt.getUserByEmail;
+      assert.deepEqual(await getUserByEmail("UNBOUND@example.com"), created);
+    });
+
+    test("dates come back as Date objects with milliseconds", async () => {
+      const verified = new Date("2026-11-27T02:01:08.123Z");
+      const u = await store.adapter.createUser!({ email: "dates@example.com", emailVerified: verified } as any);
+      assert.ok(u.emailVerified instanceof Date);
+      assert.equal(u.emailVerified!.valueOf(), verified.valueOf());
+      const expires = new Date(Date.now() + 3_600_123);
+      const s = await store.adapter.createSession!({ sessionToken: "dates", userId: u.id, expires });
+      assert.ok(s.expires instanceof Date);
+      const found = await store.adapter.getSessionAndUser!("dates");
+      assert.equal(found!.session.expires.valueOf(), expires.valueOf());
+      assert.ok(found!.user.emailVerified instanceof Date);
+      const vt = await store.adapter.createVerificationToken!({ identifier: "d", token: "t", expires });
+      assert.ok(vt!.expires instanceof Date);
+    });
+
+    test("not found is null, never undefined", async () => {
+      const a = store.adapter;
+      assert.equal(await a.getUser!("x"), null);
+      assert.equal(await a.getUserByEmail!("x@y.z"), null);
+      assert.equal(await a.getUserByAccount!({ provider: "p", providerAccountId: "x" }), null);
+      assert.equal(await a.getAccount!("x", "p"), null);
+      assert.equal(await a.getSessionAndUser!("x"), null);
+      assert.equal(await a.getAuthenticator!("x"), null);
+      assert.equal(await a.deleteSession!("x"), null);
+      assert.equal(await a.updateSession!({ sessionToken: "x", expires: new Date() }), null);
+      assert.equal(await a.useVerificationToken!({ identifier: "i", token: "t" }), null);
+    });
+
+    test("updateUser on a missing user throws, and the error carries no secret", async () => {
+      await assert.rejects(async () => store.adapter.updateUser!({ id: "missing", name: "x" }), (e: unknown) => {
+        assert.ok(e instanceof AuthstoreError);
+        assert.equal(e.code, "not_found");
+        assert.equal(e.status, 404);
+        assert.match(e.message, /updateUser: not_found/);
+        assert.ok(!e.message.includes(server.secret));
+        return true;
+      });
+    });
+
+    test("a duplicate email is a conflict error", async () => {
+      await store.adapter.createUser!({ email: "dup@example.com" } as any);
+      await assert.rejects(async () => store.adapter.createUser!({ email: "DUP@example.com" } as any), (e: unknown) => {
+        assert.ok(e instanceof AuthstoreError);
+        assert.equal(e.code, "conflict");
+        return true;
+      });
+    });
+
+    test("a wrong secret is unauthorized and the message does not show it", async () => {
+      const wrong = authstore({ url: server.url, secret: "wrong-secret-value-123456" });
+      try {
+        await assert.rejects(async () => wrong.adapter.getUser!("x"), (e: unknown) => {
+          assert.ok(e instanceof AuthstoreError);
+          assert.equal(e.code, "unauthorized");
+          assert.ok(!e.message.includes("wrong-secret-value"));
+          return true;
+        });
+      } finally {
+        await wrong.close();
+      }
+    });
+
+    test("a server that does not answer times out", async () => {
+      const net = await import("node:net");
+      const silent = net.createServer(() => {});
+      await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+      const { port } = silent.address() as { port: number };
+      const slow = authstore({ url: `http://127.0.0.1:${port}`, secret: "some-secret-value-123456", timeoutMs: 200 });
+      const started = Date.now();
+      try {
+        await assert.rejects(async () => slow.adapter.getSessionAndUser!("a-session-token-value"), (e: unknown) => {
+          assert.ok(e instanceof AuthstoreError);
+          assert.equal(e.code, "unreachable");
+          assert.ok(!e.message.includes("a-session-token-value"), "no token in the message");
+          return true;
+        });
+        assert.ok(Date.now() - started < 5_000);
+      } finally {
+        await slow.close();
+        silent.close();
+      }
+    });
+
+    test("mintToken returns null for an unknown session", async () => {
+      assert.equal(await store.mintToken("no-such-session"), null);
+    });
+
+    test("accounts keep provider extras and numeric ids become text", async () => {
+      const u = await store.adapter.createUser!({ email: "extras@example.com" } as any);
+      const linked = await store.adapter.linkAccount!({
+        userId: u.id,
+        type: "oauth",
+        provider: "github",
+        providerAccountId: 4242 as unknown as string,
+        refresh_token_expires_in: 604800,
+      } as AdapterAccount);
+      assert.equal(linked!.providerAccountId, "4242");
+      const fetched = await store.adapter.getAccount!("4242", "github");
+      assert.equal(fetched!.refresh_token_expires_in, 604800);
+    });
+  });
+}

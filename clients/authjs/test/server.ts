@@ -98,7 +98,15 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
   const kekSetting: Record<string, string> = cluster ? { AUTHSTORE_KEY_ENCRYPTION_KEY: "test-kek-" + randomUUID() } : {};
   const child = spawn(binaryPath(), ["serve", "--port", "0", "--database", database], {
     cwd: dir,
-    env: { PATH: process.env.PATH ?? "", AUTHSTORE_SECRET: secret, RUST_LOG: "warn,authstore=info", ...kekSetting, ...env },
+    env: {
+      PATH: process.env.PATH ?? "",
+      // Next's types (a dev dependency) make NODE_ENV a required variable.
+      NODE_ENV: "test",
+      AUTHSTORE_SECRET: secret,
+      RUST_LOG: "warn,authstore=info",
+      ...kekSetting,
+      ...env,
+    },
     stdio: ["ignore", "ignore", "pipe"],
   });
   const port = await new Promise<number>((resolve, reject) => {
