@@ -50,8 +50,8 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Print the `convex/auth.config.ts` providers for this issuer
-    ConvexConfig,
+    /// Print `convex/auth.config.ts` for this issuer (one file, ready to save)
+    ConvexConfig(ConvexConfigArgs),
     /// Copy the database to FILE while servers keep running (a consistent
     /// snapshot, mode 0600), and verify the copy. The copy opens only with the
     /// database's key-encryption key: keep that apart from the backup.
@@ -93,6 +93,25 @@ struct ServeArgs {
     /// HTTP worker threads; 0 is one per core [default: 0] [env: AUTHSTORE_WORKERS]
     #[arg(long)]
     workers: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+struct ConvexConfigArgs {
+    /// The issuer Convex will see in tokens [default: the issuer setting] [env: AUTHSTORE_ISSUER]
+    #[arg(long)]
+    issuer: Option<String>,
+    /// `oidc`: Convex fetches the issuer's discovery document and JWKS (the
+    /// issuer must be reachable from Convex's cloud); `custom-jwt`: the keys
+    /// travel inline (a laptop; print it again after a key rotation).
+    /// [default: oidc for a public issuer, custom-jwt for a loopback or private one]
+    #[arg(long, value_enum)]
+    provider: Option<ConvexProvider>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ConvexProvider {
+    Oidc,
+    CustomJwt,
 }
 
 #[derive(Subcommand, Debug)]
@@ -192,6 +211,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
         "database",
         cli.database.as_deref().map(path_value),
     );
+    if let Command::ConvexConfig(args) = &cli.command {
+        set(&mut flags, "issuer", args.issuer.clone().map(Value::String));
+    }
     if let Command::Serve(args) = &cli.command {
         set(&mut flags, "bind", args.bind.clone().map(Value::String));
         set(
@@ -229,7 +251,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Serve(_) => serve(load()?),
         Command::Keys { command } => block_on(keys(load()?, command)),
-        Command::ConvexConfig => block_on(convex_config(load()?)),
+        Command::ConvexConfig(args) => block_on(convex_config(load()?, args)),
         Command::Backup { file } => backup(&load()?, &file),
         Command::Check { json } => block_on(check(load()?, json)),
         Command::Restore { file } => {
@@ -490,44 +512,146 @@ async fn check(config: Config, json: bool) -> Result<(), CliError> {
     }
 }
 
-async fn convex_config(config: Config) -> Result<(), CliError> {
+async fn convex_config(config: Config, args: ConvexConfigArgs) -> Result<(), CliError> {
     let issuer = issuer(&config, true).await?;
     let settings = issuer.settings();
-    let data_url = format!(
-        "data:text/plain;charset=utf-8;base64,{}",
-        STANDARD.encode(issuer.jwks())
-    );
+    let reachable = publicly_reachable(&settings.issuer);
+    let provider = args.provider.unwrap_or(if reachable {
+        ConvexProvider::Oidc
+    } else {
+        ConvexProvider::CustomJwt
+    });
+    if provider == ConvexProvider::Oidc && !reachable {
+        eprintln!(
+            "warning: {} is not reachable from Convex's cloud (loopback or private); Convex \
+             will fail to fetch its discovery document. Use --provider custom-jwt, or set \
+             the issuer to a public URL (--issuer).",
+            settings.issuer
+        );
+    }
+    if provider == ConvexProvider::CustomJwt {
+        eprintln!(
+            "note: the keys are inline; print this again after a key rotation (authstore keys rotate)"
+        );
+    }
     print!(
-        r#"// convex/auth.config.ts, when the Convex deployment can reach {iss}:
-import type {{ AuthConfig }} from "convex/server";
-
-export default {{
-  providers: [
-    {{
-      domain: "{iss}",
-      applicationID: "{aud}",
-    }},
-  ],
-}} satisfies AuthConfig;
-
-// convex/auth.config.ts, when it cannot (a laptop): the keys travel inline.
-// Run this command again after a key rotation.
-import type {{ AuthConfig }} from "convex/server";
-
-export default {{
-  providers: [
-    {{
-      type: "customJwt",
-      issuer: "{iss}",
-      applicationID: "{aud}",
-      algorithm: "RS256",
-      jwks: "{data_url}",
-    }},
-  ],
-}} satisfies AuthConfig;
-"#,
-        iss = settings.issuer,
-        aud = settings.audience,
+        "{}",
+        convex_auth_config(
+            provider,
+            &settings.issuer,
+            &settings.audience,
+            &issuer.jwks()
+        )
     );
     Ok(())
+}
+
+/// `convex/auth.config.ts` for one provider: a whole file.
+fn convex_auth_config(
+    provider: ConvexProvider,
+    issuer: &str,
+    audience: &str,
+    jwks: &str,
+) -> String {
+    let literal = |text: &str| serde_json::Value::String(text.to_owned()).to_string();
+    let provider = match provider {
+        ConvexProvider::Oidc => format!(
+            "    {{\n      // Convex fetches {issuer}/.well-known/openid-configuration.\n      \
+             domain: {},\n      applicationID: {},\n    }},\n",
+            literal(issuer),
+            literal(audience),
+        ),
+        ConvexProvider::CustomJwt => format!(
+            "    {{\n      // The published keys, inline: run `authstore convex-config` again after a rotation.\n      \
+             type: \"customJwt\",\n      issuer: {},\n      applicationID: {},\n      \
+             algorithm: \"RS256\",\n      jwks: {},\n    }},\n",
+            literal(issuer),
+            literal(audience),
+            literal(&format!(
+                "data:text/plain;charset=utf-8;base64,{}",
+                STANDARD.encode(jwks)
+            )),
+        ),
+    };
+    format!(
+        "// convex/auth.config.ts: written by `authstore convex-config`.\n\
+         import type {{ AuthConfig }} from \"convex/server\";\n\n\
+         export default {{\n  providers: [\n{provider}  ],\n}} satisfies AuthConfig;\n"
+    )
+}
+
+/// Whether Convex's cloud could reach `issuer`: not loopback, not a private
+/// or link-local address, not a name that only resolves on a local network.
+fn publicly_reachable(issuer: &str) -> bool {
+    let rest = issuer
+        .strip_prefix("https://")
+        .or_else(|| issuer.strip_prefix("http://"))
+        .unwrap_or(issuer);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    };
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return match ip {
+            std::net::IpAddr::V4(v4) => {
+                !(v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified())
+            }
+            std::net::IpAddr::V6(v6) => {
+                let first = v6.segments().first().copied().unwrap_or(0);
+                !(v6.is_loopback()
+                    || v6.is_unspecified()
+                    || (first & 0xfe00) == 0xfc00 // unique local
+                    || (first & 0xffc0) == 0xfe80) // link local
+            }
+        };
+    }
+    let host = host.to_ascii_lowercase();
+    !(host == "localhost"
+        || host.ends_with(".localhost")
+        || host.ends_with(".local")
+        || host.ends_with(".internal")
+        || host.ends_with(".lan")
+        || !host.contains('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reachable_issuers_are_public_names_and_addresses() {
+        for public in [
+            "https://auth.example.com",
+            "https://8.8.8.8",
+            "https://[2001:db8::1]:8443/x",
+        ] {
+            assert!(publicly_reachable(public), "{public}");
+        }
+        for private in [
+            "http://localhost:7878",
+            "http://127.0.0.1:7878",
+            "http://[::1]:7878",
+            "http://10.0.0.5",
+            "http://192.168.1.10:7878",
+            "http://myhost",
+            "http://auth.internal",
+            "http://printer.local",
+            "http://[fd00::1]",
+        ] {
+            assert!(!publicly_reachable(private), "{private}");
+        }
+    }
+
+    #[test]
+    fn each_provider_is_one_whole_file() {
+        for provider in [ConvexProvider::Oidc, ConvexProvider::CustomJwt] {
+            let file =
+                convex_auth_config(provider, "https://a.example.com", "convex", "{\"keys\":[]}");
+            assert_eq!(file.matches("export default").count(), 1, "{file}");
+            assert_eq!(file.matches("import type").count(), 1, "{file}");
+        }
+    }
 }

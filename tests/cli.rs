@@ -184,21 +184,34 @@ fn keys_list_and_rotate() {
 }
 
 #[test]
-fn convex_config_prints_both_providers() {
+fn convex_config_prints_one_file_for_the_issuer_it_is_given() {
     let dir = initialized();
-    let mut command = authstore(dir.path());
-    command
-        .arg("convex-config")
-        .env("AUTHSTORE_ISSUER", "https://auth.example.com");
-    let output = output(command);
-    assert!(output.status.success());
-    let out = String::from_utf8(output.stdout).unwrap();
+    let convex_config = |args: &[&str]| {
+        let mut command = authstore(dir.path());
+        command.arg("convex-config").args(args);
+        let output = output(command);
+        assert!(output.status.success());
+        (
+            String::from_utf8(output.stdout).unwrap(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    };
+    // A public issuer: the OIDC provider, nothing else.
+    let (out, _) = convex_config(&["--issuer", "https://auth.example.com"]);
+    assert_eq!(out.matches("export default").count(), 1, "{out}");
     assert!(
         out.contains(r#"domain: "https://auth.example.com","#),
         "{out}"
     );
     assert!(out.contains(r#"applicationID: "convex","#), "{out}");
+    assert!(!out.contains("customJwt"), "{out}");
+
+    // The default issuer of a laptop (loopback): the keys inline.
+    let (out, err) = convex_config(&[]);
+    assert_eq!(out.matches("export default").count(), 1, "{out}");
     assert!(out.contains(r#"type: "customJwt","#), "{out}");
+    assert!(out.contains(r#"issuer: "http://127.0.0.1:7878","#), "{out}");
+    assert!(err.contains("again after a key rotation"), "{err}");
     let data = out
         .split("data:text/plain;charset=utf-8;base64,")
         .nth(1)
@@ -212,4 +225,9 @@ fn convex_config_prints_both_providers() {
     )
     .unwrap();
     assert_eq!(jwks["keys"][0]["alg"], "RS256");
+
+    // The OIDC form asked for a loopback issuer: printed, with a warning.
+    let (out, err) = convex_config(&["--provider", "oidc"]);
+    assert!(out.contains(r#"domain: "http://127.0.0.1:7878","#), "{out}");
+    assert!(err.contains("not reachable from Convex's cloud"), "{err}");
 }
