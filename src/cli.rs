@@ -50,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Load another setup's users, accounts and sessions (keeping user ids)
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
     /// Print `convex/auth.config.ts` for this issuer (one file, ready to save)
     ConvexConfig(ConvexConfigArgs),
     /// Copy the database to FILE while servers keep running (a consistent
@@ -93,6 +98,23 @@ struct ServeArgs {
     /// HTTP worker threads; 0 is one per core [default: 0] [env: AUTHSTORE_WORKERS]
     #[arg(long)]
     workers: Option<usize>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ImportSource {
+    /// A Convex snapshot export (`npx convex export --path snapshot.zip`, a
+    /// ZIP or a directory) of the Convex Auth.js adapter guide's tables:
+    /// users, accounts, sessions, verificationTokens, authenticators. User
+    /// ids stay the Convex ids, so tokens keep their `sub`; sessions keep
+    /// working. Rows already imported are left alone: running it again
+    /// changes nothing.
+    Convex {
+        /// The export: a .zip file or a directory
+        export: PathBuf,
+        /// Import even though the database already has users not in the export
+        #[arg(long)]
+        allow_existing_users: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -168,6 +190,8 @@ enum CliError {
     Lease(#[from] crate::files::LeaseError),
     #[error("{0}")]
     Unsupported(&'static str),
+    #[error(transparent)]
+    Import(#[from] crate::convex_import::ImportError),
     #[error("the database failed a check (see above)")]
     Check,
     #[error("{}", .0.log_text())]
@@ -252,6 +276,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(_) => serve(load()?),
         Command::Keys { command } => block_on(keys(load()?, command)),
         Command::ConvexConfig(args) => block_on(convex_config(load()?, args)),
+        Command::Import { source } => block_on(import(load()?, source)),
         Command::Backup { file } => backup(&load()?, &file),
         Command::Check { json } => block_on(check(load()?, json)),
         Command::Restore { file } => {
@@ -510,6 +535,36 @@ async fn check(config: Config, json: bool) -> Result<(), CliError> {
     } else {
         Err(CliError::Check)
     }
+}
+
+async fn import(config: Config, source: ImportSource) -> Result<(), CliError> {
+    let ImportSource::Convex {
+        export,
+        allow_existing_users,
+    } = source;
+    announce_database(&config);
+    let tables = crate::convex_import::read_export(&export)?;
+    let store = open_store(&config, true).await?;
+    let report =
+        crate::convex_import::import(store.as_ref(), &tables, allow_existing_users).await?;
+    let mut rows = 0;
+    for (table, counted) in &report.tables {
+        rows += counted.imported + counted.present;
+        println!(
+            "{table:<20} {:>8} imported, {:>8} already there",
+            counted.imported, counted.present
+        );
+    }
+    if !report.ignored.is_empty() {
+        println!("not auth tables, left alone: {}", report.ignored.join(", "));
+    }
+    let secs = report.took.as_secs_f64().max(0.001);
+    println!(
+        "{rows} rows in {:.1} s ({:.0} rows/s)",
+        secs,
+        rows as f64 / secs
+    );
+    Ok(())
 }
 
 async fn convex_config(config: Config, args: ConvexConfigArgs) -> Result<(), CliError> {

@@ -22,6 +22,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod convex_import;
 pub mod error;
 pub mod files;
 pub mod http;

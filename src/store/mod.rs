@@ -159,6 +159,8 @@ pub trait Maintenance: Send + Sync + 'static {
     async fn purge_expired(&self, now: Timestamp, batch: usize) -> Result<Purged>;
     /// Answers when the database does.
     async fn ping(&self) -> Result<()>;
+    /// How many users the database holds (operator tools: imports, the console).
+    async fn count_users(&self) -> Result<u64>;
 }
 
 /// The issuer's signing keys.

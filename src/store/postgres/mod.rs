@@ -739,6 +739,17 @@ impl Maintenance for PostgresStore {
         })
         .await
     }
+
+    async fn count_users(&self) -> Result<u64> {
+        self.with(|client, _| async move {
+            let count: i64 = client
+                .query_one("SELECT count(*) FROM users", &[])
+                .await?
+                .try_get(0)?;
+            Ok(u64::try_from(count).unwrap_or_default())
+        })
+        .await
+    }
 }
 
 #[async_trait]

@@ -920,6 +920,10 @@ impl Maintenance for SqliteStore {
         }
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
     }
+
+    async fn count_users(&self) -> Result<u64> {
+        self.read(|conn| conn.query_row("SELECT count(*) FROM users", [], |row| row.get(0)))
+    }
 }
 
 #[async_trait]
