@@ -98,6 +98,20 @@ struct ServeArgs {
     /// HTTP worker threads; 0 is one per core [default: 0] [env: AUTHSTORE_WORKERS]
     #[arg(long)]
     workers: Option<usize>,
+    /// A throwaway server for a test or a laptop: a new database in a new
+    /// temp directory (removed at exit), a random secret, a free port; when
+    /// ready it prints one JSON line on stdout ({"url", "secret", "issuer",
+    /// "jwks_uri", "pid"}) and it exits when its stdin closes
+    #[arg(long)]
+    ephemeral: bool,
+    /// Adopt this PEM RSA key as the first signing key instead of generating
+    /// one [env: AUTHSTORE_SIGNING_KEY_FILE]
+    #[arg(long, value_name = "FILE")]
+    signing_key: Option<PathBuf>,
+    /// Load users, accounts, sessions, verificationTokens and authenticators
+    /// from this JSON file through the adapter methods before serving
+    #[arg(long, value_name = "FILE")]
+    seed: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -192,6 +206,8 @@ enum CliError {
     Unsupported(&'static str),
     #[error(transparent)]
     Import(#[from] crate::convex_import::ImportError),
+    #[error(transparent)]
+    Seed(#[from] crate::seed::SeedError),
     #[error("the database failed a check (see above)")]
     Check,
     #[error("{}", .0.log_text())]
@@ -256,6 +272,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             "workers",
             args.workers.map(|w| Value::Integer(w as i64)),
         );
+        set(
+            &mut flags,
+            "signing_key_file",
+            args.signing_key.as_deref().map(path_value),
+        );
     }
     let default_file = Path::new("config.toml");
     let file = cli
@@ -273,7 +294,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}", Secret::generate()?.expose());
             Ok(())
         }
-        Command::Serve(_) => serve(load()?),
+        Command::Serve(args) => match args.ephemeral {
+            false => serve(load()?, args.seed.as_deref()),
+            true => ephemeral(load()?, args.port, args.seed.as_deref()),
+        },
         Command::Keys { command } => block_on(keys(load()?, command)),
         Command::ConvexConfig(args) => block_on(convex_config(load()?, args)),
         Command::Import { source } => block_on(import(load()?, source)),
@@ -313,17 +337,48 @@ fn block_on<F: std::future::Future<Output = Result<(), CliError>>>(
     actix_web::rt::System::new().block_on(work)
 }
 
-fn serve(config: Config) -> Result<(), CliError> {
+fn serve(config: Config, seed: Option<&Path>) -> Result<(), CliError> {
+    run_server(config, seed, None)
+}
+
+/// Called once the server serves (the ephemeral server's ready line).
+type OnReady = Box<dyn FnOnce(&Application) + Send>;
+
+/// Runs the server until SIGINT or SIGTERM (or, with `ready`, until stdin
+/// closes), after loading `seed`. `ready` is called once it serves.
+fn run_server(
+    config: Config,
+    seed: Option<&Path>,
+    ready: Option<OnReady>,
+) -> Result<(), CliError> {
     let addr = format!("{}:{}", config.bind, config.port);
     let listener = TcpListener::bind(&addr).map_err(|source| CliError::Bind { addr, source })?;
+    let seed = seed.map(Path::to_owned);
     block_on(async move {
         // Installed before the ready line is logged: a harness that stops the
         // server right after it started must not kill it mid-write.
         let stop = ShutdownSignals::install()?;
         let app = Application::build(config, listener).await?;
+        if let Some(seed) = &seed {
+            let loaded = crate::seed::load(app.store(), seed).await?;
+            log::info!("seeded {loaded} items from {}", seed.display());
+        }
         let handle = app.handle();
+        let stdin_closed = match ready {
+            None => None,
+            Some(ready) => {
+                ready(&app);
+                Some(stdin_closes())
+            }
+        };
         actix_web::rt::spawn(async move {
-            stop.received().await;
+            match stdin_closed {
+                None => stop.received().await,
+                Some(closed) => tokio::select! {
+                    _ = stop.received() => {}
+                    _ = closed => log::info!("stdin closed"),
+                },
+            }
             log::info!("shutting down: finishing requests in flight");
             handle.stop(true).await;
         });
@@ -331,6 +386,84 @@ fn serve(config: Config) -> Result<(), CliError> {
         log::info!("stopped");
         Ok(())
     })
+}
+
+/// Resolves when standard input reaches its end: the parent that started an
+/// ephemeral server has exited or let go of it.
+fn stdin_closes() -> tokio::sync::oneshot::Receiver<()> {
+    let (closed, receiver) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buffer = [0u8; 256];
+        let mut stdin = std::io::stdin();
+        while matches!(stdin.read(&mut buffer), Ok(n) if n > 0) {}
+        let _ = closed.send(());
+    });
+    receiver
+}
+
+/// `serve --ephemeral`: a server of its own in a new temp directory, gone at exit.
+fn ephemeral(mut config: Config, port: Option<u16>, seed: Option<&Path>) -> Result<(), CliError> {
+    let dir = EphemeralDir::create()?;
+    config.database = dir.0.join("authstore.db");
+    config.port = port.unwrap_or(0);
+    if config.secret.is_none() && config.secret_file.is_none() {
+        config.secret = Some(Secret::generate()?);
+    }
+    let secret = match (&config.secret, &config.secret_file) {
+        (Some(secret), _) => secret.expose().to_owned(),
+        (None, Some(path)) => crate::secret::read_file(path)?.expose().to_owned(),
+        (None, None) => String::new(),
+    };
+    let ready = Box::new(move |app: &Application| {
+        let settings = app.issuer().settings();
+        let line = serde_json::json!({
+            "url": format!("http://127.0.0.1:{}", app.port()),
+            "secret": secret,
+            "issuer": settings.issuer,
+            "jwks_uri": settings.jwks_uri(),
+            "pid": std::process::id(),
+        });
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{line}");
+        let _ = stdout.flush();
+    });
+    run_server(config, seed, Some(ready))
+    // `dir` is removed here, after the server let go of the database.
+}
+
+/// A new private temp directory, removed (with everything in it) when dropped.
+struct EphemeralDir(PathBuf);
+
+impl EphemeralDir {
+    fn create() -> std::io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        let random: [u8; 8] = {
+            let mut bytes = [0u8; 8];
+            openssl::rand::rand_bytes(&mut bytes).map_err(std::io::Error::other)?;
+            bytes
+        };
+        let name = format!(
+            "authstore-ephemeral-{}-{}",
+            std::process::id(),
+            random
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let dir = std::env::temp_dir().join(name);
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        Ok(EphemeralDir(dir))
+    }
+}
+
+impl Drop for EphemeralDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            log::warn!("cannot remove {}: {e}", self.0.display());
+        }
+    }
 }
 
 /// SIGINT and SIGTERM, listened for from the moment they are installed.

@@ -34,6 +34,7 @@ pub mod logging;
 pub mod model;
 pub mod operations;
 pub mod secret;
+pub mod seed;
 pub mod store;
 pub mod timestamp;
 
@@ -65,6 +66,11 @@ pub enum StartupError {
     Lease(#[from] files::LeaseError),
     #[error("cannot load the signing keys: {}", .0.log_text())]
     Keys(error::Error),
+    #[error("signing_key_file {path}: {reason}")]
+    SigningKey {
+        path: std::path::PathBuf,
+        reason: String,
+    },
     #[error("cannot start the HTTP server: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -181,8 +187,45 @@ pub fn issuer_url(config: &Config, port: u16) -> String {
     format!("http://{host}:{port}")
 }
 
+/// Starts the issuer on a database whose first signing key is the one in
+/// `path` (when it has no key yet), instead of generating one.
+async fn start_with_key(
+    settings: IssuerSettings,
+    keys: Arc<dyn KeyStore>,
+    clock: Arc<dyn Clock>,
+    path: &std::path::Path,
+) -> Result<Issuer, StartupError> {
+    let key_error = |reason: String| StartupError::SigningKey {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| key_error(e.to_string()))?;
+    let material =
+        issuer::keys::KeyMaterial::from_pem(&pem).map_err(|e| key_error(e.to_string()))?;
+    let issuer = Issuer::open(settings, keys, clock)
+        .await
+        .map_err(StartupError::Keys)?;
+    if issuer
+        .describe_keys()
+        .await
+        .map_err(StartupError::Keys)?
+        .is_empty()
+    {
+        // Another process may adopt it at the same moment: one of the two
+        // swaps applies, the other finds the key in the set.
+        match issuer.import(material).await {
+            Ok(_) => log::info!("signing key from {}", path.display()),
+            Err(error::Error::Conflict(_)) => {}
+            Err(e) => return Err(StartupError::Keys(e)),
+        }
+    }
+    issuer.maintain().await.map_err(StartupError::Keys)?;
+    Ok(issuer)
+}
+
 pub struct Application {
     port: u16,
+    store: Arc<dyn Store>,
     issuer: Arc<Issuer>,
     server: Server,
     /// A SQLite database's claim (`authstore restore` waits for none).
@@ -235,11 +278,13 @@ impl Application {
         let port = bound.port();
         let settings = IssuerSettings::from_config(&config, issuer_url(&config, port));
         log::info!("issuer {}", settings.issuer);
-        let issuer = Arc::new(
-            Issuer::start(settings, store.clone() as Arc<dyn KeyStore>, clock.clone())
+        let keys = store.clone() as Arc<dyn KeyStore>;
+        let issuer = Arc::new(match &config.signing_key_file {
+            None => Issuer::start(settings, keys, clock.clone())
                 .await
                 .map_err(StartupError::Keys)?,
-        );
+            Some(path) => start_with_key(settings, keys, clock.clone(), path).await?,
+        });
 
         let state = web::Data::new(http::AppState {
             store: store.clone(),
@@ -281,6 +326,7 @@ impl Application {
         .listen(listener)?
         .run();
 
+        let store_handle = store.clone();
         jobs::spawn_purge(
             store as Arc<dyn Maintenance>,
             clock,
@@ -296,6 +342,7 @@ impl Application {
         log::info!("listening on http://{bound}");
         Ok(Application {
             port,
+            store: store_handle,
             issuer,
             server,
             _lease: lease,
@@ -309,6 +356,11 @@ impl Application {
 
     pub fn issuer(&self) -> &Arc<Issuer> {
         &self.issuer
+    }
+
+    /// The store the server serves (for seeding fixtures before traffic).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// A handle to stop the server gracefully.

@@ -117,7 +117,16 @@ fn unknown_method(method: &str) -> Error {
 }
 
 async fn dispatch(state: &AppState, method: &str, body: &[u8]) -> Result<HttpResponse> {
-    let store = &state.store;
+    call_method(&state.store, method, body).await
+}
+
+/// Runs adapter `method` with `body` (its JSON arguments) on `store`, exactly
+/// as `POST /api/adapter/{method}` does: fixtures load through this too.
+pub async fn call_method(
+    store: &std::sync::Arc<dyn crate::store::Store>,
+    method: &str,
+    body: &[u8],
+) -> Result<HttpResponse> {
     match method {
         "createUser" => {
             let UserArg { user } = body::parse::<UserArg<NewUser>>(body)?;

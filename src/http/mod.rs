@@ -11,6 +11,7 @@
 
 mod adapter;
 
+pub use adapter::call_method;
 /// The adapter methods, each routed at `POST /api/adapter/{method}`.
 pub use adapter::METHODS as ADAPTER_METHODS;
 mod body;
