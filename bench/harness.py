@@ -527,12 +527,35 @@ def main():
         row("  peak RSS of the server under that load", f"{rss:.1f} MiB", "", "< 100 MiB", rss < 100)
         row("  serve ready (spawn to first /readyz 200)", f"{ready_ms:.0f} ms", "", "< 200 ms", ready_ms < 200)
 
+        # 6b. Ephemeral servers, as test suites start them.
+        key = os.path.join(ROOT, "tests", "fixtures", "v1-imported-key.pem")
+        with_key = statistics.median(ephemeral_ready_ms(args.binary, key) for _ in range(5))
+        generating = statistics.median(ephemeral_ready_ms(args.binary) for _ in range(5))
+        row("serve --ephemeral ready, --signing-key (spawn to JSON line)", f"{with_key:.0f} ms", "", "< 100 ms",
+            with_key < 100)
+        row("serve --ephemeral ready, generating its key", f"{generating:.0f} ms", "", "< 1 s", generating < 1000)
+
         postgres_backend(args.binary, pg, users, sessions, runs, seconds, gsu, row)
     finally:
         pg.stop()
 
     report(rows, quick, pg_version=pg.version(), users=users, sessions=sessions, runs=runs, seconds=seconds,
            binary=args.binary)
+
+
+def ephemeral_ready_ms(binary, signing_key=None):
+    """Milliseconds from spawning `serve --ephemeral` to its JSON ready line."""
+    command = [binary, "serve", "--ephemeral"] + (["--signing-key", signing_key] if signing_key else [])
+    started = time.perf_counter()
+    proc = subprocess.Popen(pinned(SERVER_CORE, command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env={"PATH": os.environ["PATH"]})
+    line = proc.stdout.readline()
+    took = (time.perf_counter() - started) * 1000
+    ready = json.loads(line)
+    assert ready["url"].startswith("http://127.0.0.1:"), ready
+    proc.stdin.close()  # the server stops and removes its directory
+    proc.wait(timeout=15)
+    return took
 
 
 def postgres_backend(binary, pg, users, sessions, runs, seconds, sqlite_gsu, row):
