@@ -346,11 +346,7 @@ type OnReady = Box<dyn FnOnce(&Application) + Send>;
 
 /// Runs the server until SIGINT or SIGTERM (or, with `ready`, until stdin
 /// closes), after loading `seed`. `ready` is called once it serves.
-fn run_server(
-    config: Config,
-    seed: Option<&Path>,
-    ready: Option<OnReady>,
-) -> Result<(), CliError> {
+fn run_server(config: Config, seed: Option<&Path>, ready: Option<OnReady>) -> Result<(), CliError> {
     let addr = format!("{}:{}", config.bind, config.port);
     let listener = TcpListener::bind(&addr).map_err(|source| CliError::Bind { addr, source })?;
     let seed = seed.map(Path::to_owned);
