@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresOptions {
     /// libpq's URL form; its password never reaches a log or an error.
     pub url: String,
@@ -43,6 +43,19 @@ pub struct PostgresOptions {
     pub ca_file: Option<PathBuf>,
     /// Threads of the runtime that drives the connections.
     pub threads: usize,
+}
+
+impl std::fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("url", &crate::config::redact_password(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("ca_file", &self.ca_file)
+            .field("threads", &self.threads)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
