@@ -36,6 +36,8 @@ pub mod operations;
 pub mod secret;
 pub mod seed;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod timestamp;
 
 pub use config::Config;

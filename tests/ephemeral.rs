@@ -207,3 +207,19 @@ fn a_seed_file_loads_through_the_adapter_methods() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_rust_testing_module_serves_and_removes_its_database() {
+    let server = authstore::testing::TestServer::start().unwrap();
+    let ready = json!({ "url": server.url(), "secret": server.secret() });
+    let (status, user) = post(
+        &ready,
+        "/api/adapter/createUser",
+        json!({ "user": { "email": "rust@example.com" } }),
+    );
+    assert_eq!(status, 200, "{user}");
+    let dir = server.config().database.parent().unwrap().to_owned();
+    assert!(dir.exists());
+    drop(server);
+    assert!(!dir.exists(), "its temp directory is gone");
+}

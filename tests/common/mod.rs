@@ -1,15 +1,13 @@
 //! Starts the real app on a temp database and a free port, one per test.
 #![allow(dead_code)]
 
-use actix_web::dev::ServerHandle;
 use authstore::clock::{Clock, SystemClock};
 use authstore::issuer::Issuer;
-use authstore::{Application, Config};
+use authstore::testing::TestServer;
+use authstore::Config;
 use serde_json::Value;
-use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use tempfile::TempDir;
 
 pub const SECRET: &str = "test-secret-0123456789abcdef";
@@ -61,8 +59,7 @@ pub struct TestApp {
     pub dir: Arc<TempDir>,
     pub config: Config,
     pub issuer: Arc<Issuer>,
-    handle: ServerHandle,
-    thread: Option<JoinHandle<()>>,
+    server: Option<TestServer>,
 }
 
 /// A configuration on a new database: `authstore.db` in `dir`, or a new
@@ -94,34 +91,18 @@ impl TestApp {
         Self::start(dir, config, Arc::new(SystemClock))
     }
 
-    /// Starts a server on an existing directory and configuration (a restart).
+    /// Starts a server on an existing directory and configuration (a restart),
+    /// through `authstore::testing` (what other projects' tests use).
     pub fn start(dir: Arc<TempDir>, config: Config, clock: Arc<dyn Clock>) -> Self {
-        let (ready, started) = mpsc::channel();
-        let app_config = config.clone();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-                let app = Application::build_with_clock(app_config, listener, clock)
-                    .await
-                    .unwrap();
-                ready
-                    .send((app.port(), app.handle(), app.issuer().clone()))
-                    .unwrap();
-                app.run_until_stopped().await.unwrap();
-            })
-        });
-        // A start that hangs fails the test instead of the whole run.
-        let (port, handle, issuer) = started
-            .recv_timeout(std::time::Duration::from_secs(60))
-            .expect("the server failed to start within 60 s");
+        let server = TestServer::start_on(config.clone(), clock)
+            .unwrap_or_else(|e| panic!("the server failed to start: {e}"));
         TestApp {
-            base: format!("http://127.0.0.1:{port}"),
-            port,
+            base: server.url().to_owned(),
+            port: server.port(),
             dir,
             config,
-            issuer,
-            handle,
-            thread: Some(thread),
+            issuer: server.issuer().clone(),
+            server: Some(server),
         }
     }
 
@@ -181,21 +162,10 @@ impl TestApp {
 
     /// Stops the server and waits until it has let go of the database.
     pub fn stop(mut self) -> (Arc<TempDir>, Config) {
-        self.shutdown();
-        (self.dir.clone(), self.config.clone())
-    }
-
-    fn shutdown(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            actix_web::rt::System::new().block_on(self.handle.stop(true));
-            let _ = thread.join();
+        if let Some(server) = self.server.take() {
+            server.stop();
         }
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.shutdown();
+        (self.dir.clone(), self.config.clone())
     }
 }
 
