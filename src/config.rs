@@ -301,7 +301,9 @@ impl Config {
                 continue;
             };
             let key = key.to_ascii_lowercase();
-            if key == "config" {
+            // AUTHSTORE_CONFIG is read before the layers; the others belong
+            // to authstore's clients and test helpers sharing the environment.
+            if matches!(key.as_str(), "config" | "bin" | "url") {
                 continue;
             }
             let (section, setting) = split_section(&key);
@@ -779,10 +781,16 @@ mod tests {
             err.to_string().contains("AUTHSTORE_POSTGRES_POOL_SIZE"),
             "{err}"
         );
-        // The client's variable in a shared .env: not ours, not fatal.
+        // The client's and the test helpers' variables in a shared
+        // environment: not ours, not fatal (AUTHSTORE_BIN is one edit from
+        // AUTHSTORE_BIND).
         let config = Config::load(
             None,
-            env(&[("AUTHSTORE_URL", "http://127.0.0.1:7878")]),
+            env(&[
+                ("AUTHSTORE_URL", "http://127.0.0.1:7878"),
+                ("AUTHSTORE_BIN", "/usr/local/bin/authstore"),
+                ("AUTHSTORE_SOMETHING_ELSE", "1"),
+            ]),
             Table::new(),
         )
         .unwrap();
