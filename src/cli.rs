@@ -92,6 +92,10 @@ struct ServeArgs {
     /// [default: http://<bind>:<port>] [env: AUTHSTORE_ISSUER]
     #[arg(long)]
     issuer: Option<String>,
+    /// Serve Prometheus metrics (`GET /metrics`) on this host:port, apart from
+    /// the adapter's port [default: off] [env: AUTHSTORE_METRICS_BIND]
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_bind: Option<String>,
     /// Read the shared secret from this file [env: AUTHSTORE_SECRET_FILE]
     #[arg(long, value_name = "FILE")]
     secret_file: Option<PathBuf>,
@@ -262,6 +266,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             args.port.map(|p| Value::Integer(p.into())),
         );
         set(&mut flags, "issuer", args.issuer.clone().map(Value::String));
+        set(
+            &mut flags,
+            "metrics_bind",
+            args.metrics_bind.clone().map(Value::String),
+        );
         set(
             &mut flags,
             "secret_file",

@@ -51,6 +51,8 @@ pub struct Config {
     pub purge_batch: usize,
     /// The public URL of this issuer; defaults to `http://<bind>:<port>`.
     pub issuer: Option<String>,
+    /// `host:port` of the Prometheus listener (`GET /metrics`); off when unset.
+    pub metrics_bind: Option<String>,
     pub audience: String,
     pub token_lifetime_secs: u64,
     pub jwks_max_age_secs: u64,
@@ -90,6 +92,7 @@ impl std::fmt::Debug for Config {
             .field("purge_interval_secs", &self.purge_interval_secs)
             .field("purge_batch", &self.purge_batch)
             .field("issuer", &self.issuer)
+            .field("metrics_bind", &self.metrics_bind)
             .field("audience", &self.audience)
             .field("token_lifetime_secs", &self.token_lifetime_secs)
             .field("jwks_max_age_secs", &self.jwks_max_age_secs)
@@ -185,12 +188,13 @@ const SECTIONS: [&str; 2] = ["sqlite", "postgres"];
 
 /// Optional text settings: absent from the defaults' table, so listed here
 /// (section settings as `section.name`).
-const OPTIONAL_TEXT: [&str; 8] = [
+const OPTIONAL_TEXT: [&str; 9] = [
     "signing_key_file",
     "secret",
     "secret_file",
     "previous_secrets_until",
     "issuer",
+    "metrics_bind",
     "key_encryption_key",
     "key_encryption_key_file",
     "postgres.ca_file",
@@ -226,6 +230,7 @@ impl Default for Config {
             purge_interval_secs: 300,
             purge_batch: 1000,
             issuer: None,
+            metrics_bind: None,
             audience: "convex".into(),
             token_lifetime_secs: 3600,
             jwks_max_age_secs: 300,
@@ -301,9 +306,9 @@ impl Config {
                 continue;
             };
             let key = key.to_ascii_lowercase();
-            // AUTHSTORE_CONFIG is read before the layers; the others belong
-            // to authstore's clients and test helpers sharing the environment.
-            if matches!(key.as_str(), "config" | "bin" | "url") {
+            // AUTHSTORE_CONFIG is read before the layers; AUTHSTORE_BIN names
+            // the binary for the test helpers (one edit from AUTHSTORE_BIND).
+            if matches!(key.as_str(), "config" | "bin") {
                 continue;
             }
             let (section, setting) = split_section(&key);
@@ -352,6 +357,14 @@ impl Config {
         }
         if self.audience.is_empty() {
             return invalid("audience must not be empty");
+        }
+        if let Some(bind) = &self.metrics_bind {
+            let port = bind.rsplit_once(':').map(|(_, port)| port.parse::<u16>());
+            if !matches!(port, Some(Ok(_))) {
+                return Err(ConfigError::Invalid(format!(
+                    "metrics_bind {bind:?} must be host:port, e.g. 127.0.0.1:9187"
+                )));
+            }
         }
         within("token_lifetime_secs", self.token_lifetime_secs, 1, DAY)?;
         within("jwks_max_age_secs", self.jwks_max_age_secs, 0, DAY)?;
@@ -761,6 +774,21 @@ mod tests {
             vec![ProfileClaim::Email, ProfileClaim::Name]
         );
         assert_eq!(config.token_lifetime_secs, 3600);
+    }
+
+    #[test]
+    fn metrics_bind_is_host_and_port() {
+        for good in ["127.0.0.1:9187", "localhost:0", "[::1]:9187"] {
+            let config =
+                Config::load(None, env(&[("AUTHSTORE_METRICS_BIND", good)]), Table::new()).unwrap();
+            assert_eq!(config.metrics_bind.as_deref(), Some(good));
+        }
+        for bad in ["127.0.0.1", "127.0.0.1:http", ":99999"] {
+            let err = Config::load(None, env(&[("AUTHSTORE_METRICS_BIND", bad)]), Table::new())
+                .unwrap_err();
+            assert!(err.to_string().contains("must be host:port"), "{err}");
+        }
+        assert_eq!(Config::default().metrics_bind, None);
     }
 
     #[test]

@@ -42,6 +42,11 @@ pub fn spawn_purge(
                     }
                 }
             }
+            if let Some(m) = crate::metrics::get() {
+                m.purged_sessions.inc_by(total.sessions as u64);
+                m.purged_verification_tokens
+                    .inc_by(total.verification_tokens as u64);
+            }
             if total != Purged::default() {
                 log::info!(
                     "purge removed {} expired sessions and {} expired verification tokens",

@@ -31,6 +31,7 @@ mod jobs;
 pub mod kek;
 pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod operations;
 pub mod secret;
@@ -230,11 +231,20 @@ pub struct Application {
     store: Arc<dyn Store>,
     issuer: Arc<Issuer>,
     server: Server,
+    /// The Prometheus listener (`metrics_bind`).
+    metrics_server: Option<MetricsServer>,
     /// A SQLite database's claim (`authstore restore` waits for none).
     _lease: Option<files::Lease>,
     /// Alive while any HTTP worker still holds the handlers' state (and with
     /// it the store): stopped means gone.
     serving: std::sync::Weak<http::AppState>,
+}
+
+/// The `GET /metrics` server on its own listener, running on its own task.
+struct MetricsServer {
+    handle: actix_web::dev::ServerHandle,
+    running: actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+    address: std::net::SocketAddr,
 }
 
 /// How long a stopped server waits for its workers to let go of the store.
@@ -300,6 +310,18 @@ impl Application {
             body_timeout: Duration::from_secs(config.body_timeout_secs),
         });
         let serving = Arc::downgrade(&state.clone().into_inner());
+        // Bound before the main listener serves: a bad address fails the start.
+        let metrics_listener = match &config.metrics_bind {
+            Some(bind) => Some(TcpListener::bind(bind.as_str()).map_err(|e| {
+                StartupError::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("binding metrics_bind {bind}: {e}"),
+                ))
+            })?),
+            None => None,
+        };
+        let metrics_on = metrics_listener.is_some();
+        let metrics_state = state.clone();
         let workers = workers(&config);
         let open_files = limits::raise_open_files();
         let max_connections = limits::max_connections(config.max_connections, open_files);
@@ -308,6 +330,10 @@ impl Application {
         );
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::Condition::new(
+                    metrics_on,
+                    actix_web::middleware::from_fn(http::metrics::record),
+                ))
                 .wrap(actix_web::middleware::from_fn(http::request_id::tag))
                 .wrap(
                     // Method, path (never the query), status, duration and
@@ -317,6 +343,11 @@ impl Application {
                 )
                 .app_data(state.clone())
                 .configure(http::routes)
+        })
+        .on_connect(move |_, extensions| {
+            if metrics_on {
+                extensions.insert(metrics::OpenConnection::open());
+            }
         })
         .workers(workers)
         // actix counts connections per worker.
@@ -340,6 +371,23 @@ impl Application {
             Duration::from_secs(config.key_check_interval_secs),
         );
 
+        let metrics_server = match metrics_listener {
+            Some(listener) => {
+                let address = listener.local_addr()?;
+                let server = http::metrics::serve(listener, metrics_state)?;
+                let handle = server.handle();
+                // A server runs once polled: the metrics one on its own task.
+                let running = actix_web::rt::spawn(server);
+                log::info!("metrics on http://{address}/metrics");
+                Some(MetricsServer {
+                    handle,
+                    running,
+                    address,
+                })
+            }
+            None => None,
+        };
+
         // The address really bound; test harnesses parse this line.
         log::info!("listening on http://{bound}");
         Ok(Application {
@@ -347,6 +395,7 @@ impl Application {
             store: store_handle,
             issuer,
             server,
+            metrics_server,
             _lease: lease,
             serving,
         })
@@ -354,6 +403,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Where `GET /metrics` is served, when `metrics_bind` is set.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_server.as_ref().map(|m| m.address)
     }
 
     pub fn issuer(&self) -> &Arc<Issuer> {
@@ -376,6 +430,13 @@ impl Application {
     /// issuer) keep the store open.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await?;
+        if let Some(metrics) = self.metrics_server {
+            metrics.handle.stop(true).await;
+            match metrics.running.await {
+                Ok(result) => result?,
+                Err(e) => log::warn!("the metrics server ended badly: {e}"),
+            }
+        }
         let deadline = std::time::Instant::now() + RELEASE_DEADLINE;
         while self.serving.strong_count() > 0 {
             if std::time::Instant::now() > deadline {

@@ -30,6 +30,7 @@ const START_DEADLINE: Duration = Duration::from_secs(60);
 pub struct TestServer {
     url: String,
     port: u16,
+    metrics_url: Option<String>,
     secret: String,
     issuer: Arc<Issuer>,
     config: Config,
@@ -82,7 +83,12 @@ impl TestServer {
                         let _ = ready.send(Err(e.to_string()));
                     }
                     Ok(app) => {
-                        let _ = ready.send(Ok((app.port(), app.handle(), app.issuer().clone())));
+                        let _ = ready.send(Ok((
+                            app.port(),
+                            app.metrics_address(),
+                            app.handle(),
+                            app.issuer().clone(),
+                        )));
                         if let Err(e) = app.run_until_stopped().await {
                             log::error!("the test server stopped with an error: {e}");
                         }
@@ -90,7 +96,7 @@ impl TestServer {
                 }
             })
         });
-        let (port, handle, issuer) = started
+        let (port, metrics, handle, issuer) = started
             .recv_timeout(START_DEADLINE)
             .map_err(|_| format!("the server did not start within {START_DEADLINE:?}"))??;
         let secret = config
@@ -101,6 +107,7 @@ impl TestServer {
         Ok(TestServer {
             url: format!("http://127.0.0.1:{port}"),
             port,
+            metrics_url: metrics.map(|address| format!("http://{address}/metrics")),
             secret,
             issuer,
             config,
@@ -117,6 +124,11 @@ impl TestServer {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `http://ADDRESS/metrics`, when the configuration sets `metrics_bind`.
+    pub fn metrics_url(&self) -> Option<&str> {
+        self.metrics_url.as_deref()
     }
 
     /// The shared secret clients send as `Authorization: Bearer ...`.

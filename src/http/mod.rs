@@ -8,6 +8,7 @@
 //! | `GET /.well-known/jwks.json`            | `discovery` | no     |
 //! | `GET /healthz`, `GET /readyz`           | `health`    | no     |
 //! | `GET /openapi.json`                     | `openapi`   | no     |
+//! | `GET /metrics` (own listener)           | `metrics`   | no     |
 
 mod adapter;
 
@@ -17,6 +18,7 @@ pub use adapter::METHODS as ADAPTER_METHODS;
 mod body;
 mod discovery;
 mod health;
+pub mod metrics;
 mod openapi;
 pub mod request_id;
 mod store_errors;

@@ -342,8 +342,12 @@ impl Issuer {
             claims: serde_json::to_string(&claims).map_err(Error::internal)?,
         };
         let session = openssl::sha::sha256(found.session.session_token.as_bytes());
+        let metrics = crate::metrics::get();
         if !fresh {
             if let Some(cached) = self.cache.get(&session, iat, session_ends, &identity) {
+                if let Some(m) = metrics {
+                    m.tokens_reused.inc();
+                }
                 return Ok(MintedToken {
                     token: cached.token,
                     expires_at: Timestamp::from_millis(cached.exp * 1000),
@@ -351,7 +355,12 @@ impl Issuer {
             }
         }
         (claims.iat, claims.exp) = (iat, exp);
+        let signing = std::time::Instant::now();
         let token = key.sign(&claims)?;
+        if let Some(m) = metrics {
+            m.signing_seconds.observe(signing.elapsed().as_secs_f64());
+            m.tokens_fresh.inc();
+        }
         self.cache.put(
             session,
             Cached {
@@ -366,6 +375,11 @@ impl Issuer {
             token,
             expires_at: Timestamp::from_millis(exp * 1000),
         })
+    }
+
+    /// The issuer's clock's time.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// Every key with its state, for `authstore keys list`.

@@ -103,6 +103,15 @@ pub struct Purged {
     pub verification_tokens: usize,
 }
 
+/// How much room the database takes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StorageBytes {
+    /// The database file, or PostgreSQL's database.
+    pub database: u64,
+    /// SQLite's write-ahead log (PostgreSQL's WAL is the server's, not ours).
+    pub wal: Option<u64>,
+}
+
 /// The Auth.js `Adapter` interface, one method each.
 #[async_trait]
 pub trait AdapterStore: Send + Sync + 'static {
@@ -161,6 +170,8 @@ pub trait Maintenance: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
     /// How many users the database holds (operator tools: imports, the console).
     async fn count_users(&self) -> Result<u64>;
+    /// The database's size on disk (metrics, the console).
+    async fn storage_bytes(&self) -> Result<StorageBytes>;
 }
 
 /// The issuer's signing keys.

@@ -59,6 +59,8 @@ pub struct TestApp {
     pub dir: Arc<TempDir>,
     pub config: Config,
     pub issuer: Arc<Issuer>,
+    /// `http://ADDRESS/metrics` when `metrics_bind` is set.
+    pub metrics_url: Option<String>,
     server: Option<TestServer>,
 }
 
@@ -102,6 +104,7 @@ impl TestApp {
             dir,
             config,
             issuer: server.issuer().clone(),
+            metrics_url: server.metrics_url().map(str::to_owned),
             server: Some(server),
         }
     }

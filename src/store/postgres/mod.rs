@@ -15,7 +15,7 @@ use self::rows::{write_error, ACCOUNT_COLUMNS, AUTHENTICATOR_COLUMNS, USER_COLUM
 use super::sealing::{self, TokenField};
 use super::{
     AdapterStore, Duplicate, Entity, KeyChanges, KeyRecord, KeySet, KeyStore, Maintenance, Purged,
-    Result, Saved, StoreError,
+    Result, Saved, StorageBytes, StoreError,
 };
 use crate::kek::Kek;
 use crate::model::{
@@ -760,6 +760,20 @@ impl Maintenance for PostgresStore {
                 .await?
                 .try_get(0)?;
             Ok(u64::try_from(count).unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn storage_bytes(&self) -> Result<StorageBytes> {
+        self.with(|client, _| async move {
+            let bytes: i64 = client
+                .query_one("SELECT pg_database_size(current_database())", &[])
+                .await?
+                .try_get(0)?;
+            Ok(StorageBytes {
+                database: u64::try_from(bytes).unwrap_or_default(),
+                wal: None,
+            })
         })
         .await
     }

@@ -17,7 +17,7 @@ use self::writer::Writer;
 use super::sealing::{self, TokenField};
 use super::{
     AdapterStore, Duplicate, Entity, KeyChanges, KeyRecord, KeySet, KeyStore, Maintenance, Purged,
-    Saved,
+    Saved, StorageBytes,
 };
 use crate::config::Durability;
 use crate::kek::Kek;
@@ -923,6 +923,20 @@ impl Maintenance for SqliteStore {
 
     async fn count_users(&self) -> Result<u64> {
         self.read(|conn| conn.query_row("SELECT count(*) FROM users", [], |row| row.get(0)))
+    }
+
+    async fn storage_bytes(&self) -> Result<StorageBytes> {
+        let size = |path: &std::path::Path| std::fs::metadata(path).map(|m| m.len());
+        let database = size(&self.path)
+            .map_err(|e| Error::backend(format!("reading the database's size: {e}")))?;
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        // No WAL file (just checkpointed and truncated, or never written): 0.
+        let wal = size(std::path::Path::new(&wal)).unwrap_or(0);
+        Ok(StorageBytes {
+            database,
+            wal: Some(wal),
+        })
     }
 }
 

@@ -123,6 +123,10 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
+                    if let Some(m) = crate::metrics::get() {
+                        m.writer_queue.sub(batch.len() as i64);
+                        m.commit_batch.observe(batch.len() as f64);
+                    }
                     run_batch(&mut conn, batch, &reported);
                 }
             })?;
@@ -153,14 +157,22 @@ impl Writer {
         let (reply, answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Write { work, reply });
         let stopped = || Error::Unavailable("the database writer has stopped".into());
-        match self.jobs.as_ref().ok_or_else(stopped)?.try_send(job) {
+        let jobs = self.jobs.as_ref().ok_or_else(stopped)?;
+        let queued = crate::metrics::get().map(|m| &m.writer_queue);
+        // Counted before it is sent: the writer may take it at once.
+        queued.inspect(|q| q.inc());
+        match jobs.try_send(job) {
             Ok(()) => {}
             Err(mpsc::TrySendError::Full(_)) => {
+                queued.inspect(|q| q.dec());
                 return Err(Error::Unavailable(format!(
                     "{QUEUE_CAPACITY} writes are already waiting for the database"
-                )))
+                )));
             }
-            Err(mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
+            Err(mpsc::TrySendError::Disconnected(_)) => {
+                queued.inspect(|q| q.dec());
+                return Err(stopped());
+            }
         }
         answer
             .await
