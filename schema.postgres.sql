@@ -1,4 +1,4 @@
--- authstore schema for PostgreSQL, version 1 (meta.schema_version).
+-- authstore schema for PostgreSQL, version 2 (meta.schema_version).
 --
 -- The same tables, constraints and at-rest rules as schema.sql (SQLite):
 --   * instants are BIGINT epoch milliseconds (exactly what Auth.js sends);
@@ -95,3 +95,16 @@ CREATE TABLE meta (
     kek_id          TEXT
 );
 -- schema_version is inserted by the code that applies this file.
+
+-- The operator's console: one-time sign-in links and the sessions they open,
+-- kept as the SHA-256 of their token; the index its search by name walks
+-- (lowercase, byte order).
+CREATE TABLE console_links (
+    token_hash BYTEA PRIMARY KEY,
+    expires    BIGINT NOT NULL
+);
+CREATE TABLE console_sessions (
+    token_hash   BYTEA PRIMARY KEY,
+    idle_expires BIGINT NOT NULL
+);
+CREATE INDEX users_by_name ON users ((lower(name) COLLATE "C"), id);

@@ -1,4 +1,4 @@
--- authstore schema, version 2 (PRAGMA user_version).
+-- authstore schema, version 3 (PRAGMA user_version).
 --
 -- This file is the whole schema of the newest version. An empty database
 -- receives it in one transaction; an older one is upgraded by the numbered
@@ -101,5 +101,21 @@ CREATE TABLE meta (
     kek_id          TEXT
 );
 INSERT INTO meta (id, key_set_version, kek_id) VALUES (1, 0, NULL);
+
+-- The operator's console (static/, /console/): one-time sign-in links made by
+-- `authstore console-link`, and the sessions they open. Both are kept only as
+-- the SHA-256 of their token, like Auth.js sessions.
+CREATE TABLE console_links (
+    token_hash BLOB PRIMARY KEY NOT NULL,
+    expires    INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE console_sessions (
+    token_hash   BLOB PRIMARY KEY NOT NULL,
+    idle_expires INTEGER NOT NULL           -- moved forward while the console is used
+) WITHOUT ROWID;
+
+-- The console's user search by name prefix, case-insensitive, in pages.
+CREATE INDEX users_by_name ON users (lower(name), id);
 
 -- user_version is set by the code that applies this file (src/store/sqlite/schema.rs).

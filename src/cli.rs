@@ -57,6 +57,9 @@ enum Command {
     },
     /// Print `convex/auth.config.ts` for this issuer (one file, ready to save)
     ConvexConfig(ConvexConfigArgs),
+    /// Print a one-time link that signs a browser in to the operator's
+    /// console (/console/); it works once, within 10 minutes
+    ConsoleLink(ConsoleLinkArgs),
     /// Copy the database to FILE while servers keep running (a consistent
     /// snapshot, mode 0600), and verify the copy. The copy opens only with the
     /// database's key-encryption key: keep that apart from the backup.
@@ -78,6 +81,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args, Debug)]
+struct ConsoleLinkArgs {
+    /// The server's URL as your browser reaches it [default: the issuer
+    /// setting, else http://<bind>:<port>]
+    #[arg(long)]
+    url: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -309,6 +320,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         },
         Command::Keys { command } => block_on(keys(load()?, command)),
         Command::ConvexConfig(args) => block_on(convex_config(load()?, args)),
+        Command::ConsoleLink(args) => block_on(console_link(load()?, args)),
         Command::Import { source } => block_on(import(load()?, source)),
         Command::Backup { file } => backup(&load()?, &file),
         Command::Check { json } => block_on(check(load()?, json)),
@@ -702,6 +714,30 @@ async fn import(config: Config, source: ImportSource) -> Result<(), CliError> {
         secs,
         rows as f64 / secs
     );
+    Ok(())
+}
+
+async fn console_link(config: Config, args: ConsoleLinkArgs) -> Result<(), CliError> {
+    announce_database(&config);
+    let store = open_store(&config, false).await?;
+    let token = crate::http::console::new_token()?;
+    let now = crate::timestamp::Timestamp::now();
+    let lifetime = crate::http::console::LINK_LIFETIME_SECS;
+    store
+        .create_console_link(
+            crate::http::console::link_digest(&token),
+            now,
+            now.plus_secs(lifetime),
+        )
+        .await
+        .map_err(crate::error::Error::from)?;
+    let base = args.url.unwrap_or_else(|| issuer_url(&config, config.port));
+    eprintln!(
+        "console sign-in link (works once, until {}):",
+        now.plus_secs(lifetime).to_iso()
+    );
+    // The token rides in the fragment: browsers never send it in a request line.
+    println!("{}/console/open#{token}", base.trim_end_matches('/'));
     Ok(())
 }
 

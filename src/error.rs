@@ -13,6 +13,10 @@ pub enum Error {
     /// Missing or wrong secret: one answer for both, so a caller learns nothing.
     #[error("missing or invalid credentials")]
     Unauthorized,
+    /// Authenticated, but the request may not do this (the console: a foreign
+    /// `Origin`, a missing CSRF token).
+    #[error("{0}")]
+    Forbidden(String),
     /// Malformed input; the message names the offending field.
     #[error("{0}")]
     BadRequest(String),
@@ -67,6 +71,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Unauthorized => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
             Error::BadRequest(_) => "bad_request",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
@@ -83,6 +88,7 @@ impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         match self {
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,

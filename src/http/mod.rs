@@ -9,6 +9,7 @@
 //! | `GET /healthz`, `GET /readyz`           | `health`    | no     |
 //! | `GET /openapi.json`                     | `openapi`   | no     |
 //! | `GET /metrics` (own listener)           | `metrics`   | no     |
+//! | `/console/…`, `/api/console/…`          | `console`   | console session |
 
 mod adapter;
 
@@ -16,6 +17,7 @@ pub use adapter::call_method;
 /// The adapter methods, each routed at `POST /api/adapter/{method}`.
 pub use adapter::METHODS as ADAPTER_METHODS;
 mod body;
+pub mod console;
 mod discovery;
 mod health;
 pub mod metrics;
@@ -43,6 +45,7 @@ pub struct AppState {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    console::routes(cfg);
     // One static route per method: a pattern with a `{method}` segment is
     // matched by a regex on every request (7% of getSessionAndUser's time).
     for method in adapter::METHODS {

@@ -11,10 +11,25 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::HttpMessage;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request's id, for handlers that log it (the console's audit lines).
+#[derive(Clone)]
+pub struct RequestId(pub HeaderValue);
+
+impl RequestId {
+    /// The id of `req`, or "-" outside the middleware.
+    pub fn of(req: &actix_web::HttpRequest) -> String {
+        req.extensions()
+            .get::<RequestId>()
+            .and_then(|id| id.0.to_str().ok().map(str::to_owned))
+            .unwrap_or_else(|| "-".to_owned())
+    }
+}
 
 pub async fn tag(
     req: ServiceRequest,
@@ -30,6 +45,7 @@ pub async fn tag(
         None => HeaderValue::from_str(&generate())
             .map_err(actix_web::error::ErrorInternalServerError)?,
     };
+    req.extensions_mut().insert(RequestId(id.clone()));
     let mut res = next.call(req).await?;
     if let Some(error) = res.response().error().and_then(|e| e.as_error::<Error>()) {
         let shown = id.to_str().unwrap_or("-");

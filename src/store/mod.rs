@@ -10,6 +10,7 @@
 //! are applied before a call reaches the store (`model`). Failures are
 //! [`StoreError`]s; `http/` alone turns them into what a client reads.
 
+pub mod console;
 pub mod error;
 #[cfg(test)]
 pub mod memory;
@@ -17,6 +18,7 @@ pub mod postgres;
 pub mod sealing;
 pub mod sqlite;
 
+pub use self::console::ConsoleStore;
 pub use self::error::{Duplicate, Entity, Result, StoreError};
 
 use crate::model::{
@@ -188,6 +190,6 @@ pub trait KeyStore: Send + Sync + 'static {
 
 /// A whole backend. An `Arc<dyn Store>` coerces to any one of its parts
 /// (`Arc<dyn KeyStore>` ...) for callers that take only that.
-pub trait Store: AdapterStore + KeyStore + Maintenance {}
+pub trait Store: AdapterStore + KeyStore + Maintenance + ConsoleStore {}
 
-impl<T: AdapterStore + KeyStore + Maintenance> Store for T {}
+impl<T: AdapterStore + KeyStore + Maintenance + ConsoleStore> Store for T {}

@@ -8,6 +8,7 @@
 //! made while serving one HTTP worker keeps working for every other (and
 //! outlives none of them).
 
+mod console;
 mod rows;
 pub mod schema;
 

@@ -13,11 +13,23 @@ use tokio_postgres::Client;
 pub const SCHEMA: &str = include_str!("../../../schema.postgres.sql");
 
 /// The schema version this build writes.
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
 
 /// `STEPS[v - 1]` is the SQL that upgrades version `v` to `v + 1`. Steps
 /// that must re-seal data under the KEK will need code, as SQLite's v1 → v2.
-const STEPS: [&str; (VERSION - 1) as usize] = [];
+const STEPS: [&str; (VERSION - 1) as usize] = [
+    // 1 -> 2: the operator's console's links and sessions, and its name index.
+    r#"CREATE TABLE console_links (
+    token_hash BYTEA PRIMARY KEY,
+    expires    BIGINT NOT NULL
+);
+CREATE TABLE console_sessions (
+    token_hash   BYTEA PRIMARY KEY,
+    idle_expires BIGINT NOT NULL
+);
+CREATE INDEX users_by_name ON users ((lower(name) COLLATE "C"), id);
+"#,
+];
 
 /// The advisory lock every node takes to create or migrate the schema (a
 /// constant: "authstore" in ASCII, folded into 64 bits).

@@ -6,6 +6,7 @@
 //! the database lock, so they go through [`writer::Writer`].
 
 mod checkpoint;
+mod console;
 #[macro_use]
 mod rows;
 pub mod schema;

@@ -19,7 +19,7 @@ use rusqlite::{params, Connection, Transaction};
 pub const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 pub use crate::error::BoxError;
 
@@ -27,7 +27,7 @@ pub use crate::error::BoxError;
 pub type Step = fn(&Transaction<'_>, &Kek, Timestamp) -> Result<(), BoxError>;
 
 /// `STEPS[v - 1]` upgrades a database from version `v` to `v + 1`.
-pub const STEPS: [Step; (VERSION - 1) as usize] = [v1_to_v2];
+pub const STEPS: [Step; (VERSION - 1) as usize] = [v1_to_v2, v2_to_v3];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -280,5 +280,22 @@ fn v1_to_v2(tx: &Transaction<'_>, kek: &Kek, now: Timestamp) -> Result<(), BoxEr
     drop(rows);
     drop(accounts);
     tx.execute_batch("DROP TABLE signing_keys_v1; DROP TABLE accounts_v1;")?;
+    Ok(())
+}
+/// Version 3: the operator's console's links and sessions, and the index
+/// its user search by name walks. Nothing existing changes.
+fn v2_to_v3(tx: &Transaction<'_>, _kek: &Kek, _now: Timestamp) -> Result<(), BoxError> {
+    // A frozen copy of version 3's additions (see v1_to_v2).
+    tx.execute_batch(
+        "CREATE TABLE console_links (
+             token_hash BLOB PRIMARY KEY NOT NULL,
+             expires    INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         CREATE TABLE console_sessions (
+             token_hash   BLOB PRIMARY KEY NOT NULL,
+             idle_expires INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         CREATE INDEX users_by_name ON users (lower(name), id);",
+    )?;
     Ok(())
 }
