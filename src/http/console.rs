@@ -287,9 +287,10 @@ struct OpenBody {
 async fn open(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<OpenBody>,
+    body: web::Bytes,
 ) -> Result<HttpResponse> {
     same_origin(&req, &state)?;
+    let body: OpenBody = json_body(&body)?;
     let now = state.issuer.now();
     if body.token.is_empty()
         || !state
@@ -332,6 +333,15 @@ async fn sign_out(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     Ok(HttpResponse::Ok()
         .cookie(session_cookie(&state, String::new(), 0))
         .json(json!({ "signedOut": true })))
+}
+
+/// A JSON body, read after the caller was checked (an extractor would
+/// answer a stranger's malformed body before its missing session). An
+/// empty body is `{}`.
+fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let bytes = if bytes.is_empty() { b"{}" } else { bytes };
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::BadRequest(format!("the body is not the JSON expected: {e}")))
 }
 
 // --- Reads ---------------------------------------------------------------------
@@ -582,9 +592,10 @@ async fn delete_user(
     req: HttpRequest,
     state: web::Data<AppState>,
     user_id: web::Path<String>,
-    body: web::Json<Confirmation>,
+    body: web::Bytes,
 ) -> Result<HttpResponse> {
     let operator = operator(&req, &state, true).await?;
+    let body: Confirmation = json_body(&body)?;
     let found = state
         .store
         .get_user(&user_id)
@@ -613,9 +624,10 @@ struct RotateBody {
 async fn rotate(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<RotateBody>,
+    body: web::Bytes,
 ) -> Result<HttpResponse> {
     let operator = operator(&req, &state, true).await?;
+    let body: RotateBody = json_body(&body)?;
     let how = if body.now {
         if body.confirm.trim() != ROTATE_NOW_CONFIRMATION {
             return Err(Error::BadRequest(format!(

@@ -1,0 +1,417 @@
+//! The operator's console over HTTP: signing in with a one-time link, what
+//! a session may and may not do, and the headers on every console answer.
+//! (Its pages in a real browser: tests/browser/console.test.mjs.)
+
+mod common;
+
+use common::{user_fixture, TestApp, SECRET};
+use serde_json::{json, Value};
+
+/// `authstore console-link` against the app's database: the link's token.
+fn console_link(app: &TestApp) -> String {
+    let mut command = common::process::authstore(app.dir.path());
+    command
+        .args(["console-link", "--url", &app.base, "--database"])
+        .arg(&app.config.database)
+        .envs(common::cli_env(&app.config));
+    let out = common::process::output(command);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let link = stdout.trim();
+    let prefix = format!("{}/console/open#", app.base);
+    assert!(link.starts_with(&prefix), "{link}");
+    link[prefix.len()..].to_owned()
+}
+
+/// A request to the console API with the given cookie, origin and CSRF token.
+fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    origin: Option<&str>,
+    csrf: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value, ureq::Response) {
+    let mut request = ureq::request(method, &format!("{}{path}", app.base));
+    if let Some(cookie) = cookie {
+        request = request.set("Cookie", cookie);
+    }
+    if let Some(origin) = origin {
+        request = request.set("Origin", origin);
+    }
+    if let Some(csrf) = csrf {
+        request = request.set("X-CSRF-Token", csrf);
+    }
+    let result = match body {
+        Some(body) => request.send_json(body),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(response) => response,
+        Err(ureq::Error::Status(_, response)) => response,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let status = response.status();
+    let headers = response.clone_headers();
+    let text = response.into_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        headers,
+    )
+}
+
+/// Signs in with a fresh link: (cookie header value, CSRF token).
+fn sign_in(app: &TestApp) -> (String, String) {
+    let token = console_link(app);
+    let (status, body, response) = call(
+        app,
+        "POST",
+        "/api/console/open",
+        None,
+        Some(&app.base),
+        None,
+        Some(json!({ "token": token })),
+    );
+    assert_eq!(status, 200, "{body}");
+    let set_cookie = response.header("set-cookie").unwrap().to_owned();
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    assert!(set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    assert!(!set_cookie.contains("Secure"), "http issuer: {set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    (cookie, body["csrf"].as_str().unwrap().to_owned())
+}
+
+trait Headers {
+    fn clone_headers(&self) -> ureq::Response;
+}
+
+impl Headers for ureq::Response {
+    /// A response carrying only this one's headers (the body is read apart).
+    fn clone_headers(&self) -> ureq::Response {
+        let mut raw = format!("HTTP/1.1 {} {}\r\n", self.status(), self.status_text());
+        for name in self.headers_names() {
+            for value in self.all(&name) {
+                raw.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        raw.push_str("\r\n");
+        raw.parse().unwrap()
+    }
+}
+
+#[test]
+fn a_link_signs_in_once_and_sign_out_ends_the_session() {
+    let app = TestApp::spawn();
+    let token = console_link(&app);
+    let open = |token: &str| {
+        call(
+            &app,
+            "POST",
+            "/api/console/open",
+            None,
+            Some(&app.base),
+            None,
+            Some(json!({ "token": token })),
+        )
+    };
+    let (status, body, _) = open(&token);
+    assert_eq!(status, 200, "{body}");
+    // Used: refused, with words that say so.
+    let (status, body, _) = open(&token);
+    assert_eq!(status, 403);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already used or has expired"),
+        "{body}"
+    );
+    let (status, _, _) = open("not-a-token");
+    assert_eq!(status, 403);
+
+    let (cookie, csrf) = sign_in(&app);
+    let (status, overview, _) = call(
+        &app,
+        "GET",
+        "/api/console/overview",
+        Some(&cookie),
+        None,
+        None,
+        None,
+    );
+    assert_eq!(status, 200, "{overview}");
+    assert_eq!(overview["keys"][0]["state"], "current");
+    let (status, _, response) = call(
+        &app,
+        "POST",
+        "/api/console/sign-out",
+        Some(&cookie),
+        Some(&app.base),
+        Some(&csrf),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(response.header("set-cookie").unwrap().contains("Max-Age=0"));
+    let (status, _, _) = call(
+        &app,
+        "GET",
+        "/api/console/overview",
+        Some(&cookie),
+        None,
+        None,
+        None,
+    );
+    assert_eq!(status, 401);
+    // The database holds digests of the link and session tokens, never them.
+    assert!(!common::stored_bytes(&app.config, app.dir.path())
+        .windows(token.len())
+        .any(|w| w == token.as_bytes()));
+}
+
+#[test]
+fn without_a_session_every_console_call_is_401_and_the_adapter_secret_opens_nothing() {
+    let app = TestApp::spawn();
+    for (method, path) in [
+        ("GET", "/api/console/session"),
+        ("GET", "/api/console/overview"),
+        ("GET", "/api/console/users"),
+        ("GET", "/api/console/users/some-id"),
+        ("GET", "/api/console/keys"),
+        ("DELETE", "/api/console/users/some-id/sessions"),
+        ("POST", "/api/console/keys/rotate"),
+    ] {
+        let (status, body, _) = call(&app, method, path, None, Some(&app.base), None, None);
+        assert_eq!(status, 401, "{method} {path}: {body}");
+        // The adapter's secret is not a console credential.
+        let response = ureq::request(method, &format!("{}{path}", app.base))
+            .set("Authorization", &format!("Bearer {SECRET}"))
+            .call();
+        assert!(
+            matches!(response, Err(ureq::Error::Status(401, _))),
+            "{method} {path} with the adapter secret: {response:?}"
+        );
+    }
+    // And a console session is not an adapter credential.
+    let (cookie, _) = sign_in(&app);
+    let response = ureq::post(&format!("{}/api/adapter/getUser", app.base))
+        .set("Cookie", &cookie)
+        .send_json(json!({ "id": "x" }));
+    assert!(matches!(response, Err(ureq::Error::Status(401, _))));
+}
+
+#[test]
+fn a_change_needs_the_csrf_token_and_a_same_origin_origin() {
+    let app = TestApp::spawn();
+    let (cookie, csrf) = sign_in(&app);
+    let rotate = |origin: Option<&str>, csrf: Option<&str>| {
+        call(
+            &app,
+            "POST",
+            "/api/console/keys/rotate",
+            Some(&cookie),
+            origin,
+            csrf,
+            Some(json!({})),
+        )
+        .0
+    };
+    assert_eq!(rotate(Some("http://evil.example"), Some(&csrf)), 403);
+    assert_eq!(rotate(None, Some(&csrf)), 403);
+    assert_eq!(rotate(Some(&app.base), None), 403);
+    assert_eq!(rotate(Some(&app.base), Some("wrong-token")), 403);
+    let keys = |app: &TestApp| {
+        call(
+            app,
+            "GET",
+            "/api/console/keys",
+            Some(&cookie),
+            None,
+            None,
+            None,
+        )
+        .1["keys"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(keys(&app), 1, "no refused call changed anything");
+    assert_eq!(rotate(Some(&app.base), Some(&csrf)), 200);
+    assert_eq!(keys(&app), 2);
+    // Rotating now needs the typed words.
+    let (status, _, _) = call(
+        &app,
+        "POST",
+        "/api/console/keys/rotate",
+        Some(&cookie),
+        Some(&app.base),
+        Some(&csrf),
+        Some(json!({ "now": true })),
+    );
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn every_console_answer_carries_the_security_headers() {
+    let app = TestApp::spawn();
+    let (cookie, _) = sign_in(&app);
+    for (path, cookie) in [
+        ("/console/", None),
+        ("/console/open", None),
+        ("/console/console.js", None),
+        ("/console/console.css", None),
+        ("/console/no-such-page", None),
+        ("/api/console/overview", None),
+        ("/api/console/overview", Some(cookie.as_str())),
+        ("/api/console/users?by=nothing", Some(cookie.as_str())),
+    ] {
+        let (status, _, response) = call(&app, "GET", path, cookie, None, None, None);
+        assert!(status < 500, "{path}: {status}");
+        let csp = response.header("content-security-policy").unwrap_or("");
+        assert!(
+            csp.contains("default-src 'self'") && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
+        assert_eq!(response.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(
+            response.header("referrer-policy"),
+            Some("no-referrer"),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn search_pages_by_keyset_and_a_user_page_acts_on_sessions_and_passkeys() {
+    let app = TestApp::spawn();
+    let mut ids = Vec::new();
+    for n in 0..120 {
+        let mut user = user_fixture();
+        user["email"] = json!(format!("page{n:03}@example.com"));
+        user["name"] = json!(format!("Page User {n:03}"));
+        ids.push(app.ok("createUser", json!({ "user": user }))["id"].clone());
+    }
+    let (cookie, csrf) = sign_in(&app);
+    let get = |path: &str| {
+        let (status, body, _) = call(&app, "GET", path, Some(&cookie), None, None, None);
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    };
+    // Three pages of 50, 50, 20 by email prefix, in order, no overlap.
+    let mut seen = Vec::new();
+    let mut path = "/api/console/users?by=email&q=PAGE".to_owned();
+    loop {
+        let page = get(&path);
+        for user in page["users"].as_array().unwrap() {
+            seen.push(user["email"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => path = format!("/api/console/users?by=email&q=PAGE&after={next}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..120)
+        .map(|n| format!("page{n:03}@example.com"))
+        .collect();
+    assert_eq!(seen, expected);
+    // By name, case-insensitively; by id prefix.
+    let page = get("/api/console/users?by=name&q=page%20user%2011");
+    assert_eq!(page["users"].as_array().unwrap().len(), 10);
+    let id = ids[7].as_str().unwrap();
+    let page = get(&format!("/api/console/users?by=id&q={id}"));
+    assert_eq!(page["users"][0]["id"], id);
+    assert_eq!(
+        call(
+            &app,
+            "GET",
+            "/api/console/users?after=garbage",
+            Some(&cookie),
+            None,
+            None,
+            None
+        )
+        .0,
+        400
+    );
+
+    // A user with two sessions and a passkey.
+    for token in ["console-a", "console-b"] {
+        app.ok(
+            "createSession",
+            json!({ "session": { "sessionToken": token, "userId": id, "expires": "2099-01-01T00:00:00.000Z" } }),
+        );
+    }
+    app.ok(
+        "createAuthenticator",
+        json!({ "authenticator": {
+            "credentialID": "cred-1", "userId": id, "providerAccountId": "p", "credentialPublicKey": "k",
+            "counter": 0, "credentialDeviceType": "singleDevice", "credentialBackedUp": false, "transports": "usb",
+        } }),
+    );
+    let detail = get(&format!("/api/console/users/{id}"));
+    let sessions = detail["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    let text = detail.to_string();
+    assert!(
+        !text.contains("console-a"),
+        "a session token reached the console"
+    );
+    let change = |method: &str, path: &str, body: Option<Value>| {
+        call(
+            &app,
+            method,
+            path,
+            Some(&cookie),
+            Some(&app.base),
+            Some(&csrf),
+            body,
+        )
+    };
+    // Revoke one session: getSessionAndUser for one of the two is now null.
+    let handle = sessions[0]["id"].as_str().unwrap();
+    let (status, _, _) = change(
+        "DELETE",
+        &format!("/api/console/users/{id}/sessions/{handle}"),
+        None,
+    );
+    assert_eq!(status, 200);
+    let left: Vec<bool> = ["console-a", "console-b"]
+        .iter()
+        .map(|t| {
+            !app.ok("getSessionAndUser", json!({ "sessionToken": t }))
+                .is_null()
+        })
+        .collect();
+    assert_eq!(left.iter().filter(|alive| **alive).count(), 1, "{left:?}");
+    // Remove the passkey.
+    let (status, _, _) = change(
+        "DELETE",
+        &format!("/api/console/users/{id}/passkeys/cred-1"),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(app
+        .ok("getAuthenticator", json!({ "credentialID": "cred-1" }))
+        .is_null());
+    // Revoke all, then delete with the typed email.
+    let (status, body, _) = change("DELETE", &format!("/api/console/users/{id}/sessions"), None);
+    assert_eq!((status, body["revoked"].as_u64()), (200, Some(1)));
+    let (status, _, _) = change(
+        "DELETE",
+        &format!("/api/console/users/{id}"),
+        Some(json!({ "confirm": "wrong" })),
+    );
+    assert_eq!(status, 400);
+    let (status, _, _) = change(
+        "DELETE",
+        &format!("/api/console/users/{id}"),
+        Some(json!({ "confirm": "page007@example.com" })),
+    );
+    assert_eq!(status, 200);
+    assert!(app.ok("getUser", json!({ "id": id })).is_null());
+}
