@@ -187,8 +187,8 @@ impl ConsoleStore for PostgresStore {
             ),
             (SearchField::Name, after) => (
                 format!(
-                    "SELECT {USER_COLUMNS} FROM users WHERE ({name_key}, id) > ($1, $4) \
-                     AND {name_key} < $2 ORDER BY {name_key}, id LIMIT $3"
+                    "SELECT {USER_COLUMNS} FROM users WHERE {name_key} >= $1 AND {name_key} < $2 \
+                     AND ({name_key}, id) > ($1, $4) ORDER BY {name_key}, id LIMIT $3"
                 ),
                 after.as_ref().map_or_else(|| search.key_prefix(), |(key, _)| key.clone()),
                 Some(after.as_ref().map_or_else(String::new, |(_, id)| id.clone())),

@@ -161,8 +161,10 @@ impl ConsoleStore for SqliteStore {
             ),
             (SearchField::Name, after) => (
                 format!(
-                    "SELECT {USER} FROM users WHERE (lower(name), id) > (?1, ?4) \
-                     AND lower(name) < ?2 ORDER BY lower(name), id LIMIT ?3"
+                    // The plain bound starts the index walk there; the row
+                    // value skips the rows of the cursor's name up to its id.
+                    "SELECT {USER} FROM users WHERE lower(name) >= ?1 AND lower(name) < ?2 \
+                     AND (lower(name), id) > (?1, ?4) ORDER BY lower(name), id LIMIT ?3"
                 ),
                 after.as_ref().map_or_else(|| search.key_prefix(), |(key, _)| key.clone()),
                 Some(after.as_ref().map_or_else(String::new, |(_, id)| id.clone())),
