@@ -415,3 +415,103 @@ fn search_pages_by_keyset_and_a_user_page_acts_on_sessions_and_passkeys() {
     assert_eq!(status, 200);
     assert!(app.ok("getUser", json!({ "id": id })).is_null());
 }
+
+#[test]
+fn an_expired_link_is_refused_and_an_idle_session_ends_after_12_hours() {
+    use authstore::clock::ManualClock;
+    use authstore::timestamp::Timestamp;
+    use std::sync::Arc;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = common::test_config(&dir);
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let app = TestApp::start(dir, config, clock.clone());
+    let open = |token: &str| {
+        call(
+            &app,
+            "POST",
+            "/api/console/open",
+            None,
+            Some(&app.base),
+            None,
+            Some(json!({ "token": token })),
+        )
+        .0
+    };
+    let (cookie, _) = sign_in(&app);
+    let stale = console_link(&app);
+    clock.advance_secs(10 * 60 + 1);
+    assert_eq!(open(&stale), 403, "a link older than 10 minutes");
+
+    let overview = |app: &TestApp| {
+        call(
+            app,
+            "GET",
+            "/api/console/overview",
+            Some(&cookie),
+            None,
+            None,
+            None,
+        )
+        .0
+    };
+    // Used within 12 hours, it stays; 12 hours idle, it ends.
+    clock.advance_secs(11 * 3600);
+    assert_eq!(overview(&app), 200);
+    clock.advance_secs(11 * 3600);
+    assert_eq!(overview(&app), 200, "each use moves the idle expiry");
+    clock.advance_secs(12 * 3600 + 1);
+    assert_eq!(overview(&app), 401);
+}
+
+#[test]
+fn each_console_action_writes_one_audit_line_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::process::serve(dir.path(), &[]);
+    let base = server.url("");
+    let link = {
+        let (ok, stdout, stderr) = common::process::run(
+            dir.path(),
+            &["console-link", "--url", base.trim_end_matches('/')],
+        );
+        assert!(ok, "{stderr}");
+        stdout.trim().to_owned()
+    };
+    let token = link.split_once('#').unwrap().1.to_owned();
+    let origin = base.trim_end_matches('/').to_owned();
+    let opened = ureq::post(&format!("{origin}/api/console/open"))
+        .set("Origin", &origin)
+        .send_json(json!({ "token": token }))
+        .unwrap();
+    let cookie = opened
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body: Value = opened.into_json().unwrap();
+    let session_id = body["id"].as_str().unwrap().to_owned();
+    let revoked = ureq::delete(&format!("{origin}/api/console/users/someone/sessions"))
+        .set("Cookie", &cookie)
+        .set("Origin", &origin)
+        .set("X-CSRF-Token", body["csrf"].as_str().unwrap())
+        .set("X-Request-Id", "audit-check-1")
+        .call()
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let line = server.wait_for_log("console action=revoke-all-sessions");
+    assert!(
+        line.contains(&format!(
+            "target=someone console_session={session_id} request_id=audit-check-1"
+        )),
+        "{line}"
+    );
+    let log = server.later_log().join("\n");
+    assert_eq!(log.matches("console action=revoke-all-sessions").count(), 1);
+    assert!(log.contains("console action=sign-in"), "{log}");
+    let cookie_token = cookie.split_once('=').unwrap().1;
+    assert!(
+        !log.contains(&token) && !log.contains(cookie_token),
+        "{log}"
+    );
+}
