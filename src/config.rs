@@ -232,7 +232,7 @@ impl Default for Config {
             issuer: None,
             metrics_bind: None,
             audience: "convex".into(),
-            token_lifetime_secs: 3600,
+            token_lifetime_secs: 300,
             jwks_max_age_secs: 300,
             key_lead_time_secs: 24 * 3600,
             key_rotation_days: 0,
@@ -366,7 +366,7 @@ impl Config {
                 )));
             }
         }
-        within("token_lifetime_secs", self.token_lifetime_secs, 1, DAY)?;
+        within("token_lifetime_secs", self.token_lifetime_secs, 60, 3600)?;
         within("jwks_max_age_secs", self.jwks_max_age_secs, 0, DAY)?;
         within("key_lead_time_secs", self.key_lead_time_secs, 0, 90 * DAY)?;
         within("key_rotation_days", self.key_rotation_days, 0, 3650)?;
@@ -773,7 +773,7 @@ mod tests {
             config.profile_claims,
             vec![ProfileClaim::Email, ProfileClaim::Name]
         );
-        assert_eq!(config.token_lifetime_secs, 3600);
+        assert_eq!(config.token_lifetime_secs, 300);
     }
 
     #[test]

@@ -192,7 +192,7 @@ fn a_minted_token_verifies_through_discovery_alone() {
         "profile claims are off by default"
     );
     let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
-    assert_eq!(lifetime, 3600);
+    assert_eq!(lifetime, 300, "token_lifetime_secs' default");
     assert_eq!(
         Timestamp::parse_iso(minted["expiresAt"].as_str().unwrap())
             .unwrap()
@@ -261,7 +261,8 @@ fn tokens_for_expired_deleted_or_unknown_sessions_are_refused() {
 #[test]
 fn a_token_never_outlives_its_session() {
     let app = TestApp::spawn();
-    let ends = Timestamp::from_millis(Timestamp::now().millis() + 600_000 + 789);
+    // Sooner than token_lifetime_secs (300 s by default).
+    let ends = Timestamp::from_millis(Timestamp::now().millis() + 120_000 + 789);
     signed_in(&app, "short", &ends.to_iso());
     let minted = mint(&app, "short").1;
     let claims = Verifier::discover(&app)
@@ -474,6 +475,43 @@ fn mint_cached(app: &TestApp, session_token: &str) -> (u16, Value) {
         &json!({ "sessionToken": session_token }).to_string(),
         Some(SECRET),
     )
+}
+
+#[test]
+fn sid_names_the_session_without_revealing_it_and_jti_is_new_per_signed_token() {
+    let app = TestApp::spawn();
+    signed_in(&app, "sid-one", "2099-01-01T00:00:00.000Z");
+    signed_in(&app, "sid-two", "2099-01-01T00:00:00.000Z");
+    let verifier = Verifier::discover(&app);
+    let claims = |minted: (u16, Value)| {
+        assert_eq!(minted.0, 200, "{}", minted.1);
+        verifier
+            .verify(minted.1["token"].as_str().unwrap(), Timestamp::now())
+            .unwrap()
+    };
+    let first = claims(mint(&app, "sid-one"));
+    let again = claims(mint(&app, "sid-one"));
+    let reused = claims(mint_cached(&app, "sid-one"));
+    let other = claims(mint(&app, "sid-two"));
+    let sid = first["sid"].as_str().unwrap();
+    assert_eq!(sid.len(), 22, "128 bits, base64url");
+    assert_eq!(again["sid"], sid, "one session, one sid");
+    assert_ne!(other["sid"], sid);
+    // Neither the token nor its stored digest (in any usual spelling).
+    let digest = openssl::sha::sha256(b"sid-one");
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    for secret in ["sid-one".to_owned(), hex, base64_url(&digest)] {
+        assert!(!secret.contains(sid) && !sid.contains(&secret));
+    }
+    assert_eq!(first["jti"].as_str().unwrap().len(), 22);
+    assert_ne!(
+        first["jti"], again["jti"],
+        "each signed token has its own jti"
+    );
+    assert_eq!(
+        reused["jti"], again["jti"],
+        "a reused token is the same token"
+    );
 }
 
 #[test]

@@ -52,6 +52,11 @@ pub struct Claims<'a> {
     pub aud: &'a str,
     pub iat: i64,
     pub exp: i64,
+    /// The session, as an opaque id derived from its stored digest (see
+    /// [`crate::issuer::session_id`]): never the token or the digest.
+    pub sid: &'a str,
+    /// This token's own random id.
+    pub jti: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::SessionAndUser;
 use crate::store::{KeyChanges, KeyRecord, KeySet, KeyStore, Saved};
 use crate::timestamp::Timestamp;
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;
@@ -322,12 +323,17 @@ impl Issuer {
         })?;
         let user = &found.user;
         let wants = |claim| self.settings.profile_claims.contains(&claim);
+        let session = openssl::sha::sha256(found.session.session_token.as_bytes());
+        let sid = session_id(&session);
         let mut claims = Claims {
             iss: &self.settings.issuer,
             sub: &user.id,
             aud: &self.settings.audience,
             iat: 0,
             exp: 0,
+            sid: &sid,
+            // Set below for a token signed now (the cache compares the rest).
+            jti: "",
             email: user.email.as_deref().filter(|_| wants(ProfileClaim::Email)),
             email_verified: wants(ProfileClaim::EmailVerified)
                 .then_some(user.email_verified.is_some()),
@@ -341,7 +347,6 @@ impl Issuer {
             kid: key.kid().to_owned(),
             claims: serde_json::to_string(&claims).map_err(Error::internal)?,
         };
-        let session = openssl::sha::sha256(found.session.session_token.as_bytes());
         let metrics = crate::metrics::get();
         if !fresh {
             if let Some(cached) = self.cache.get(&session, iat, session_ends, &identity) {
@@ -354,7 +359,8 @@ impl Issuer {
                 });
             }
         }
-        (claims.iat, claims.exp) = (iat, exp);
+        let jti = token_id()?;
+        (claims.iat, claims.exp, claims.jti) = (iat, exp, &jti);
         let signing = std::time::Instant::now();
         let token = key.sign(&claims)?;
         if let Some(m) = metrics {
@@ -397,6 +403,24 @@ impl Issuer {
             })
             .collect())
     }
+}
+
+/// A token's `sid`: 128 bits of a hash of the session's stored digest, so a
+/// token names its session without carrying anything that finds or opens it
+/// (the digest is the database's key; this is not), and a receiver of
+/// revocations can match it.
+pub fn session_id(digest: &[u8; 32]) -> String {
+    let mut hasher = openssl::sha::Sha256::new();
+    hasher.update(b"authstore sid\0");
+    hasher.update(digest);
+    URL_SAFE_NO_PAD.encode(&hasher.finish()[..16])
+}
+
+/// A token's `jti`: 128 random bits.
+fn token_id() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    openssl::rand::rand_bytes(&mut bytes)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// The answer for a session that is unknown or expired.

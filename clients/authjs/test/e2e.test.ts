@@ -150,7 +150,10 @@ describe("Auth.js sign-in end to end", () => {
     });
     assert.equal(payload.sub, user!.id);
     assert.equal(protectedHeader.typ, "JWT");
-    assert.ok(payload.exp! - payload.iat! <= 3600);
+    // token_lifetime_secs (300 s by default); sid names the session, jti the token.
+    assert.ok(payload.exp! - payload.iat! <= 300);
+    assert.match(String(payload.sid), /^[A-Za-z0-9_-]{22}$/);
+    assert.match(String(payload.jti), /^[A-Za-z0-9_-]{22}$/);
 
     // The forced refresh of the Convex client: update() runs the callback
     // with trigger "update", which asks for a freshly signed token.
