@@ -316,6 +316,20 @@ test("`npm run dev` (the README's way in) starts authstore and the app, and sign
     signal("SIGTERM");
     const killer = setTimeout(() => signal("SIGKILL"), 10_000);
     await exited;
+    // The script's exit is not its children's: next dev's server may still be
+    // writing .next-dev-test. Wait until the whole group is gone.
+    await until(
+      "npm run dev's processes to exit",
+      () => {
+        try {
+          process.kill(-dev.pid!, 0);
+          return undefined;
+        } catch {
+          return true;
+        }
+      },
+      15_000,
+    );
     clearTimeout(killer);
     rmSync(dataDir, { recursive: true, force: true });
     rmSync(join(APP, ".next-dev-test"), { recursive: true, force: true });
