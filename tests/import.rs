@@ -4,11 +4,10 @@
 
 mod common;
 
-use common::process::{authstore, output, serve, Server};
+use common::process::{authstore, output, serve};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 const USER_A: &str = "k57a8d0gaq2v9mm4c8p7d6v2bh7w6x1b";
 const USER_B: &str = "k57bbv4yq9hq7w2s3kx8mzz0ad7w7rfg";
@@ -112,23 +111,6 @@ fn import(dir: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-fn secret(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("authstore.db.secret"))
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
-fn post(server: &Server, secret: &str, path: &str, body: Value) -> Value {
-    ureq::post(&server.url(path))
-        .timeout(Duration::from_secs(10))
-        .set("Authorization", &format!("Bearer {secret}"))
-        .send_string(&body.to_string())
-        .unwrap()
-        .into_json()
-        .unwrap()
-}
-
 #[test]
 fn a_convex_export_of_the_guide_loads_with_its_ids_and_live_sessions() {
     let dir = tempfile::tempdir().unwrap();
@@ -154,13 +136,12 @@ fn a_convex_export_of_the_guide_loads_with_its_ids_and_live_sessions() {
     assert!(out.contains("left alone: messages"), "{out}");
 
     let server = serve(dir.path(), &[]);
-    let secret = secret(dir.path());
+    let secret = common::process::secret_in(dir.path());
     // A browser signed in through the guide's setup stays signed in...
-    let found = post(
-        &server,
+    let found = server.post(
         &secret,
         "/api/adapter/getSessionAndUser",
-        json!({ "sessionToken": "convex-session-ada" }),
+        &json!({ "sessionToken": "convex-session-ada" }),
     );
     assert_eq!(found["user"]["id"], USER_A);
     assert_eq!(
@@ -171,11 +152,10 @@ fn a_convex_export_of_the_guide_loads_with_its_ids_and_live_sessions() {
     assert_eq!(found["user"]["emailVerified"], "2025-12-01T14:40:00.000Z");
     assert_eq!(found["session"]["expires"], "2099-01-01T00:00:00.000Z");
     // ...and its token names the same user Convex knew: sub is the Convex id.
-    let minted = post(
-        &server,
+    let minted = server.post(
         &secret,
         "/api/token",
-        json!({ "sessionToken": "convex-session-ada" }),
+        &json!({ "sessionToken": "convex-session-ada" }),
     );
     let claims = minted["token"]
         .as_str()
@@ -192,26 +172,23 @@ fn a_convex_export_of_the_guide_loads_with_its_ids_and_live_sessions() {
     )
     .unwrap();
     assert_eq!(claims["sub"], USER_A);
-    let account = post(
-        &server,
+    let account = server.post(
         &secret,
         "/api/adapter/getAccount",
-        json!({ "provider": "github", "providerAccountId": "4242" }),
+        &json!({ "provider": "github", "providerAccountId": "4242" }),
     );
     assert_eq!(account["access_token"], "gho_plain_access");
     assert_eq!(account["expires_at"], 1_764_700_000);
-    let authenticator = post(
-        &server,
+    let authenticator = server.post(
         &secret,
         "/api/adapter/getAuthenticator",
-        json!({ "credentialID": "cred-1" }),
+        &json!({ "credentialID": "cred-1" }),
     );
     assert_eq!(authenticator["counter"], 3);
-    let used = post(
-        &server,
+    let used = server.post(
         &secret,
         "/api/adapter/useVerificationToken",
-        json!({ "identifier": "bob@example.com", "token": "hashed-token" }),
+        &json!({ "identifier": "bob@example.com", "token": "hashed-token" }),
     );
     assert_eq!(used["identifier"], "bob@example.com");
 
@@ -238,11 +215,10 @@ fn a_database_with_other_users_is_refused_unless_told() {
     let zip = write_export(dir.path());
     {
         let server = serve(dir.path(), &[]);
-        post(
-            &server,
-            &secret(dir.path()),
+        server.post(
+            &common::process::secret_in(dir.path()),
             "/api/adapter/createUser",
-            json!({ "user": { "email": "local@example.com" } }),
+            &json!({ "user": { "email": "local@example.com" } }),
         );
         server.terminate();
     }

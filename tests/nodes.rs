@@ -85,17 +85,8 @@ fn ok(node: &Server, method: &str, body: Value) -> Value {
     value
 }
 
-fn jwks(node: &Server) -> Value {
-    ureq::get(&node.url("/.well-known/jwks.json"))
-        .timeout(Duration::from_secs(10))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap()
-}
-
 fn kids(node: &Server) -> Vec<String> {
-    let mut kids: Vec<String> = jwks(node)["keys"]
+    let mut kids: Vec<String> = node.jwks()["keys"]
         .as_array()
         .unwrap()
         .iter()
@@ -194,8 +185,8 @@ fn one_email_raced_over_two_nodes_makes_one_user() {
 fn two_nodes_starting_on_an_empty_database_agree_on_one_key() {
     let shared = Shared::new();
     let (a, b) = shared.two_nodes(&[]);
-    assert_eq!(kids(&a).len(), 1, "{}", jwks(&a));
-    assert_eq!(jwks(&a), jwks(&b));
+    assert_eq!(kids(&a).len(), 1, "{}", a.jwks());
+    assert_eq!(a.jwks(), b.jwks());
     assert_eq!(shared.count("SELECT count(*) FROM signing_keys"), 1);
     assert_eq!(shared.count("SELECT count(*) FROM meta"), 1);
     // Both signed in with one schema: each answers a write.
@@ -233,7 +224,7 @@ fn a_rotation_reaches_the_other_node_within_two_seconds() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    assert_eq!(jwks(&a), jwks(&b));
+    assert_eq!(a.jwks(), b.jwks());
 }
 
 /// `purge removed S expired sessions and T expired verification tokens`
@@ -352,5 +343,5 @@ fn automatic_rotation_due_on_two_nodes_at_once_adds_one_waiting_key() {
         "exactly one key waits to sign"
     );
     assert_eq!(kids(&a).len(), 2);
-    assert_eq!(jwks(&a), jwks(&b));
+    assert_eq!(a.jwks(), b.jwks());
 }

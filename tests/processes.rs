@@ -5,36 +5,7 @@ mod common;
 
 use common::process::{authstore, output, run, serve, shell, Server};
 use serde_json::{json, Value};
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-const SECRET_HEADER: &str = "Authorization";
-
-fn secret(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("authstore.db.secret"))
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
-fn post(server: &Server, secret: &str, path: &str, body: Value) -> Value {
-    ureq::post(&server.url(path))
-        .timeout(Duration::from_secs(10))
-        .set(SECRET_HEADER, &format!("Bearer {secret}"))
-        .send_string(&body.to_string())
-        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
-        .into_json()
-        .unwrap()
-}
-
-fn jwks(server: &Server) -> Value {
-    ureq::get(&server.url("/.well-known/jwks.json"))
-        .timeout(Duration::from_secs(10))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap()
-}
 
 fn kids(jwks: &Value) -> Vec<String> {
     let mut kids: Vec<String> = jwks["keys"]
@@ -52,28 +23,25 @@ fn kid_of(token: &str) -> String {
 }
 
 fn mint(server: &Server, secret: &str, session_token: &str) -> String {
-    let minted = post(
-        server,
+    let minted = server.post(
         secret,
         "/api/token",
-        json!({ "sessionToken": session_token, "fresh": true }),
+        &json!({ "sessionToken": session_token, "fresh": true }),
     );
     minted["token"].as_str().unwrap().to_owned()
 }
 
 /// A user with a live session, through `server`.
 fn signed_in(server: &Server, secret: &str, session_token: &str) {
-    let user = post(
-        server,
+    let user = server.post(
         secret,
         "/api/adapter/createUser",
-        json!({ "user": { "email": format!("{session_token}@example.com") } }),
+        &json!({ "user": { "email": format!("{session_token}@example.com") } }),
     );
-    post(
-        server,
+    server.post(
         secret,
         "/api/adapter/createSession",
-        json!({ "session": { "sessionToken": session_token, "userId": user["id"],
+        &json!({ "session": { "sessionToken": session_token, "userId": user["id"],
                              "expires": "2099-01-01T00:00:00.000Z" } }),
     );
 }
@@ -92,15 +60,15 @@ fn two_servers_started_together_on_a_fresh_database_share_one_key() {
             .into_iter()
             .map(|t| t.join().expect("both servers start"))
             .collect();
-        let secret = secret(dir.path());
+        let secret = common::process::secret_in(dir.path());
         let (a, b) = (&both[0], &both[1]);
-        let jwks_a = jwks(a);
+        let jwks_a = a.jwks();
         assert_eq!(
             jwks_a["keys"].as_array().unwrap().len(),
             1,
             "round {round}: {jwks_a}"
         );
-        assert_eq!(kids(&jwks_a), kids(&jwks(b)), "round {round}");
+        assert_eq!(kids(&jwks_a), kids(&b.jwks()), "round {round}");
         signed_in(a, &secret, "shared-session");
         let (token_a, token_b) = (
             mint(a, &secret, "shared-session"),
@@ -126,7 +94,7 @@ fn two_servers_started_together_on_a_fresh_database_share_one_key() {
 fn rotate_now_from_the_cli_reaches_a_running_server_within_two_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve(dir.path(), &[]);
-    let secret = secret(dir.path());
+    let secret = common::process::secret_in(dir.path());
     signed_in(&server, &secret, "live-session");
     let old = kid_of(&mint(&server, &secret, "live-session"));
 
@@ -140,7 +108,7 @@ fn rotate_now_from_the_cli_reaches_a_running_server_within_two_seconds() {
         .to_owned();
     assert_ne!(new, old);
     loop {
-        let published = kids(&jwks(&server));
+        let published = kids(&server.jwks());
         let signs_with = kid_of(&mint(&server, &secret, "live-session"));
         if !published.contains(&old) && signs_with == new {
             assert_eq!(published, vec![new.clone()]);
@@ -234,7 +202,7 @@ fn concurrent_rotations_leave_at_most_one_waiting_key() {
     assert_eq!(list.matches(" current ").count(), 1, "{list}");
     assert!(waiting <= 1, "{waiting} rotations said they added a key");
     let deadline = Instant::now() + Duration::from_secs(3);
-    while kids(&jwks(&server)).len() != 2 {
+    while kids(&server.jwks()).len() != 2 {
         assert!(Instant::now() < deadline, "the server publishes both keys");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -161,6 +161,27 @@ impl Server {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// `POST path` with `Authorization: Bearer secret`; the 200 answer's JSON.
+    pub fn post(&self, secret: &str, path: &str, body: &serde_json::Value) -> serde_json::Value {
+        ureq::post(&self.url(path))
+            .timeout(Duration::from_secs(10))
+            .set("Authorization", &format!("Bearer {secret}"))
+            .send_string(&body.to_string())
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+            .into_json()
+            .unwrap()
+    }
+
+    /// The JWKS the server publishes now.
+    pub fn jwks(&self) -> serde_json::Value {
+        ureq::get(&self.url("/.well-known/jwks.json"))
+            .timeout(Duration::from_secs(10))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap()
+    }
+
     /// SIGTERM, then waits (SIGKILL past the deadline).
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
@@ -188,6 +209,14 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
+}
+
+/// The secret a first start wrote beside `dir/authstore.db`.
+pub fn secret_in(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("authstore.db.secret"))
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 /// `authstore serve --port 0 ARGS` in `dir`.
