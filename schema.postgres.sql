@@ -1,4 +1,4 @@
--- authstore schema for PostgreSQL, version 2 (meta.schema_version).
+-- authstore schema for PostgreSQL, version 3 (meta.schema_version).
 --
 -- The same tables, constraints and at-rest rules as schema.sql (SQLite):
 --   * instants are BIGINT epoch milliseconds (exactly what Auth.js sends);
@@ -108,3 +108,18 @@ CREATE TABLE console_sessions (
     idle_expires BIGINT NOT NULL
 );
 CREATE INDEX users_by_name ON users ((lower(name) COLLATE "C"), id);
+
+-- Every change that ends someone's access, written in the same statement as
+-- the change (see schema.sql): the audit log and the revocation outbox.
+CREATE TABLE events (
+    seq     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id      TEXT COLLATE "C" NOT NULL UNIQUE,
+    type    TEXT NOT NULL,
+    user_id TEXT COLLATE "C",
+    sid     TEXT COLLATE "C",
+    detail  TEXT,
+    actor   TEXT,
+    at      BIGINT NOT NULL
+);
+CREATE INDEX events_by_user ON events (user_id, seq);
+CREATE INDEX events_by_time ON events (at);

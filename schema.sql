@@ -1,4 +1,4 @@
--- authstore schema, version 3 (PRAGMA user_version).
+-- authstore schema, version 4 (PRAGMA user_version).
 --
 -- This file is the whole schema of the newest version. An empty database
 -- receives it in one transaction; an older one is upgraded by the numbered
@@ -117,5 +117,22 @@ CREATE TABLE console_sessions (
 
 -- The console's user search by name prefix, case-insensitive, in pages.
 CREATE INDEX users_by_name ON users (lower(name), id);
+
+-- Every change that ends someone's access (a session deleted, expired or
+-- revoked, a user deleted, an account unlinked), written in the same
+-- transaction as the change: the audit log (`authstore audit`) and the outbox
+-- revocations are delivered from. Kept 30 days.
+CREATE TABLE events (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    id      TEXT NOT NULL UNIQUE,
+    type    TEXT NOT NULL,
+    user_id TEXT,
+    sid     TEXT,
+    detail  TEXT,
+    actor   TEXT,
+    at      INTEGER NOT NULL
+);
+CREATE INDEX events_by_user ON events (user_id, seq);
+CREATE INDEX events_by_time ON events (at);
 
 -- user_version is set by the code that applies this file (src/store/sqlite/schema.rs).

@@ -57,6 +57,9 @@ enum Command {
     },
     /// Print `convex/auth.config.ts` for this issuer (one file, ready to save)
     ConvexConfig(ConvexConfigArgs),
+    /// List recorded events, newest first: sessions deleted, expired or
+    /// revoked, users deleted, accounts unlinked (kept 30 days)
+    Audit(AuditArgs),
     /// Print a one-time link that signs a browser in to the operator's
     /// console (/console/); it works once, within 10 minutes
     ConsoleLink(ConsoleLinkArgs),
@@ -81,6 +84,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args, Debug)]
+struct AuditArgs {
+    /// Only this type: session.deleted, session.expired, user.sessions_revoked,
+    /// user.deleted, account.unlinked
+    #[arg(long = "type", value_name = "TYPE")]
+    kind: Option<String>,
+    /// Only this user's
+    #[arg(long, value_name = "ID")]
+    user: Option<String>,
+    /// Only at or after this instant (ISO 8601, e.g. 2026-11-28T00:00:00Z)
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// At most this many
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// One JSON object per line
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -321,6 +344,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Keys { command } => block_on(keys(load()?, command)),
         Command::ConvexConfig(args) => block_on(convex_config(load()?, args)),
         Command::ConsoleLink(args) => block_on(console_link(load()?, args)),
+        Command::Audit(args) => block_on(audit(load()?, args)),
         Command::Import { source } => block_on(import(load()?, source)),
         Command::Backup { file } => backup(&load()?, &file),
         Command::Check { json } => block_on(check(load()?, json)),
@@ -714,6 +738,64 @@ async fn import(config: Config, source: ImportSource) -> Result<(), CliError> {
         secs,
         rows as f64 / secs
     );
+    Ok(())
+}
+
+async fn audit(config: Config, args: AuditArgs) -> Result<(), CliError> {
+    use crate::store::events::{EventFilter, EventType};
+    let invalid = |m: String| CliError::from(crate::error::Error::BadRequest(m));
+    let kind = match &args.kind {
+        None => None,
+        Some(name) => Some(EventType::parse(name).ok_or_else(|| {
+            let known: Vec<&str> = EventType::ALL.iter().map(|t| t.name()).collect();
+            invalid(format!("--type {name:?} is none of {}", known.join(", ")))
+        })?),
+    };
+    let since = match &args.since {
+        None => None,
+        Some(text) => Some(crate::timestamp::Timestamp::parse_iso(text).ok_or_else(|| {
+            invalid(format!(
+                "--since {text:?} is not an ISO 8601 instant (2026-11-28T00:00:00Z)"
+            ))
+        })?),
+    };
+    announce_database(&config);
+    let store = open_store(&config, false).await?;
+    let filter = EventFilter {
+        kind,
+        user_id: args.user,
+        since,
+        limit: args.limit,
+    };
+    let events = store
+        .events(&filter)
+        .await
+        .map_err(crate::error::Error::from)?;
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    if !args.json {
+        println!(
+            "{:<24}  {:<21}  {:<36}  {:<22}  {:<16}  DETAIL",
+            "AT", "TYPE", "USER", "SID", "ACTOR"
+        );
+    }
+    for event in &events {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string(event).map_err(crate::error::Error::internal)?
+            );
+        } else {
+            println!(
+                "{:<24}  {:<21}  {:<36}  {:<22}  {:<16}  {}",
+                event.at.to_iso(),
+                event.kind,
+                or_dash(&event.user_id),
+                or_dash(&event.sid),
+                or_dash(&event.actor),
+                or_dash(&event.detail)
+            );
+        }
+    }
     Ok(())
 }
 

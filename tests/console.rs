@@ -414,6 +414,27 @@ fn search_pages_by_keyset_and_a_user_page_acts_on_sessions_and_passkeys() {
     );
     assert_eq!(status, 200);
     assert!(app.ok("getUser", json!({ "id": id })).is_null());
+
+    // Each change left an event naming the console session that made it.
+    let mut command = common::process::authstore(app.dir.path());
+    command
+        .args(["audit", "--json", "--user", id, "--database"])
+        .arg(&app.config.database)
+        .envs(common::cli_env(&app.config));
+    let out = common::process::output(command);
+    assert!(out.status.success());
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["user.deleted", "user.sessions_revoked", "session.deleted"]
+    );
+    let actor = &events[0]["actor"];
+    assert!(actor.as_str().is_some_and(|a| a.len() == 16), "{events:?}");
+    assert!(events.iter().all(|e| &e["actor"] == actor));
 }
 
 #[test]

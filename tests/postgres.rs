@@ -312,7 +312,7 @@ fn tls_is_verified_against_the_configured_ca() {
 }
 
 #[test]
-fn a_version_1_database_gains_the_consoles_tables_and_keeps_its_rows() {
+fn a_version_1_database_gains_the_console_and_events_tables_and_keeps_its_rows() {
     let Some(_) = cluster() else { return };
     let app = common::TestApp::spawn();
     let user = app.ok(
@@ -320,12 +320,12 @@ fn a_version_1_database_gains_the_consoles_tables_and_keeps_its_rows() {
         serde_json::json!({ "user": common::user_fixture() }),
     );
     let (dir, config) = app.stop();
-    // Back to what version 1 had: no console tables, no name index.
+    // Back to what version 1 had: no console tables, no name index, no events.
     let url = config.postgres_url().unwrap().to_owned();
     common::postgres_client(&url)
         .batch_execute(
             "DROP TABLE console_links; DROP TABLE console_sessions; DROP INDEX users_by_name;
-             UPDATE meta SET schema_version = 1;",
+             DROP TABLE events; UPDATE meta SET schema_version = 1;",
         )
         .unwrap();
     let app = common::TestApp::start(
@@ -333,7 +333,8 @@ fn a_version_1_database_gains_the_consoles_tables_and_keeps_its_rows() {
         config,
         std::sync::Arc::new(authstore::clock::SystemClock),
     );
-    assert_eq!(app.count("SELECT schema_version::bigint FROM meta"), 2);
+    assert_eq!(app.count("SELECT schema_version::bigint FROM meta"), 3);
+    assert_eq!(app.count("SELECT count(*) FROM events"), 0);
     assert_eq!(
         app.count("SELECT count(*) FROM pg_indexes WHERE indexname = 'users_by_name'"),
         1

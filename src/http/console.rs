@@ -535,7 +535,7 @@ async fn revoke(
     };
     let revoked = state
         .store
-        .delete_user_sessions(&user_id, Some(vec![found.digest]))
+        .delete_user_sessions(&user_id, Some(vec![found.digest]), &operator.id)
         .await?;
     audit(
         &req,
@@ -552,7 +552,10 @@ async fn revoke_all(
     user_id: web::Path<String>,
 ) -> Result<HttpResponse> {
     let operator = operator(&req, &state, true).await?;
-    let revoked = state.store.delete_user_sessions(&user_id, None).await?;
+    let revoked = state
+        .store
+        .delete_user_sessions(&user_id, None, &operator.id)
+        .await?;
     audit(&req, &operator, "revoke-all-sessions", &user_id);
     Ok(HttpResponse::Ok().json(json!({ "revoked": revoked })))
 }
@@ -608,7 +611,7 @@ async fn delete_user(
             "confirm must be the user's email (or id when it has none), typed".into(),
         ));
     }
-    state.store.delete_user(&found.id).await?;
+    state.store.delete_user_as(&found.id, &operator.id).await?;
     audit(&req, &operator, "delete-user", &found.id);
     Ok(HttpResponse::Ok().json(json!({ "deleted": found.id })))
 }

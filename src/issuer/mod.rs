@@ -405,16 +405,8 @@ impl Issuer {
     }
 }
 
-/// A token's `sid`: 128 bits of a hash of the session's stored digest, so a
-/// token names its session without carrying anything that finds or opens it
-/// (the digest is the database's key; this is not), and a receiver of
-/// revocations can match it.
-pub fn session_id(digest: &[u8; 32]) -> String {
-    let mut hasher = openssl::sha::Sha256::new();
-    hasher.update(b"authstore sid\0");
-    hasher.update(digest);
-    URL_SAFE_NO_PAD.encode(&hasher.finish()[..16])
-}
+/// A token's `sid`: see [`crate::store::session_id`].
+pub use crate::store::session_id;
 
 /// A token's `jti`: 128 random bits.
 fn token_id() -> Result<String> {

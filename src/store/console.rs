@@ -115,12 +115,16 @@ pub trait ConsoleStore: Send + Sync + 'static {
     /// The user's sessions that have not expired, soonest expiry first.
     async fn user_sessions(&self, user_id: &str, now: Timestamp) -> Result<Vec<LiveSession>>;
     /// Deletes the user's sessions with these digests (all of them when
-    /// `None`); answers how many went.
+    /// `None`), recording who (`actor`, a console session id); answers how
+    /// many went.
     async fn delete_user_sessions(
         &self,
         user_id: &str,
         digests: Option<Vec<Digest>>,
+        actor: &str,
     ) -> Result<u64>;
+    /// Deletes a user as the adapter's `deleteUser` does, recording `actor`.
+    async fn delete_user_as(&self, user_id: &str, actor: &str) -> Result<Option<User>>;
     /// Deletes one of the user's passkeys; false when it has no such one.
     async fn delete_authenticator(&self, user_id: &str, credential_id: &str) -> Result<bool>;
 }

@@ -12,6 +12,7 @@
 
 pub mod console;
 pub mod error;
+pub mod events;
 #[cfg(test)]
 pub mod memory;
 pub mod postgres;
@@ -174,6 +175,8 @@ pub trait Maintenance: Send + Sync + 'static {
     async fn count_users(&self) -> Result<u64>;
     /// The database's size on disk (metrics, the console).
     async fn storage_bytes(&self) -> Result<StorageBytes>;
+    /// Stored events, newest first (`authstore audit`).
+    async fn events(&self, filter: &events::EventFilter) -> Result<Vec<events::Event>>;
 }
 
 /// The issuer's signing keys.
@@ -193,3 +196,14 @@ pub trait KeyStore: Send + Sync + 'static {
 pub trait Store: AdapterStore + KeyStore + Maintenance + ConsoleStore {}
 
 impl<T: AdapterStore + KeyStore + Maintenance + ConsoleStore> Store for T {}
+
+/// A session's `sid` in tokens and events: 128 bits of a hash of its stored
+/// digest, so it names the session without being anything that finds or
+/// opens it (the digest is the database's key; this is not).
+pub fn session_id(digest: &[u8; 32]) -> String {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    let mut hasher = openssl::sha::Sha256::new();
+    hasher.update(b"authstore sid\0");
+    hasher.update(digest);
+    URL_SAFE_NO_PAD.encode(&hasher.finish()[..16])
+}

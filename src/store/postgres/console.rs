@@ -1,11 +1,12 @@
 //! The console's queries on PostgreSQL (see [`crate::store::console`]).
 
 use super::rows::{self, USER_COLUMNS};
-use super::PostgresStore;
+use super::{PostgresStore, SID_SQL};
 use crate::model::User;
 use crate::store::console::{
     ConsoleStore, Digest, LinkedAccount, LiveSession, Overview, SearchField, UserSearch,
 };
+use crate::store::events::new_id;
 use crate::store::{Result, StoreError};
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
@@ -261,27 +262,47 @@ impl ConsoleStore for PostgresStore {
         &self,
         user_id: &str,
         digests: Option<Vec<Digest>>,
+        actor: &str,
     ) -> Result<u64> {
-        let user_id = user_id.to_owned();
+        let (user_id, actor) = (user_id.to_owned(), actor.to_owned());
         self.with(move |client, _| async move {
-            Ok(match digests {
-                None => {
-                    client
-                        .execute("DELETE FROM sessions WHERE user_id = $1", &[&user_id])
-                        .await?
-                }
+            let at = Timestamp::now().millis();
+            // Each in one statement: the sessions go and the events are written.
+            let deleted: i64 = match digests {
+                None => client
+                    .query_one(
+                        "WITH gone AS (DELETE FROM sessions WHERE user_id = $1 RETURNING 1), \
+                             logged AS (INSERT INTO events (id, type, user_id, actor, at) \
+                             VALUES ($2, 'user.sessions_revoked', $1, $3, $4)) \
+                             SELECT count(*) FROM gone",
+                        &[&user_id, &new_id(), &actor, &at],
+                    )
+                    .await?
+                    .try_get(0)?,
                 Some(digests) => {
                     let digests: Vec<&[u8]> = digests.iter().map(|d| &d[..]).collect();
                     client
-                        .execute(
-                            "DELETE FROM sessions WHERE token_hash = ANY($1) AND user_id = $2",
-                            &[&digests, &user_id],
+                        .query_one(
+                            &format!(
+                                "WITH gone AS (DELETE FROM sessions WHERE token_hash = ANY($1) \
+                                 AND user_id = $2 RETURNING token_hash, user_id), \
+                                 logged AS (INSERT INTO events (id, type, user_id, sid, actor, at) \
+                                 SELECT gen_random_uuid()::text, 'session.deleted', user_id, \
+                                 {SID_SQL}, $3, $4 FROM gone) SELECT count(*) FROM gone"
+                            ),
+                            &[&digests, &user_id, &actor, &at],
                         )
                         .await?
+                        .try_get(0)?
                 }
-            })
+            };
+            Ok(u64::try_from(deleted).unwrap_or_default())
         })
         .await
+    }
+
+    async fn delete_user_as(&self, user_id: &str, actor: &str) -> Result<Option<User>> {
+        self.delete_user_by(user_id, Some(actor.to_owned())).await
     }
 
     async fn delete_authenticator(&self, user_id: &str, credential_id: &str) -> Result<bool> {

@@ -23,6 +23,8 @@ use crate::model::{
     Account, AccountKey, Authenticator, Session, SessionAndUser, SessionPatch, User, UserPatch,
     VerificationToken,
 };
+use crate::store::events::{new_id, Event, EventFilter, EventType, RETENTION_DAYS};
+use crate::store::session_id;
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -200,6 +202,33 @@ impl PostgresStore {
     }
 
     /// Runs `work` with a pooled connection on the backend's runtime.
+    /// Deletes a user (and, by cascade, everything of theirs) and records it,
+    /// in one statement.
+    pub(super) async fn delete_user_by(
+        &self,
+        id: &str,
+        actor: Option<String>,
+    ) -> Result<Option<User>> {
+        let id = id.to_owned();
+        self.with(move |client, _| async move {
+            let statement = client
+                .prepare_cached(&format!(
+                    "WITH gone AS (DELETE FROM users WHERE id = $1 RETURNING {USER_COLUMNS}), \
+                     logged AS (INSERT INTO events (id, type, user_id, actor, at) \
+                     SELECT $2, 'user.deleted', id, $3, $4 FROM gone) \
+                     SELECT {USER_COLUMNS} FROM gone"
+                ))
+                .await?;
+            let (event, at) = (new_id(), Timestamp::now().millis());
+            client
+                .query_opt(&statement, &[&id, &event, &actor, &at])
+                .await?
+                .map(|row| rows::user(&row, 0))
+                .transpose()
+        })
+        .await
+    }
+
     async fn with<T, F, Fut>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
@@ -388,20 +417,7 @@ impl AdapterStore for PostgresStore {
     }
 
     async fn delete_user(&self, id: &str) -> Result<Option<User>> {
-        let id = id.to_owned();
-        self.with(move |client, _| async move {
-            let statement = client
-                .prepare_cached(&format!(
-                    "DELETE FROM users WHERE id = $1 RETURNING {USER_COLUMNS}"
-                ))
-                .await?;
-            client
-                .query_opt(&statement, &[&id])
-                .await?
-                .map(|row| rows::user(&row, 0))
-                .transpose()
-        })
-        .await
+        self.delete_user_by(id, None).await
     }
 
     async fn link_account(&self, account: Account) -> Result<Account> {
@@ -452,12 +468,20 @@ impl AdapterStore for PostgresStore {
         self.with(move |client, kek| async move {
             let statement = client
                 .prepare_cached(&format!(
-                    "DELETE FROM accounts WHERE provider = $1 AND provider_account_id = $2 \
-                     RETURNING {ACCOUNT_COLUMNS}"
+                    "WITH gone AS (DELETE FROM accounts WHERE provider = $1 \
+                     AND provider_account_id = $2 RETURNING {ACCOUNT_COLUMNS}), \
+                     logged AS (INSERT INTO events (id, type, user_id, detail, at) \
+                     SELECT $3, 'account.unlinked', user_id, json_build_object('provider', \
+                     provider, 'providerAccountId', provider_account_id)::text, $4 FROM gone) \
+                     SELECT {ACCOUNT_COLUMNS} FROM gone"
                 ))
                 .await?;
+            let (id, at) = (new_id(), Timestamp::now().millis());
             client
-                .query_opt(&statement, &[&key.provider, &key.provider_account_id])
+                .query_opt(
+                    &statement,
+                    &[&key.provider, &key.provider_account_id, &id, &at],
+                )
                 .await?
                 .map(|row| rows::account(&row, &kek))
                 .transpose()
@@ -559,13 +583,22 @@ impl AdapterStore for PostgresStore {
     async fn delete_session(&self, session_token: &str) -> Result<Option<Session>> {
         let session_token = session_token.to_owned();
         self.with(move |client, _| async move {
+            // One statement: the session goes and its event is written, or neither.
             let statement = client
                 .prepare_cached(
-                    "DELETE FROM sessions WHERE token_hash = $1 RETURNING user_id, expires",
+                    "WITH gone AS (DELETE FROM sessions WHERE token_hash = $1 \
+                     RETURNING user_id, expires), \
+                     logged AS (INSERT INTO events (id, type, user_id, sid, at) \
+                     SELECT $2, 'session.deleted', user_id, $3, $4 FROM gone) \
+                     SELECT user_id, expires FROM gone",
                 )
                 .await?;
             let hash = sha256(session_token.as_bytes());
-            let Some(row) = client.query_opt(&statement, &[&&hash[..]]).await? else {
+            let (id, sid, at) = (new_id(), session_id(&hash), Timestamp::now().millis());
+            let Some(row) = client
+                .query_opt(&statement, &[&&hash[..], &id, &sid, &at])
+                .await?
+            else {
                 return Ok(None);
             };
             Ok(Some(Session {
@@ -722,12 +755,29 @@ impl Maintenance for PostgresStore {
         self.with(move |client, _| async move {
             // SKIP LOCKED: nodes purging at the same moment take disjoint
             // rows, and none waits for another.
-            let sessions = client
+            // Each expired session's event in the same statement; its sid
+            // computed as session_id() computes it.
+            let sessions: i64 = client
+                .query_one(
+                    &format!(
+                        "WITH gone AS (DELETE FROM sessions WHERE token_hash IN \
+                         (SELECT token_hash FROM sessions WHERE expires < $1 \
+                          LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING token_hash, user_id), \
+                         logged AS (INSERT INTO events (id, type, user_id, sid, at) \
+                         SELECT gen_random_uuid()::text, 'session.expired', user_id, {SID_SQL}, $3 \
+                         FROM gone) SELECT count(*) FROM gone"
+                    ),
+                    &[&now, &batch, &Timestamp::now().millis()],
+                )
+                .await?
+                .try_get(0)?;
+            let sessions = u64::try_from(sessions).unwrap_or_default();
+            let kept_from = now - (RETENTION_DAYS * 24 * 3600 * 1000) as i64;
+            client
                 .execute(
-                    "DELETE FROM sessions WHERE token_hash IN \
-                     (SELECT token_hash FROM sessions WHERE expires < $1 \
-                      LIMIT $2 FOR UPDATE SKIP LOCKED)",
-                    &[&now, &batch],
+                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE at < $1 \
+                     ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                    &[&kept_from, &batch],
                 )
                 .await?;
             let verification_tokens = client
@@ -742,6 +792,38 @@ impl Maintenance for PostgresStore {
                 sessions: sessions as usize,
                 verification_tokens: verification_tokens as usize,
             })
+        })
+        .await
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
+        let kind = filter.kind.map(EventType::name);
+        let user_id = filter.user_id.clone();
+        let since = filter.since.map(Timestamp::millis);
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+        self.with(move |client, _| async move {
+            client
+                .query(
+                    "SELECT seq, id, type, user_id, sid, detail, actor, at FROM events \
+                     WHERE ($1::text IS NULL OR type = $1) AND ($2::text IS NULL OR user_id = $2) \
+                     AND ($3::bigint IS NULL OR at >= $3) ORDER BY seq DESC LIMIT $4",
+                    &[&kind, &user_id, &since, &limit],
+                )
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(Event {
+                        seq: row.try_get(0)?,
+                        id: row.try_get(1)?,
+                        kind: row.try_get(2)?,
+                        user_id: row.try_get(3)?,
+                        sid: row.try_get(4)?,
+                        detail: row.try_get(5)?,
+                        actor: row.try_get(6)?,
+                        at: Timestamp::from_millis(row.try_get(7)?),
+                    })
+                })
+                .collect()
         })
         .await
     }
@@ -915,3 +997,9 @@ impl KeyStore for PostgresStore {
         .await
     }
 }
+
+/// `session_id(token_hash)` in SQL, for rows deleted in a statement (the
+/// purge): base64url of the first 16 bytes of SHA-256("authstore sid\0" ||
+/// digest).
+pub(super) const SID_SQL: &str = "rtrim(translate(encode(substring(sha256('authstore sid'::bytea \
+     || '\\x00'::bytea || token_hash) from 1 for 16), 'base64'), '+/', '-_'), '=')";

@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 pub const SCHEMA: &str = include_str!("../../../schema.postgres.sql");
 
 /// The schema version this build writes.
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 
 /// `STEPS[v - 1]` is the SQL that upgrades version `v` to `v + 1`. Steps
 /// that must re-seal data under the KEK will need code, as SQLite's v1 → v2.
@@ -28,6 +28,20 @@ CREATE TABLE console_sessions (
     idle_expires BIGINT NOT NULL
 );
 CREATE INDEX users_by_name ON users ((lower(name) COLLATE "C"), id);
+"#,
+    // 2 -> 3: events, the audit log and revocation outbox.
+    r#"CREATE TABLE events (
+    seq     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id      TEXT COLLATE "C" NOT NULL UNIQUE,
+    type    TEXT NOT NULL,
+    user_id TEXT COLLATE "C",
+    sid     TEXT COLLATE "C",
+    detail  TEXT,
+    actor   TEXT,
+    at      BIGINT NOT NULL
+);
+CREATE INDEX events_by_user ON events (user_id, seq);
+CREATE INDEX events_by_time ON events (at);
 "#,
 ];
 

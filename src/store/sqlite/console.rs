@@ -1,11 +1,12 @@
 //! The console's queries on SQLite (see [`crate::store::console`]).
 
-use super::{rows, SqliteStore};
+use super::{record_event, rows, SqliteStore};
 use crate::model::User;
 use crate::store::console::{
     ConsoleStore, Digest, LinkedAccount, LiveSession, Overview, SearchField, UserSearch,
 };
-use crate::store::Result;
+use crate::store::events::EventType;
+use crate::store::{session_id, Result};
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
@@ -220,21 +221,47 @@ impl ConsoleStore for SqliteStore {
         &self,
         user_id: &str,
         digests: Option<Vec<Digest>>,
+        actor: &str,
     ) -> Result<u64> {
-        let user_id = user_id.to_owned();
+        let (user_id, actor) = (user_id.to_owned(), actor.to_owned());
         self.writer
             .run(move |conn| {
                 let deleted = match digests {
-                    None => conn
-                        .prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?
-                        .execute([&user_id])?,
-                    Some(digests) => {
-                        let mut statement = conn.prepare_cached(
-                            "DELETE FROM sessions WHERE token_hash = ?1 AND user_id = ?2",
+                    None => {
+                        let deleted = conn
+                            .prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?
+                            .execute([&user_id])?;
+                        // One event for all: with its time, a not-before.
+                        record_event(
+                            conn,
+                            EventType::UserSessionsRevoked,
+                            Some(&user_id),
+                            None,
+                            None,
+                            Some(&actor),
                         )?;
+                        deleted
+                    }
+                    Some(digests) => {
                         let mut deleted = 0;
                         for digest in digests {
-                            deleted += statement.execute(params![&digest[..], user_id])?;
+                            let gone = conn
+                                .prepare_cached(
+                                    "DELETE FROM sessions WHERE token_hash = ?1 AND user_id = ?2",
+                                )?
+                                .execute(params![&digest[..], user_id])?;
+                            if gone == 1 {
+                                let sid = session_id(&digest);
+                                record_event(
+                                    conn,
+                                    EventType::SessionDeleted,
+                                    Some(&user_id),
+                                    Some(&sid),
+                                    None,
+                                    Some(&actor),
+                                )?;
+                            }
+                            deleted += gone;
                         }
                         deleted
                     }
@@ -242,6 +269,10 @@ impl ConsoleStore for SqliteStore {
                 Ok(deleted as u64)
             })
             .await
+    }
+
+    async fn delete_user_as(&self, user_id: &str, actor: &str) -> Result<Option<User>> {
+        self.delete_user_by(user_id, Some(actor.to_owned())).await
     }
 
     async fn delete_authenticator(&self, user_id: &str, credential_id: &str) -> Result<bool> {

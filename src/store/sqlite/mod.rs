@@ -26,7 +26,8 @@ use crate::model::{
     Account, AccountKey, Authenticator, Session, SessionAndUser, SessionPatch, User, UserPatch,
     VerificationToken,
 };
-use crate::store::{Result, StoreError as Error};
+use crate::store::events::{new_id, Event, EventFilter, EventType, RETENTION_DAYS};
+use crate::store::{session_id, Result, StoreError as Error};
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
 use r2d2_sqlite::SqliteConnectionManager;
@@ -335,6 +336,38 @@ impl SqliteStore {
             .await
     }
 
+    /// Deletes a user (and, by cascade, everything of theirs) and records it.
+    pub(super) async fn delete_user_by(
+        &self,
+        id: &str,
+        actor: Option<String>,
+    ) -> Result<Option<User>> {
+        let id = id.to_owned();
+        self.writer
+            .run(move |conn| {
+                let user = conn
+                    .prepare_cached(concat!(
+                        "DELETE FROM users WHERE id = ?1 RETURNING ",
+                        user_columns!(),
+                        ""
+                    ))?
+                    .query_row([&id], |row| rows::user(row, 0))
+                    .optional()?;
+                if user.is_some() {
+                    record_event(
+                        conn,
+                        EventType::UserDeleted,
+                        Some(&id),
+                        None,
+                        None,
+                        actor.as_deref(),
+                    )?;
+                }
+                Ok(user)
+            })
+            .await
+    }
+
     fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let conn = self.readers.get()?;
         Ok(query(&conn)?)
@@ -591,19 +624,7 @@ impl AdapterStore for SqliteStore {
     }
 
     async fn delete_user(&self, id: &str) -> Result<Option<User>> {
-        let id = id.to_owned();
-        self.writer
-            .run(move |conn| {
-                Ok(conn
-                    .prepare_cached(concat!(
-                        "DELETE FROM users WHERE id = ?1 RETURNING ",
-                        user_columns!(),
-                        ""
-                    ))?
-                    .query_row([id], |row| rows::user(row, 0))
-                    .optional()?)
-            })
-            .await
+        self.delete_user_by(id, None).await
     }
 
     async fn link_account(&self, account: Account) -> Result<Account> {
@@ -646,17 +667,33 @@ impl AdapterStore for SqliteStore {
         let kek = self.kek.clone();
         self.writer
             .run(move |conn| {
-                Ok(conn
+                let account = conn
                     .prepare_cached(concat!(
                         "DELETE FROM accounts WHERE provider = ?1 AND provider_account_id = ?2 \
                          RETURNING ",
                         account_columns!(),
                         ""
                     ))?
-                    .query_row([key.provider, key.provider_account_id], |row| {
+                    .query_row([&key.provider, &key.provider_account_id], |row| {
                         rows::account(row, &kek)
                     })
-                    .optional()?)
+                    .optional()?;
+                if let Some(account) = &account {
+                    let detail = serde_json::json!({
+                        "provider": key.provider,
+                        "providerAccountId": key.provider_account_id,
+                    })
+                    .to_string();
+                    record_event(
+                        conn,
+                        EventType::AccountUnlinked,
+                        Some(&account.user_id),
+                        None,
+                        Some(&detail),
+                        None,
+                    )?;
+                }
+                Ok(account)
             })
             .await
     }
@@ -744,14 +781,26 @@ impl AdapterStore for SqliteStore {
         let session_token = session_token.to_owned();
         self.writer
             .run(move |conn| {
+                let digest = token_hash(&session_token);
                 let deleted = conn
                     .prepare_cached(
                         "DELETE FROM sessions WHERE token_hash = ?1 RETURNING user_id, expires",
                     )?
-                    .query_row([token_hash(&session_token)], |row| {
+                    .query_row([digest], |row| {
                         Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
                     })
                     .optional()?;
+                if let Some((user_id, _)) = &deleted {
+                    let sid = session_id(&digest);
+                    record_event(
+                        conn,
+                        EventType::SessionDeleted,
+                        Some(user_id),
+                        Some(&sid),
+                        None,
+                        None,
+                    )?;
+                }
                 Ok(deleted.map(|(user_id, expires)| Session {
                     session_token,
                     user_id,
@@ -874,12 +923,35 @@ impl Maintenance for SqliteStore {
         let (now, batch) = (now.millis(), batch as i64);
         self.writer
             .run(move |conn| {
-                let sessions = conn
+                let gone = conn
                     .prepare_cached(
                         "DELETE FROM sessions WHERE token_hash IN \
-                         (SELECT token_hash FROM sessions WHERE expires < ?1 LIMIT ?2)",
+                         (SELECT token_hash FROM sessions WHERE expires < ?1 LIMIT ?2) \
+                         RETURNING token_hash, user_id",
                     )?
-                    .execute(params![now, batch])?;
+                    .query_map(params![now, batch], |row| {
+                        Ok((row.get::<_, [u8; 32]>(0)?, row.get::<_, String>(1)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                for (digest, user_id) in &gone {
+                    let sid = session_id(digest);
+                    record_event(
+                        conn,
+                        EventType::SessionExpired,
+                        Some(user_id),
+                        Some(&sid),
+                        None,
+                        None,
+                    )?;
+                }
+                let sessions = gone.len();
+                // Events past their retention, a batch at a time like the rest.
+                let kept_from = now - (RETENTION_DAYS * 24 * 3600 * 1000) as i64;
+                conn.prepare_cached(
+                    "DELETE FROM events WHERE seq IN \
+                     (SELECT seq FROM events WHERE at < ?1 ORDER BY seq LIMIT ?2)",
+                )?
+                .execute(params![kept_from, batch])?;
                 let verification_tokens = conn
                     .prepare_cached(
                         "DELETE FROM verification_tokens WHERE (identifier, token) IN \
@@ -937,6 +1009,32 @@ impl Maintenance for SqliteStore {
         Ok(StorageBytes {
             database,
             wal: Some(wal),
+        })
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
+        let kind = filter.kind.map(EventType::name);
+        let since = filter.since.map(Timestamp::millis);
+        let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT seq, id, type, user_id, sid, detail, actor, at FROM events \
+                 WHERE (?1 IS NULL OR type = ?1) AND (?2 IS NULL OR user_id = ?2) \
+                 AND (?3 IS NULL OR at >= ?3) ORDER BY seq DESC LIMIT ?4",
+            )?
+            .query_map(params![kind, filter.user_id, since, limit], |row| {
+                Ok(Event {
+                    seq: row.get(0)?,
+                    id: row.get(1)?,
+                    kind: row.get(2)?,
+                    user_id: row.get(3)?,
+                    sid: row.get(4)?,
+                    detail: row.get(5)?,
+                    actor: row.get(6)?,
+                    at: Timestamp::from_millis(row.get(7)?),
+                })
+            })?
+            .collect()
         })
     }
 }
@@ -1056,6 +1154,31 @@ impl KeyStore for SqliteStore {
             })
             .await
     }
+}
+
+/// Writes one event, inside the caller's transaction.
+pub(super) fn record_event(
+    conn: &Connection,
+    kind: EventType,
+    user_id: Option<&str>,
+    sid: Option<&str>,
+    detail: Option<&str>,
+    actor: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO events (id, type, user_id, sid, detail, actor, at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        new_id(),
+        kind.name(),
+        user_id,
+        sid,
+        detail,
+        actor,
+        Timestamp::now().millis()
+    ])?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use rusqlite::{params, Connection, Transaction};
 pub const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 pub use crate::error::BoxError;
 
@@ -27,7 +27,7 @@ pub use crate::error::BoxError;
 pub type Step = fn(&Transaction<'_>, &Kek, Timestamp) -> Result<(), BoxError>;
 
 /// `STEPS[v - 1]` upgrades a database from version `v` to `v + 1`.
-pub const STEPS: [Step; (VERSION - 1) as usize] = [v1_to_v2, v2_to_v3];
+pub const STEPS: [Step; (VERSION - 1) as usize] = [v1_to_v2, v2_to_v3, v3_to_v4];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -296,6 +296,26 @@ fn v2_to_v3(tx: &Transaction<'_>, _kek: &Kek, _now: Timestamp) -> Result<(), Box
              idle_expires INTEGER NOT NULL
          ) WITHOUT ROWID;
          CREATE INDEX users_by_name ON users (lower(name), id);",
+    )?;
+    Ok(())
+}
+
+/// Version 4: the events table (audit log and revocation outbox).
+fn v3_to_v4(tx: &Transaction<'_>, _kek: &Kek, _now: Timestamp) -> Result<(), BoxError> {
+    // A frozen copy of version 4's addition (see v1_to_v2).
+    tx.execute_batch(
+        "CREATE TABLE events (
+             seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+             id      TEXT NOT NULL UNIQUE,
+             type    TEXT NOT NULL,
+             user_id TEXT,
+             sid     TEXT,
+             detail  TEXT,
+             actor   TEXT,
+             at      INTEGER NOT NULL
+         );
+         CREATE INDEX events_by_user ON events (user_id, seq);
+         CREATE INDEX events_by_time ON events (at);",
     )?;
     Ok(())
 }

@@ -1,0 +1,163 @@
+//! Events: every change that ends access leaves one, written with the change,
+//! and `authstore audit` lists them.
+
+mod common;
+
+use common::{TestApp, SECRET};
+use jsonwebtoken::{decode_header, Algorithm, DecodingKey, Validation};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// `authstore audit --json ARGS` on the app's database: the events, newest first.
+fn audit(app: &TestApp, args: &[&str]) -> Vec<Value> {
+    let (ok, stdout, stderr) = audit_raw(app, args);
+    assert!(ok, "{stderr}");
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn audit_raw(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let mut command = common::process::authstore(app.dir.path());
+    command
+        .args(["audit", "--json", "--database"])
+        .arg(&app.config.database)
+        .args(args)
+        .envs(common::cli_env(&app.config));
+    let out = common::process::output(command);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn user_with_session(app: &TestApp, email: &str, token: &str, expires: &str) -> String {
+    let user = app.ok("createUser", json!({ "user": { "email": email } }));
+    app.ok(
+        "createSession",
+        json!({ "session": { "sessionToken": token, "userId": user["id"], "expires": expires } }),
+    );
+    user["id"].as_str().unwrap().to_owned()
+}
+
+/// The `sid` claim of a token minted for the session.
+fn sid_of(app: &TestApp, session_token: &str) -> String {
+    let (status, minted) = app.post(
+        "/api/token",
+        &json!({ "sessionToken": session_token }).to_string(),
+        Some(SECRET),
+    );
+    assert_eq!(status, 200, "{minted}");
+    let token = minted["token"].as_str().unwrap();
+    let kid = decode_header(token).unwrap().kid.unwrap();
+    let jwks: Value = app.get("/.well-known/jwks.json").1.into_json().unwrap();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .unwrap();
+    let key =
+        DecodingKey::from_rsa_components(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap())
+            .unwrap();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&["convex"]);
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .unwrap()
+        .claims;
+    claims["sid"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn sign_out_user_deletion_and_unlinking_each_leave_one_event() {
+    let app = TestApp::spawn();
+    let far = "2099-01-01T00:00:00.000Z";
+    let ada = user_with_session(&app, "ada@example.com", "ada-session", far);
+    let sid = sid_of(&app, "ada-session");
+    app.ok("deleteSession", json!({ "sessionToken": "ada-session" }));
+    // Deleting a session that is already gone changes nothing, and says nothing.
+    app.ok("deleteSession", json!({ "sessionToken": "ada-session" }));
+
+    app.ok(
+        "linkAccount",
+        json!({ "account": { "userId": ada, "type": "oauth", "provider": "github",
+                             "providerAccountId": "ada-gh", "access_token": "gho_secret" } }),
+    );
+    app.ok(
+        "unlinkAccount",
+        json!({ "provider": "github", "providerAccountId": "ada-gh" }),
+    );
+    let bob = user_with_session(&app, "bob@example.com", "bob-session", far);
+    app.ok("deleteUser", json!({ "id": bob }));
+
+    let events = audit(&app, &[]);
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["user.deleted", "account.unlinked", "session.deleted"],
+        "newest first: {events:?}"
+    );
+    let deleted = &events[2];
+    assert_eq!(deleted["userId"], ada.as_str());
+    assert_eq!(
+        deleted["sid"], sid,
+        "the event names the session as its tokens do"
+    );
+    assert!(deleted["actor"].is_null(), "the app, not an operator");
+    let detail: Value = serde_json::from_str(events[1]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        detail,
+        json!({ "provider": "github", "providerAccountId": "ada-gh" })
+    );
+    assert_eq!(events[0]["userId"], bob.as_str());
+    let ids: std::collections::HashSet<&str> =
+        events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "every event has its own id");
+    // No token or secret in the log: the session token, the OAuth token.
+    let text = serde_json::to_string(&events).unwrap();
+    assert!(!text.contains("ada-session") && !text.contains("gho_secret"));
+
+    // Filters.
+    assert_eq!(audit(&app, &["--type", "user.deleted"]).len(), 1);
+    assert_eq!(audit(&app, &["--user", &ada]).len(), 2);
+    assert_eq!(audit(&app, &["--limit", "1"]).len(), 1);
+    assert_eq!(audit(&app, &["--since", "2099-01-01T00:00:00Z"]).len(), 0);
+    let (ok, _, stderr) = audit_raw(&app, &["--type", "session.lost"]);
+    assert!(!ok && stderr.contains("session.deleted"), "{stderr}");
+    let (ok, _, stderr) = audit_raw(&app, &["--since", "yesterday"]);
+    assert!(!ok && stderr.contains("ISO 8601"), "{stderr}");
+}
+
+#[test]
+fn the_purge_leaves_an_event_for_each_expired_session() {
+    let app = TestApp::spawn_with(|config| config.purge_interval_secs = 1);
+    let past = "2020-01-01T00:00:00.000Z";
+    let ada = user_with_session(&app, "ada@example.com", "old-1", past);
+    app.ok(
+        "createSession",
+        json!({ "session": { "sessionToken": "old-2", "userId": ada, "expires": past } }),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let expired = loop {
+        let events = audit(&app, &["--type", "session.expired"]);
+        if events.len() == 2 {
+            break events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the purge left no events: {events:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(expired.iter().all(|e| e["userId"] == ada.as_str()));
+    // The sid is the one the session's tokens would carry (session_id of its digest).
+    let digest = openssl::sha::sha256(b"old-1");
+    let sid = authstore::store::session_id(&digest);
+    assert!(
+        expired.iter().any(|e| e["sid"] == sid.as_str()),
+        "{expired:?}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM sessions"), 0);
+}
