@@ -183,6 +183,7 @@ fn without_a_session_every_console_call_is_401_and_the_adapter_secret_opens_noth
         ("GET", "/api/console/users"),
         ("GET", "/api/console/users/some-id"),
         ("GET", "/api/console/keys"),
+        ("GET", "/api/console/events"),
         ("DELETE", "/api/console/users/some-id/sessions"),
         ("POST", "/api/console/keys/rotate"),
     ] {
@@ -435,6 +436,21 @@ fn search_pages_by_keyset_and_a_user_page_acts_on_sessions_and_passkeys() {
     let actor = &events[0]["actor"];
     assert!(actor.as_str().is_some_and(|a| a.len() == 16), "{events:?}");
     assert!(events.iter().all(|e| &e["actor"] == actor));
+    // The console shows the same log.
+    let shown = get(&format!("/api/console/events?user={id}"));
+    assert_eq!(shown["events"].as_array().unwrap(), &events);
+    let shown = get("/api/console/events?type=user.deleted");
+    assert_eq!(shown["events"].as_array().unwrap().len(), 1);
+    let (status, _, _) = call(
+        &app,
+        "GET",
+        "/api/console/events?type=nothing",
+        Some(&cookie),
+        None,
+        None,
+        None,
+    );
+    assert_eq!(status, 400);
 }
 
 #[test]

@@ -21,6 +21,7 @@ use crate::http::request_id::RequestId;
 use crate::issuer::keys::Rotation;
 use crate::model::User;
 use crate::store::console::{Digest, SearchField, UserSearch};
+use crate::store::events::{EventFilter, EventType};
 use crate::timestamp::Timestamp;
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header::{self, HeaderValue};
@@ -125,6 +126,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/users/{id}/passkeys/{credential}",
                 web::delete().to(remove_passkey),
             )
+            .route("/events", web::get().to(events))
             .route("/keys", web::get().to(keys))
             .route("/keys/rotate", web::post().to(rotate))
             .default_service(web::to(|req: HttpRequest| async move {
@@ -504,6 +506,38 @@ async fn user(
             "counter": p.counter,
         })).collect::<Vec<_>>(),
     })))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+/// The audit log: the newest events, as `authstore audit` lists them.
+async fn events(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<EventsQuery>,
+) -> Result<HttpResponse> {
+    operator(&req, &state, false).await?;
+    let kind = match query.kind.as_deref().filter(|k| !k.is_empty()) {
+        None => None,
+        Some(name) => Some(
+            EventType::parse(name)
+                .ok_or_else(|| Error::BadRequest(format!("type {name:?} is not an event type")))?,
+        ),
+    };
+    let filter = EventFilter {
+        kind,
+        user_id: query.user.clone().filter(|u| !u.is_empty()),
+        since: None,
+        limit: PAGE,
+    };
+    let events = state.store.events(&filter).await?;
+    Ok(HttpResponse::Ok().json(json!({ "events": events })))
 }
 
 async fn keys(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {

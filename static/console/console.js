@@ -126,6 +126,30 @@ function keyTimeline(keys) {
   );
 }
 
+/** The audit log's events as a table (newest first). */
+function eventTable(events, withUser = true) {
+  if (!events.length) return el("p", { class: "muted" }, "No events.");
+  return el(
+    "table",
+    { class: "events" },
+    el("thead", {}, el("tr", {}, el("th", {}, "when"), el("th", {}, "event"), withUser && el("th", {}, "user"), el("th", {}, "by"))),
+    el(
+      "tbody",
+      {},
+      events.map((e) =>
+        el(
+          "tr",
+          { "data-event": e.type },
+          el("td", {}, when(e.at)),
+          el("td", {}, el("code", {}, e.type), e.sid && el("div", { class: "muted small" }, "session ", el("code", {}, e.sid)), e.detail && el("div", { class: "muted small" }, e.detail)),
+          withUser && el("td", {}, e.userId ? el("a", { href: `#/users/${encodeURIComponent(e.userId)}` }, el("code", {}, e.userId)) : "—"),
+          el("td", {}, e.actor ? ["console ", el("code", {}, e.actor)] : "the app"),
+        ),
+      ),
+    ),
+  );
+}
+
 // --- Pages ---------------------------------------------------------------------
 
 async function overviewPage() {
@@ -206,6 +230,7 @@ async function usersPage(params) {
 
 async function userPage(id) {
   const detail = await api("GET", `/users/${encodeURIComponent(id)}`);
+  const { events } = await api("GET", `/events?${new URLSearchParams({ user: id })}`);
   const { user } = detail;
   const reload = () => route();
   const act = async (what, done) => {
@@ -324,6 +349,7 @@ async function userPage(id) {
           )
         : el("p", { class: "muted" }, "None."),
     ),
+    el("section", { "aria-label": "Events" }, el("h2", {}, "Recent events"), eventTable(events.slice(0, 10), false)),
     el(
       "section",
       { class: "danger-zone" },
@@ -355,6 +381,30 @@ async function userPage(id) {
         "Delete user…",
       ),
     ),
+  ];
+}
+
+async function auditPage(params) {
+  const type = params.get("type") ?? "";
+  const { events } = await api("GET", `/events?${new URLSearchParams({ type })}`);
+  const types = ["", "session.deleted", "session.expired", "user.sessions_revoked", "user.deleted", "account.unlinked"];
+  return [
+    el("h1", {}, "Audit log"),
+    el("p", { class: "muted" }, "Every change that ended someone's access, newest first; kept 30 days. The same as ", el("code", {}, "authstore audit"), "."),
+    el(
+      "form",
+      { class: "search", onsubmit: (event) => event.preventDefault() },
+      el(
+        "select",
+        {
+          name: "type",
+          "aria-label": "Event type",
+          onchange: (event) => (location.hash = `#/audit?${new URLSearchParams({ type: event.target.value })}`),
+        },
+        types.map((t) => el("option", { value: t, selected: t === type }, t || "every type")),
+      ),
+    ),
+    eventTable(events),
   ];
 }
 
@@ -416,6 +466,7 @@ async function route() {
     else if (path === "/users") content = await usersPage(params);
     else if (path.startsWith("/users/")) content = await userPage(decodeURIComponent(path.slice("/users/".length)));
     else if (path === "/keys") content = await keysPage();
+    else if (path === "/audit") content = await auditPage(params);
     else content = [el("h1", {}, "Not found"), el("p", {}, el("a", { href: "#/overview" }, "Overview"))];
     main.replaceChildren(...[content].flat());
     document.title = `${main.querySelector("h1")?.textContent ?? "Console"} · authstore`;

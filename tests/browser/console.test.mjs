@@ -170,6 +170,11 @@ test("an operator signs in with a one-time link, finds a user, revokes, removes,
   await page.locator('[data-passkey="ada-passkey"]').waitFor({ state: "detached" });
   assert.equal(await adapter("getAuthenticator", { credentialID: "ada-passkey" }), null);
 
+  // The user's recent events name the revocation and the console session that made it.
+  await page.reload();
+  await page.locator('table.events tr[data-event="session.deleted"]').waitFor();
+  assert.match((await page.locator('table.events tr[data-event="session.deleted"]').textContent()) ?? "", /console [0-9a-f]{16}/);
+
   // The same page at 360 px wide: nothing scrolls sideways.
   await page.setViewportSize({ width: 360, height: 740 });
   assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 360), "the user page scrolls sideways at 360 px");
@@ -184,6 +189,12 @@ test("an operator signs in with a one-time link, finds a user, revokes, removes,
   await page.locator(".timeline .badge.next").waitFor();
   await shot("4-keys.png");
 
+  // The audit log lists the changes, newest first.
+  await page.getByRole("link", { name: "Audit" }).click();
+  await page.getByRole("heading", { name: "Audit log" }).waitFor();
+  assert.equal(await page.locator('table.events tr[data-event="session.deleted"]').count(), 1);
+  await shot("5-audit.png");
+
   // A user named like markup renders as those characters, and runs nothing.
   await page.goto(`${base}/console/#/users?by=email&q=xss`);
   const name = page.locator("table.users td.name");
@@ -192,7 +203,7 @@ test("an operator signs in with a one-time link, finds a user, revokes, removes,
   assert.equal(await page.locator("main img").count(), 0);
   await page.goto(`${base}/console/#/users/${encodeURIComponent(xss.id)}`);
   assert.equal(await heading(), xss.name);
-  await shot("5-markup-as-text.png");
+  await shot("6-markup-as-text.png");
   assert.deepEqual(dialogs, [], "a dialog opened");
 
   // The used link is refused, with a page that says so.
@@ -200,7 +211,7 @@ test("an operator signs in with a one-time link, finds a user, revokes, removes,
   await second.goto(link);
   await second.getByRole("heading", { name: "This link cannot sign you in" }).waitFor();
   assert.match((await second.locator("#message").textContent()) ?? "", /already used or has expired/);
-  await second.screenshot({ path: join(RESULTS, "6-used-link.png") });
+  await second.screenshot({ path: join(RESULTS, "7-used-link.png") });
   await second.close();
 
   // Signing out ends the console session.
