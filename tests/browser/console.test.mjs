@@ -201,7 +201,9 @@ test("an operator signs in with a one-time link, finds a user, revokes, removes,
   await name.waitFor();
   assert.equal(await name.textContent(), xss.name);
   assert.equal(await page.locator("main img").count(), 0);
+  // A hash change: the page routes without loading; wait for the new page.
   await page.goto(`${base}/console/#/users/${encodeURIComponent(xss.id)}`);
+  await page.locator("h1.user-title").waitFor();
   assert.equal(await heading(), xss.name);
   await shot("6-markup-as-text.png");
   assert.deepEqual(dialogs, [], "a dialog opened");
