@@ -451,7 +451,11 @@ function signedOut(text) {
   );
 }
 
+/** Counts navigations: a page whose data arrives after a newer navigation is dropped. */
+let navigation = 0;
+
 async function route() {
+  const mine = ++navigation;
   const hash = location.hash.slice(1) || "/overview";
   const [path, search = ""] = hash.split("?");
   const params = new URLSearchParams(search);
@@ -468,9 +472,11 @@ async function route() {
     else if (path === "/keys") content = await keysPage();
     else if (path === "/audit") content = await auditPage(params);
     else content = [el("h1", {}, "Not found"), el("p", {}, el("a", { href: "#/overview" }, "Overview"))];
+    if (mine !== navigation) return;
     main.replaceChildren(...[content].flat());
     document.title = `${main.querySelector("h1")?.textContent ?? "Console"} · authstore`;
   } catch (error) {
+    if (mine !== navigation) return;
     if (error instanceof ApiError && error.status === 401) signedOut("Your console session has ended.");
     else main.replaceChildren(el("h1", {}, "Something went wrong"), el("p", { class: "error" }, error.message));
   }
