@@ -27,7 +27,10 @@ pub struct Overview {
 pub enum SearchField {
     /// Emails are stored lowercased: the prefix is lowercased too.
     Email,
-    /// Case-insensitive (by lowercase), ordered by lowercase name then id.
+    /// Case-insensitive as the database lowercases (`lower()`: ASCII letters
+    /// on SQLite, every letter on PostgreSQL), ordered by that then id. The
+    /// prefix and the cursor are lowercased by the database too, so both
+    /// sides of every comparison agree.
     Name,
     Id,
 }
@@ -44,11 +47,12 @@ pub struct UserSearch {
 }
 
 impl UserSearch {
-    /// The prefix as stored: emails and the name key are lowercase.
+    /// The prefix as compared: emails are stored lowercased by
+    /// `normalize_email`; names are lowercased by the database's query.
     pub fn key_prefix(&self) -> String {
         match self.field {
-            SearchField::Email | SearchField::Name => self.prefix.to_lowercase(),
-            SearchField::Id => self.prefix.clone(),
+            SearchField::Email => self.prefix.to_lowercase(),
+            SearchField::Name | SearchField::Id => self.prefix.clone(),
         }
     }
 
@@ -62,7 +66,7 @@ impl UserSearch {
     pub fn key_of(&self, user: &User) -> String {
         match self.field {
             SearchField::Email => user.email.clone().unwrap_or_default(),
-            SearchField::Name => user.name.as_deref().unwrap_or_default().to_lowercase(),
+            SearchField::Name => user.name.clone().unwrap_or_default(),
             SearchField::Id => user.id.clone(),
         }
     }

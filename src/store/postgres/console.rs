@@ -162,7 +162,11 @@ impl ConsoleStore for PostgresStore {
     }
 
     async fn search_users(&self, search: &UserSearch) -> Result<Vec<User>> {
-        let upper = search.upper_bound();
+        let upper = match search.field {
+            // The name query lowercases the prefix itself and adds the bound.
+            SearchField::Name => search.prefix.clone(),
+            _ => search.upper_bound(),
+        };
         let limit = i64::try_from(search.limit).unwrap_or(i64::MAX);
         let name_key = r#"(lower(name) COLLATE "C")"#;
         let (sql, low, after_id) = match (search.field, &search.after) {
@@ -188,8 +192,10 @@ impl ConsoleStore for PostgresStore {
             ),
             (SearchField::Name, after) => (
                 format!(
-                    "SELECT {USER_COLUMNS} FROM users WHERE {name_key} >= $1 AND {name_key} < $2 \
-                     AND ({name_key}, id) > ($1, $4) ORDER BY {name_key}, id LIMIT $3"
+                    "SELECT {USER_COLUMNS} FROM users WHERE {name_key} >= (lower($1) COLLATE \"C\") \
+                     AND {name_key} < ((lower($2) || chr(1114111)) COLLATE \"C\") \
+                     AND ({name_key}, id) > (lower($1) COLLATE \"C\", $4) \
+                     ORDER BY {name_key}, id LIMIT $3"
                 ),
                 after.as_ref().map_or_else(|| search.key_prefix(), |(key, _)| key.clone()),
                 Some(after.as_ref().map_or_else(String::new, |(_, id)| id.clone())),

@@ -135,7 +135,11 @@ impl ConsoleStore for SqliteStore {
     }
 
     async fn search_users(&self, search: &UserSearch) -> Result<Vec<User>> {
-        let upper = search.upper_bound();
+        let upper = match search.field {
+            // The name query lowercases the prefix itself and adds the bound.
+            SearchField::Name => search.prefix.clone(),
+            _ => search.upper_bound(),
+        };
         let limit = i64::try_from(search.limit).unwrap_or(i64::MAX);
         // Each walks one index from the cursor (or the prefix) and stops at
         // `limit`: no OFFSET, so page 1,000 costs what page 1 does.
@@ -164,8 +168,9 @@ impl ConsoleStore for SqliteStore {
                 format!(
                     // The plain bound starts the index walk there; the row
                     // value skips the rows of the cursor's name up to its id.
-                    "SELECT {USER} FROM users WHERE lower(name) >= ?1 AND lower(name) < ?2 \
-                     AND (lower(name), id) > (?1, ?4) ORDER BY lower(name), id LIMIT ?3"
+                    "SELECT {USER} FROM users WHERE lower(name) >= lower(?1) \
+                     AND lower(name) < lower(?2) || char(1114111) \
+                     AND (lower(name), id) > (lower(?1), ?4) ORDER BY lower(name), id LIMIT ?3"
                 ),
                 after.as_ref().map_or_else(|| search.key_prefix(), |(key, _)| key.clone()),
                 Some(after.as_ref().map_or_else(String::new, |(_, id)| id.clone())),
