@@ -9,18 +9,8 @@ use serde_json::{json, Value};
 
 /// `authstore console-link` against the app's database: the link's token.
 fn console_link(app: &TestApp) -> String {
-    let mut command = common::process::authstore(app.dir.path());
-    command
-        .args(["console-link", "--url", &app.base, "--database"])
-        .arg(&app.config.database)
-        .envs(common::cli_env(&app.config));
-    let out = common::process::output(command);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, stdout, stderr) = app.cli(&["console-link", "--url", &app.base]);
+    assert!(ok, "{stderr}");
     let link = stdout.trim();
     let prefix = format!("{}/console/open#", app.base);
     assert!(link.starts_with(&prefix), "{link}");
@@ -417,17 +407,7 @@ fn search_pages_by_keyset_and_a_user_page_acts_on_sessions_and_passkeys() {
     assert!(app.ok("getUser", json!({ "id": id })).is_null());
 
     // Each change left an event naming the console session that made it.
-    let mut command = common::process::authstore(app.dir.path());
-    command
-        .args(["audit", "--json", "--user", id, "--database"])
-        .arg(&app.config.database)
-        .envs(common::cli_env(&app.config));
-    let out = common::process::output(command);
-    assert!(out.status.success());
-    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let events = app.audit(&["--user", id]);
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,

@@ -8,31 +8,6 @@ use jsonwebtoken::{decode_header, Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-/// `authstore audit --json ARGS` on the app's database: the events, newest first.
-fn audit(app: &TestApp, args: &[&str]) -> Vec<Value> {
-    let (ok, stdout, stderr) = audit_raw(app, args);
-    assert!(ok, "{stderr}");
-    stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
-fn audit_raw(app: &TestApp, args: &[&str]) -> (bool, String, String) {
-    let mut command = common::process::authstore(app.dir.path());
-    command
-        .args(["audit", "--json", "--database"])
-        .arg(&app.config.database)
-        .args(args)
-        .envs(common::cli_env(&app.config));
-    let out = common::process::output(command);
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn user_with_session(app: &TestApp, email: &str, token: &str, expires: &str) -> String {
     let user = app.ok("createUser", json!({ "user": { "email": email } }));
     app.ok(
@@ -92,7 +67,7 @@ fn sign_out_user_deletion_and_unlinking_each_leave_one_event() {
     let bob = user_with_session(&app, "bob@example.com", "bob-session", far);
     app.ok("deleteUser", json!({ "id": bob }));
 
-    let events = audit(&app, &[]);
+    let events = app.audit(&[]);
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
@@ -120,13 +95,13 @@ fn sign_out_user_deletion_and_unlinking_each_leave_one_event() {
     assert!(!text.contains("ada-session") && !text.contains("gho_secret"));
 
     // Filters.
-    assert_eq!(audit(&app, &["--type", "user.deleted"]).len(), 1);
-    assert_eq!(audit(&app, &["--user", &ada]).len(), 2);
-    assert_eq!(audit(&app, &["--limit", "1"]).len(), 1);
-    assert_eq!(audit(&app, &["--since", "2099-01-01T00:00:00Z"]).len(), 0);
-    let (ok, _, stderr) = audit_raw(&app, &["--type", "session.lost"]);
+    assert_eq!(app.audit(&["--type", "user.deleted"]).len(), 1);
+    assert_eq!(app.audit(&["--user", &ada]).len(), 2);
+    assert_eq!(app.audit(&["--limit", "1"]).len(), 1);
+    assert_eq!(app.audit(&["--since", "2099-01-01T00:00:00Z"]).len(), 0);
+    let (ok, _, stderr) = app.cli(&["audit", "--type", "session.lost"]);
     assert!(!ok && stderr.contains("session.deleted"), "{stderr}");
-    let (ok, _, stderr) = audit_raw(&app, &["--since", "yesterday"]);
+    let (ok, _, stderr) = app.cli(&["audit", "--since", "yesterday"]);
     assert!(!ok && stderr.contains("ISO 8601"), "{stderr}");
 }
 
@@ -141,7 +116,7 @@ fn the_purge_leaves_an_event_for_each_expired_session() {
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     let expired = loop {
-        let events = audit(&app, &["--type", "session.expired"]);
+        let events = app.audit(&["--type", "session.expired"]);
         if events.len() == 2 {
             break events;
         }

@@ -130,6 +130,33 @@ impl TestApp {
         }
     }
 
+    /// `authstore ARGS --database <this app's database>` with what the CLI
+    /// needs to open it: (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let mut command = process::authstore(self.dir.path());
+        command
+            .args(args)
+            .arg("--database")
+            .arg(&self.config.database)
+            .envs(cli_env(&self.config));
+        let out = process::output(command);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `authstore audit --json ARGS`: the events, newest first.
+    pub fn audit(&self, args: &[&str]) -> Vec<Value> {
+        let (ok, stdout, stderr) = self.cli(&[&["audit", "--json"], args].concat());
+        assert!(ok, "{stderr}");
+        stdout
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
     /// Calls an adapter method with the right secret.
     pub fn call(&self, method: &str, body: Value) -> (u16, Value) {
         self.post(
