@@ -123,3 +123,19 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_user ON events (user_id, seq);
 CREATE INDEX events_by_time ON events (at);
+
+-- Where delivery to each [[webhooks]] endpoint stands (`endpoint`: a hash of
+-- its URL). Every event up to `floor` is delivered or predates the endpoint;
+-- those delivered above it are listed in webhook_deliveries. One process at a
+-- time delivers to an endpoint: `lease_owner`, until `lease_until`.
+CREATE TABLE webhook_endpoints (
+    endpoint    TEXT COLLATE "C" PRIMARY KEY,
+    floor       BIGINT NOT NULL,
+    lease_owner TEXT COLLATE "C",
+    lease_until BIGINT NOT NULL
+);
+CREATE TABLE webhook_deliveries (
+    endpoint TEXT COLLATE "C" NOT NULL,
+    seq      BIGINT NOT NULL,
+    PRIMARY KEY (endpoint, seq)
+);

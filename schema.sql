@@ -135,4 +135,20 @@ CREATE TABLE events (
 CREATE INDEX events_by_user ON events (user_id, seq);
 CREATE INDEX events_by_time ON events (at);
 
+-- Where delivery to each [[webhooks]] endpoint stands (`endpoint`: a hash of
+-- its URL). Every event up to `floor` is delivered or predates the endpoint;
+-- those delivered above it are listed in webhook_deliveries. One process at a
+-- time delivers to an endpoint: `lease_owner`, until `lease_until`.
+CREATE TABLE webhook_endpoints (
+    endpoint    TEXT PRIMARY KEY NOT NULL,
+    floor       INTEGER NOT NULL,
+    lease_owner TEXT,
+    lease_until INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE webhook_deliveries (
+    endpoint TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    PRIMARY KEY (endpoint, seq)
+) WITHOUT ROWID;
+
 -- user_version is set by the code that applies this file (src/store/sqlite/schema.rs).

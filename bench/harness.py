@@ -24,6 +24,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
@@ -567,6 +568,14 @@ def main():
             with_key < 100)
         row("serve --ephemeral ready, generating its key", f"{generating:.0f} ms", "", "< 1 s", generating < 1000)
 
+        # 7. Revocation delivery: commit of a sign-out to its arrival at a webhook.
+        log("7. revocation delivery under a write load")
+        delivery = revocation_delivery(args.binary, db, users, sessions, seconds)
+        row(f"sign-out to webhook delivery, {delivery['events']:,} sign-outs during createSession at "
+            f"{delivery['writes']:,.0f} req/s",
+            f"p50 {delivery['p50']:.1f} ms, p99 {delivery['p99']:.1f} ms, max {delivery['max']:.1f} ms", "",
+            "p99 < 5 s", delivery["p99"] < 5000)
+
         postgres_backend(args.binary, pg, users, sessions, runs, seconds, gsu, row)
     finally:
         pg.stop()
@@ -615,6 +624,73 @@ def console_search(binary, server, database, users):
         samples.append(ms)
         query = {"by": "name", "q": "user", "after": answer["next"]}
     return statistics.median(samples), max(samples)
+
+
+def revocation_delivery(binary, db, users, sessions, seconds):
+    """Milliseconds from each sign-out's event (its commit time, `at`) to its
+    arrival at a webhook receiver on loopback, while wrk creates sessions at
+    full speed and a thread signs sessions out, one every 5 ms."""
+    copy = os.path.join(OUT, "revocation.db")
+    for suffix in ("", ".kek"):
+        if os.path.exists(db + suffix):
+            shutil.copyfile(db + suffix, copy + suffix)
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(copy + suffix):
+            os.remove(copy + suffix)
+    latencies, lock = [], threading.Lock()
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            now = time.time() * 1000
+            with lock:
+                latencies.extend(now - event["at"] for event in json.loads(body)["events"])
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    config = os.path.join(OUT, "webhook.toml")
+    with open(config, "w") as f:
+        f.write(f'[[webhooks]]\nurl = "http://127.0.0.1:{receiver.server_port}/events"\n'
+                f'secret = "bench-webhook-secret-0123456789abcdef"\n')
+    server = Server(binary, copy, env={"AUTHSTORE_CONFIG": config})
+    stop, signed_out = threading.Event(), [0]
+
+    def sign_outs():
+        for i in range(1, sessions + 1):
+            if stop.is_set():
+                break
+            server.post("/api/adapter/deleteSession", {"sessionToken": f"bench-session-{i}"})
+            signed_out[0] += 1
+            time.sleep(0.005)
+
+    try:
+        thread = threading.Thread(target=sign_outs)
+        thread.start()
+        load = wrk(server.url, "/api/adapter/createSession", seconds, script="create_session.lua",
+                   env={"BENCH_USERS": str(users), "BENCH_RUN": "revocation"})
+        stop.set()
+        thread.join()
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with lock:
+                if len(latencies) >= signed_out[0]:
+                    break
+            time.sleep(0.01)
+    finally:
+        server.stop()
+        receiver.shutdown()
+    with lock:
+        got = sorted(latencies)
+    if len(got) < signed_out[0]:
+        raise SystemExit(f"only {len(got)} of {signed_out[0]} sign-outs were delivered within 30 s")
+    pick = lambda q: got[min(len(got) - 1, int(q * (len(got) - 1)))]
+    return {"events": len(got), "writes": load["rps"], "p50": pick(0.5), "p99": pick(0.99), "max": got[-1]}
 
 
 def ephemeral_ready_ms(binary, signing_key=None):

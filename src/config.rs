@@ -65,6 +65,8 @@ pub struct Config {
     pub token_cache_capacity: usize,
     /// A token is reused while more than this share of its lifetime remains.
     pub token_reuse_min_remaining: f64,
+    /// Where events are delivered (`[[webhooks]]`, config file only).
+    pub webhooks: Vec<Webhook>,
     /// Settings of the SQLite backend (`[sqlite]`).
     pub sqlite: SqliteSettings,
     /// Settings of the PostgreSQL backend (`[postgres]`).
@@ -102,11 +104,36 @@ impl std::fmt::Debug for Config {
             .field("profile_claims", &self.profile_claims)
             .field("token_cache_capacity", &self.token_cache_capacity)
             .field("token_reuse_min_remaining", &self.token_reuse_min_remaining)
+            .field("webhooks", &self.webhooks)
             .field("sqlite", &self.sqlite)
             .field("postgres", &self.postgres)
             .finish()
     }
 }
+
+/// One `[[webhooks]]` endpoint: events are POSTed to `url`, signed with
+/// `secret` (see `webhooks.rs` for the format).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
+    /// The signing secret (at least 32 characters), or `secret_file`.
+    pub secret: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
+    /// The event types sent (`session.deleted` ...); empty sends them all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// The longest wait between two attempts when the endpoint fails.
+    #[serde(default = "default_retry_max_secs")]
+    pub retry_max_secs: u64,
+}
+
+fn default_retry_max_secs() -> u64 {
+    30
+}
+
+/// The shortest webhook secret accepted.
+pub const MIN_WEBHOOK_SECRET: usize = 32;
 
 /// `[sqlite]`: used when `database` is a file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -240,6 +267,7 @@ impl Default for Config {
             profile_claims: Vec::new(),
             token_cache_capacity: 100_000,
             token_reuse_min_remaining: 0.5,
+            webhooks: Vec::new(),
             sqlite: SqliteSettings::default(),
             postgres: PostgresSettings::default(),
         }
@@ -310,6 +338,13 @@ impl Config {
             // the binary for the test helpers (one edit from AUTHSTORE_BIND).
             if matches!(key.as_str(), "config" | "bin") {
                 continue;
+            }
+            if key == "webhooks" {
+                return Err(ConfigError::Env {
+                    name,
+                    message: "webhooks are set in config.toml ([[webhooks]] with url and secret)"
+                        .into(),
+                });
             }
             let (section, setting) = split_section(&key);
             let env_error = |message| ConfigError::Env {
@@ -456,6 +491,9 @@ impl Config {
                 return invalid("previous_secrets_until is set but previous_secrets is empty");
             }
         }
+        for webhook in &self.webhooks {
+            webhook.validate()?;
+        }
         if self.postgres_url().is_some() {
             // A file generated beside the database would be a different one
             // on every node: nodes must share both.
@@ -513,6 +551,47 @@ impl Config {
     fn beside_database(&self, suffix: &str) -> PathBuf {
         crate::files::with_suffix(&self.database, suffix)
     }
+}
+
+impl Webhook {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(format!("webhook {}: {m}", self.url)));
+        match url_scheme(&self.url) {
+            Some("http" | "https") => {}
+            _ => return invalid("url must be an http:// or https:// URL".into()),
+        }
+        match (&self.secret, &self.secret_file) {
+            (Some(_), Some(_)) => {
+                return invalid("set either secret or secret_file, not both".into())
+            }
+            (None, None) => return invalid("set secret or secret_file".into()),
+            (Some(secret), None) if secret.expose().len() < MIN_WEBHOOK_SECRET => {
+                return invalid(format!(
+                    "secret must be at least {MIN_WEBHOOK_SECRET} characters (authstore secret \
+                     prints one)"
+                ))
+            }
+            _ => {}
+        }
+        for name in &self.events {
+            if crate::store::events::EventType::parse(name).is_none() {
+                let known: Vec<&str> = crate::store::events::EventType::ALL
+                    .iter()
+                    .map(|t| t.name())
+                    .collect();
+                return invalid(format!(
+                    "unknown event type {name:?}; the types are {}",
+                    known.join(", ")
+                ));
+            }
+        }
+        within("webhooks.retry_max_secs", self.retry_max_secs, 1, 3600)
+    }
+}
+
+fn url_scheme(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    (!rest.is_empty()).then_some(scheme)
 }
 
 fn within(name: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
@@ -841,6 +920,44 @@ mod tests {
                 "{text}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn webhooks_load_from_the_file_and_mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        let load = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Config::load(Some(&file), env(&[]), Table::new())
+        };
+        let secret = "a".repeat(MIN_WEBHOOK_SECRET);
+        let config = load(&format!(
+            "[[webhooks]]\nurl = \"https://x.convex.site/authstore/events\"\nsecret = \"{secret}\"\n\
+             [[webhooks]]\nurl = \"http://127.0.0.1:9/h\"\nsecret = \"{secret}\"\n\
+             events = [\"user.deleted\"]\nretry_max_secs = 5\n"
+        ))
+        .unwrap();
+        assert_eq!(config.webhooks.len(), 2);
+        assert_eq!(config.webhooks[0].retry_max_secs, 30);
+        assert!(config.webhooks[0].events.is_empty());
+        assert_eq!(config.webhooks[1].events, ["user.deleted"]);
+        // The secret never shows in a Debug print.
+        assert!(!format!("{config:?}").contains(&secret));
+        for (text, says) in [
+            (format!("[[webhooks]]\nurl = \"ftp://x/h\"\nsecret = \"{secret}\"\n"), "http:// or https://"),
+            ("[[webhooks]]\nurl = \"https://x/h\"\nsecret = \"short-but-sixteen+\"\n".into(), "at least 32"),
+            ("[[webhooks]]\nurl = \"https://x/h\"\n".into(), "set secret or secret_file"),
+            (format!("[[webhooks]]\nurl = \"https://x/h\"\nsecret = \"{secret}\"\nevents = [\"session.ended\"]\n"), "unknown event type \"session.ended\""),
+            (format!("[[webhooks]]\nurl = \"https://x/h\"\nsecret = \"{secret}\"\nsecret_file = \"/s\"\n"), "not both"),
+            (format!("[[webhooks]]\nurl = \"https://x/h\"\nsecret = \"{secret}\"\nretry_max_secs = 0\n"), "retry_max_secs"),
+        ] {
+            let err = load(&text).unwrap_err().to_string();
+            assert!(err.contains(says), "{text}: {err}");
+            assert!(!err.contains(&secret), "{err}");
+        }
+        let err =
+            Config::load(None, env(&[("AUTHSTORE_WEBHOOKS", "x")]), Table::new()).unwrap_err();
+        assert!(err.to_string().contains("config.toml"), "{err}");
     }
 
     #[test]

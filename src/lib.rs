@@ -40,6 +40,7 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timestamp;
+pub mod webhooks;
 
 pub use config::Config;
 
@@ -74,6 +75,8 @@ pub enum StartupError {
         path: std::path::PathBuf,
         reason: String,
     },
+    #[error(transparent)]
+    Webhook(#[from] webhooks::EndpointError),
     #[error("cannot start the HTTP server: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -233,6 +236,8 @@ pub struct Application {
     server: Server,
     /// The Prometheus listener (`metrics_bind`).
     metrics_server: Option<MetricsServer>,
+    /// The name this server's webhook workers hold their endpoints under.
+    webhook_owner: Option<String>,
     /// A SQLite database's claim (`authstore restore` waits for none).
     _lease: Option<files::Lease>,
     /// Alive while any HTTP worker still holds the handlers' state (and with
@@ -283,6 +288,11 @@ impl Application {
                 log::info!("{n} previous secret(s) accepted until removed from the configuration")
             }
         }
+        let endpoints = config
+            .webhooks
+            .iter()
+            .map(webhooks::Endpoint::from_config)
+            .collect::<Result<Vec<_>, _>>()?;
         let store = open_store(&config, true).await?;
         log::info!("database {}", config.database_for_log());
 
@@ -370,6 +380,15 @@ impl Application {
             issuer.clone(),
             Duration::from_secs(config.key_check_interval_secs),
         );
+        // This process's name in the webhook endpoints' leases.
+        let webhook_owner = uuid::Uuid::new_v4().to_string();
+        let delivers = !endpoints.is_empty();
+        webhooks::spawn(
+            store_handle.clone() as Arc<dyn store::events::Outbox>,
+            endpoints,
+            Duration::from_secs(config.token_lifetime_secs),
+            &webhook_owner,
+        );
 
         let metrics_server = match metrics_listener {
             Some(listener) => {
@@ -396,6 +415,7 @@ impl Application {
             issuer,
             server,
             metrics_server,
+            webhook_owner: delivers.then_some(webhook_owner),
             _lease: lease,
             serving,
         })
@@ -430,6 +450,12 @@ impl Application {
     /// issuer) keep the store open.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await?;
+        if let Some(owner) = &self.webhook_owner {
+            // Another process takes the endpoints over now, not in 30 s.
+            if let Err(e) = self.store.release_endpoints(owner).await {
+                log::warn!("could not release the webhook endpoints: {}", e.log_text());
+            }
+        }
         if let Some(metrics) = self.metrics_server {
             metrics.handle.stop(true).await;
             match metrics.running.await {

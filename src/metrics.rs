@@ -46,6 +46,10 @@ pub struct Metrics {
     pub purged_sessions: IntCounter,
     /// Expired verification tokens removed by the purge.
     pub purged_verification_tokens: IntCounter,
+    /// Events a webhook endpoint acknowledged.
+    pub webhook_events_delivered: IntCounter,
+    /// Webhook requests that failed (and will be retried).
+    pub webhook_failures: IntCounter,
     /// Signing keys by state (read at scrape time).
     pub keys: IntGaugeVec,
     /// Age of each key, by kid and state (read at scrape time).
@@ -122,7 +126,20 @@ impl Metrics {
             &["table"],
         )?;
         registry.register(Box::new(purged.clone()))?;
+        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
         Ok(Metrics {
+            webhook_events_delivered: counter(
+                "webhook_events_delivered_total",
+                "Events acknowledged by a webhook endpoint",
+            )?,
+            webhook_failures: counter(
+                "webhook_failures_total",
+                "Webhook requests that failed and will be retried",
+            )?,
             connections: gauge("http_connections", "HTTP connections open now")?,
             tokens_fresh: tokens.get_metric_with_label_values(&["fresh"])?,
             tokens_reused: tokens.get_metric_with_label_values(&["reused"])?,

@@ -312,7 +312,7 @@ fn tls_is_verified_against_the_configured_ca() {
 }
 
 #[test]
-fn a_version_1_database_gains_the_console_and_events_tables_and_keeps_its_rows() {
+fn a_version_1_database_gains_the_newer_tables_and_keeps_its_rows() {
     let Some(_) = cluster() else { return };
     let app = common::TestApp::spawn();
     let user = app.ok(
@@ -325,7 +325,8 @@ fn a_version_1_database_gains_the_console_and_events_tables_and_keeps_its_rows()
     common::postgres_client(&url)
         .batch_execute(
             "DROP TABLE console_links; DROP TABLE console_sessions; DROP INDEX users_by_name;
-             DROP TABLE events; UPDATE meta SET schema_version = 1;",
+             DROP TABLE events; DROP TABLE webhook_endpoints; DROP TABLE webhook_deliveries;
+             UPDATE meta SET schema_version = 1;",
         )
         .unwrap();
     let app = common::TestApp::start(
@@ -333,13 +334,14 @@ fn a_version_1_database_gains_the_console_and_events_tables_and_keeps_its_rows()
         config,
         std::sync::Arc::new(authstore::clock::SystemClock),
     );
-    assert_eq!(app.count("SELECT schema_version::bigint FROM meta"), 3);
+    assert_eq!(app.count("SELECT schema_version::bigint FROM meta"), 4);
     assert_eq!(app.count("SELECT count(*) FROM events"), 0);
     assert_eq!(
         app.count("SELECT count(*) FROM pg_indexes WHERE indexname = 'users_by_name'"),
         1
     );
     assert_eq!(app.count("SELECT count(*) FROM console_sessions"), 0);
+    assert_eq!(app.count("SELECT count(*) FROM webhook_endpoints"), 0);
     assert_eq!(
         app.ok("getUser", serde_json::json!({ "id": user["id"] }))["id"],
         user["id"]

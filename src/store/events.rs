@@ -84,3 +84,77 @@ pub struct EventFilter {
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
+
+/// Wakes this process's delivery workers after it commits an event (other
+/// processes' events are found by polling).
+#[derive(Debug)]
+pub struct EventSignal(tokio::sync::watch::Sender<u64>);
+
+impl Default for EventSignal {
+    fn default() -> Self {
+        EventSignal(tokio::sync::watch::channel(0).0)
+    }
+}
+
+impl EventSignal {
+    /// Says that events were committed.
+    pub fn written(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that sees every `written` after this call.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
+/// Delivery state of the `[[webhooks]]` endpoints, each named by a key
+/// derived from its URL (see `webhooks::endpoint_key`).
+///
+/// Per endpoint the database keeps a floor (every event at or below it is
+/// delivered, or predates the endpoint) and the events delivered above it.
+/// A floor alone would do on SQLite, where events get their `seq` in commit
+/// order; on PostgreSQL a lower `seq` can commit after a higher one, so the
+/// floor only passes events older than [`Outbox`]'s settle window.
+#[async_trait::async_trait]
+pub trait Outbox: Send + Sync + 'static {
+    /// Fires when this process commits an event.
+    fn event_signal(&self) -> &EventSignal;
+
+    /// Makes `owner` the process delivering to `endpoint` until `until`,
+    /// when no other process holds it past `now` (an endpoint seen for the
+    /// first time starts after the newest event). False: another one does.
+    async fn claim_endpoint(
+        &self,
+        endpoint: &str,
+        owner: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> crate::store::Result<bool>;
+
+    /// Lets go of every endpoint `owner` holds (a server stopping), so
+    /// another process takes over at once rather than when the lease ends.
+    async fn release_endpoints(&self, owner: &str) -> crate::store::Result<()>;
+
+    /// The oldest events of `kinds` not yet delivered to `endpoint`, in order.
+    async fn pending_events(
+        &self,
+        endpoint: &str,
+        kinds: &[EventType],
+        limit: usize,
+    ) -> crate::store::Result<Vec<Event>>;
+
+    /// Records `seqs` as delivered to `endpoint` and moves its floor up.
+    async fn mark_delivered(
+        &self,
+        endpoint: &str,
+        kinds: &[EventType],
+        seqs: &[i64],
+        now: Timestamp,
+    ) -> crate::store::Result<()>;
+}
+
+/// The event type names of `kinds`, as the stores filter on them.
+pub fn kind_names(kinds: &[EventType]) -> Vec<&'static str> {
+    kinds.iter().map(|k| k.name()).collect()
+}

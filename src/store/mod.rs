@@ -193,9 +193,9 @@ pub trait KeyStore: Send + Sync + 'static {
 
 /// A whole backend. An `Arc<dyn Store>` coerces to any one of its parts
 /// (`Arc<dyn KeyStore>` ...) for callers that take only that.
-pub trait Store: AdapterStore + KeyStore + Maintenance + ConsoleStore {}
+pub trait Store: AdapterStore + KeyStore + Maintenance + ConsoleStore + events::Outbox {}
 
-impl<T: AdapterStore + KeyStore + Maintenance + ConsoleStore> Store for T {}
+impl<T: AdapterStore + KeyStore + Maintenance + ConsoleStore + events::Outbox> Store for T {}
 
 /// A session's `sid` in tokens and events: 128 bits of a hash of its stored
 /// digest, so it names the session without being anything that finds or

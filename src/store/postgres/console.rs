@@ -271,40 +271,49 @@ impl ConsoleStore for PostgresStore {
         actor: &str,
     ) -> Result<u64> {
         let (user_id, actor) = (user_id.to_owned(), actor.to_owned());
-        self.with(move |client, _| async move {
-            let at = Timestamp::now().millis();
-            // Each in one statement: the sessions go and the events are written.
-            let deleted: i64 = match digests {
-                None => client
-                    .query_one(
-                        "WITH gone AS (DELETE FROM sessions WHERE user_id = $1 RETURNING 1), \
-                             logged AS (INSERT INTO events (id, type, user_id, actor, at) \
-                             VALUES ($2, 'user.sessions_revoked', $1, $3, $4)) \
-                             SELECT count(*) FROM gone",
-                        &[&user_id, &new_id(), &actor, &at],
-                    )
-                    .await?
-                    .try_get(0)?,
-                Some(digests) => {
-                    let digests: Vec<&[u8]> = digests.iter().map(|d| &d[..]).collect();
-                    client
+        let result = self
+            .with(move |client, _| async move {
+                let at = Timestamp::now().millis();
+                // Each in one statement: the sessions go and the events are written.
+                let deleted: i64 = match digests {
+                    None => client
                         .query_one(
                             &format!(
+                                "WITH gone AS (DELETE FROM sessions WHERE user_id = $1 \
+                             RETURNING token_hash), \
+                             logged AS (INSERT INTO events (id, type, user_id, detail, actor, at) \
+                             SELECT $2, 'user.sessions_revoked', $1, json_build_object('sids', \
+                             coalesce(json_agg({SID_SQL} ORDER BY token_hash), '[]'))::text, \
+                             $3, $4 FROM gone) \
+                             SELECT count(*) FROM gone"
+                            ),
+                            &[&user_id, &new_id(), &actor, &at],
+                        )
+                        .await?
+                        .try_get(0)?,
+                    Some(digests) => {
+                        let digests: Vec<&[u8]> = digests.iter().map(|d| &d[..]).collect();
+                        client
+                            .query_one(
+                                &format!(
                                 "WITH gone AS (DELETE FROM sessions WHERE token_hash = ANY($1) \
                                  AND user_id = $2 RETURNING token_hash, user_id), \
                                  logged AS (INSERT INTO events (id, type, user_id, sid, actor, at) \
                                  SELECT gen_random_uuid()::text, 'session.deleted', user_id, \
                                  {SID_SQL}, $3, $4 FROM gone) SELECT count(*) FROM gone"
                             ),
-                            &[&digests, &user_id, &actor, &at],
-                        )
-                        .await?
-                        .try_get(0)?
-                }
-            };
-            Ok(u64::try_from(deleted).unwrap_or_default())
-        })
-        .await
+                                &[&digests, &user_id, &actor, &at],
+                            )
+                            .await?
+                            .try_get(0)?
+                    }
+                };
+                Ok(u64::try_from(deleted).unwrap_or_default())
+            })
+            .await;
+        // Wakes this process's webhook workers (a refused write wakes them for nothing).
+        self.events.written();
+        result
     }
 
     async fn delete_user_as(&self, user_id: &str, actor: &str) -> Result<Option<User>> {

@@ -9,6 +9,7 @@
 //! outlives none of them).
 
 mod console;
+mod outbox;
 mod rows;
 pub mod schema;
 
@@ -91,6 +92,8 @@ pub struct PostgresStore {
     pool: Pool,
     kek: Arc<Kek>,
     handle: tokio::runtime::Handle,
+    /// Wakes the webhook workers after an event commits.
+    events: crate::store::events::EventSignal,
     /// Dropped in the background: a runtime may not be dropped inside another.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -172,6 +175,7 @@ impl PostgresStore {
             pool,
             kek,
             handle: runtime.handle().clone(),
+            events: Default::default(),
             runtime: Some(runtime),
         };
         let at = at.to_owned();
@@ -201,7 +205,6 @@ impl PostgresStore {
         }
     }
 
-    /// Runs `work` with a pooled connection on the backend's runtime.
     /// Deletes a user (and, by cascade, everything of theirs) and records it,
     /// in one statement.
     pub(super) async fn delete_user_by(
@@ -210,25 +213,30 @@ impl PostgresStore {
         actor: Option<String>,
     ) -> Result<Option<User>> {
         let id = id.to_owned();
-        self.with(move |client, _| async move {
-            let statement = client
-                .prepare_cached(&format!(
-                    "WITH gone AS (DELETE FROM users WHERE id = $1 RETURNING {USER_COLUMNS}), \
+        let result = self
+            .with(move |client, _| async move {
+                let statement = client
+                    .prepare_cached(&format!(
+                        "WITH gone AS (DELETE FROM users WHERE id = $1 RETURNING {USER_COLUMNS}), \
                      logged AS (INSERT INTO events (id, type, user_id, actor, at) \
                      SELECT $2, 'user.deleted', id, $3, $4 FROM gone) \
                      SELECT {USER_COLUMNS} FROM gone"
-                ))
-                .await?;
-            let (event, at) = (new_id(), Timestamp::now().millis());
-            client
-                .query_opt(&statement, &[&id, &event, &actor, &at])
-                .await?
-                .map(|row| rows::user(&row, 0))
-                .transpose()
-        })
-        .await
+                    ))
+                    .await?;
+                let (event, at) = (new_id(), Timestamp::now().millis());
+                client
+                    .query_opt(&statement, &[&id, &event, &actor, &at])
+                    .await?
+                    .map(|row| rows::user(&row, 0))
+                    .transpose()
+            })
+            .await;
+        // Wakes this process's webhook workers (a refused write wakes them for nothing).
+        self.events.written();
+        result
     }
 
+    /// Runs `work` with a pooled connection on the backend's runtime.
     async fn with<T, F, Fut>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
@@ -465,28 +473,32 @@ impl AdapterStore for PostgresStore {
 
     async fn unlink_account(&self, key: &AccountKey) -> Result<Option<Account>> {
         let key = key.clone();
-        self.with(move |client, kek| async move {
-            let statement = client
-                .prepare_cached(&format!(
-                    "WITH gone AS (DELETE FROM accounts WHERE provider = $1 \
+        let result = self
+            .with(move |client, kek| async move {
+                let statement = client
+                    .prepare_cached(&format!(
+                        "WITH gone AS (DELETE FROM accounts WHERE provider = $1 \
                      AND provider_account_id = $2 RETURNING {ACCOUNT_COLUMNS}), \
                      logged AS (INSERT INTO events (id, type, user_id, detail, at) \
                      SELECT $3, 'account.unlinked', user_id, json_build_object('provider', \
                      provider, 'providerAccountId', provider_account_id)::text, $4 FROM gone) \
                      SELECT {ACCOUNT_COLUMNS} FROM gone"
-                ))
-                .await?;
-            let (id, at) = (new_id(), Timestamp::now().millis());
-            client
-                .query_opt(
-                    &statement,
-                    &[&key.provider, &key.provider_account_id, &id, &at],
-                )
-                .await?
-                .map(|row| rows::account(&row, &kek))
-                .transpose()
-        })
-        .await
+                    ))
+                    .await?;
+                let (id, at) = (new_id(), Timestamp::now().millis());
+                client
+                    .query_opt(
+                        &statement,
+                        &[&key.provider, &key.provider_account_id, &id, &at],
+                    )
+                    .await?
+                    .map(|row| rows::account(&row, &kek))
+                    .transpose()
+            })
+            .await;
+        // Wakes this process's webhook workers (a refused write wakes them for nothing).
+        self.events.written();
+        result
     }
 
     async fn get_account(&self, key: &AccountKey) -> Result<Option<Account>> {
@@ -582,32 +594,36 @@ impl AdapterStore for PostgresStore {
 
     async fn delete_session(&self, session_token: &str) -> Result<Option<Session>> {
         let session_token = session_token.to_owned();
-        self.with(move |client, _| async move {
-            // One statement: the session goes and its event is written, or neither.
-            let statement = client
-                .prepare_cached(
-                    "WITH gone AS (DELETE FROM sessions WHERE token_hash = $1 \
+        let result = self
+            .with(move |client, _| async move {
+                // One statement: the session goes and its event is written, or neither.
+                let statement = client
+                    .prepare_cached(
+                        "WITH gone AS (DELETE FROM sessions WHERE token_hash = $1 \
                      RETURNING user_id, expires), \
                      logged AS (INSERT INTO events (id, type, user_id, sid, at) \
                      SELECT $2, 'session.deleted', user_id, $3, $4 FROM gone) \
                      SELECT user_id, expires FROM gone",
-                )
-                .await?;
-            let hash = sha256(session_token.as_bytes());
-            let (id, sid, at) = (new_id(), session_id(&hash), Timestamp::now().millis());
-            let Some(row) = client
-                .query_opt(&statement, &[&&hash[..], &id, &sid, &at])
-                .await?
-            else {
-                return Ok(None);
-            };
-            Ok(Some(Session {
-                session_token,
-                user_id: row.try_get(0)?,
-                expires: Timestamp::from_millis(row.try_get(1)?),
-            }))
-        })
-        .await
+                    )
+                    .await?;
+                let hash = sha256(session_token.as_bytes());
+                let (id, sid, at) = (new_id(), session_id(&hash), Timestamp::now().millis());
+                let Some(row) = client
+                    .query_opt(&statement, &[&&hash[..], &id, &sid, &at])
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                Ok(Some(Session {
+                    session_token,
+                    user_id: row.try_get(0)?,
+                    expires: Timestamp::from_millis(row.try_get(1)?),
+                }))
+            })
+            .await;
+        // Wakes this process's webhook workers (a refused write wakes them for nothing).
+        self.events.written();
+        result
     }
 
     async fn create_verification_token(
@@ -752,48 +768,52 @@ impl AdapterStore for PostgresStore {
 impl Maintenance for PostgresStore {
     async fn purge_expired(&self, now: Timestamp, batch: usize) -> Result<Purged> {
         let (now, batch) = (now.millis(), i64::try_from(batch).unwrap_or(i64::MAX));
-        self.with(move |client, _| async move {
-            // SKIP LOCKED: nodes purging at the same moment take disjoint
-            // rows, and none waits for another.
-            // Each expired session's event in the same statement; its sid
-            // computed as session_id() computes it.
-            let sessions: i64 = client
-                .query_one(
-                    &format!(
-                        "WITH gone AS (DELETE FROM sessions WHERE token_hash IN \
+        let result = self
+            .with(move |client, _| async move {
+                // SKIP LOCKED: nodes purging at the same moment take disjoint
+                // rows, and none waits for another.
+                // Each expired session's event in the same statement; its sid
+                // computed as session_id() computes it.
+                let sessions: i64 = client
+                    .query_one(
+                        &format!(
+                            "WITH gone AS (DELETE FROM sessions WHERE token_hash IN \
                          (SELECT token_hash FROM sessions WHERE expires < $1 \
                           LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING token_hash, user_id), \
                          logged AS (INSERT INTO events (id, type, user_id, sid, at) \
                          SELECT gen_random_uuid()::text, 'session.expired', user_id, {SID_SQL}, $3 \
                          FROM gone) SELECT count(*) FROM gone"
-                    ),
-                    &[&now, &batch, &Timestamp::now().millis()],
-                )
-                .await?
-                .try_get(0)?;
-            let sessions = u64::try_from(sessions).unwrap_or_default();
-            let kept_from = now - (RETENTION_DAYS * 24 * 3600 * 1000) as i64;
-            client
-                .execute(
-                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE at < $1 \
+                        ),
+                        &[&now, &batch, &Timestamp::now().millis()],
+                    )
+                    .await?
+                    .try_get(0)?;
+                let sessions = u64::try_from(sessions).unwrap_or_default();
+                let kept_from = now - (RETENTION_DAYS * 24 * 3600 * 1000) as i64;
+                client
+                    .execute(
+                        "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE at < $1 \
                      ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED)",
-                    &[&kept_from, &batch],
-                )
-                .await?;
-            let verification_tokens = client
-                .execute(
-                    "DELETE FROM verification_tokens WHERE (identifier, token) IN \
+                        &[&kept_from, &batch],
+                    )
+                    .await?;
+                let verification_tokens = client
+                    .execute(
+                        "DELETE FROM verification_tokens WHERE (identifier, token) IN \
                      (SELECT identifier, token FROM verification_tokens WHERE expires < $1 \
                       LIMIT $2 FOR UPDATE SKIP LOCKED)",
-                    &[&now, &batch],
-                )
-                .await?;
-            Ok(Purged {
-                sessions: sessions as usize,
-                verification_tokens: verification_tokens as usize,
+                        &[&now, &batch],
+                    )
+                    .await?;
+                Ok(Purged {
+                    sessions: sessions as usize,
+                    verification_tokens: verification_tokens as usize,
+                })
             })
-        })
-        .await
+            .await;
+        // Wakes this process's webhook workers (a refused write wakes them for nothing).
+        self.events.written();
+        result
     }
 
     async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
@@ -811,18 +831,7 @@ impl Maintenance for PostgresStore {
                 )
                 .await?
                 .iter()
-                .map(|row| {
-                    Ok(Event {
-                        seq: row.try_get(0)?,
-                        id: row.try_get(1)?,
-                        kind: row.try_get(2)?,
-                        user_id: row.try_get(3)?,
-                        sid: row.try_get(4)?,
-                        detail: row.try_get(5)?,
-                        actor: row.try_get(6)?,
-                        at: Timestamp::from_millis(row.try_get(7)?),
-                    })
-                })
+                .map(event_row)
                 .collect()
         })
         .await
@@ -996,6 +1005,20 @@ impl KeyStore for PostgresStore {
         })
         .await
     }
+}
+
+/// An event from `seq, id, type, user_id, sid, detail, actor, at`.
+pub(super) fn event_row(row: &tokio_postgres::Row) -> Result<Event> {
+    Ok(Event {
+        seq: row.try_get(0)?,
+        id: row.try_get(1)?,
+        kind: row.try_get(2)?,
+        user_id: row.try_get(3)?,
+        sid: row.try_get(4)?,
+        detail: row.try_get(5)?,
+        actor: row.try_get(6)?,
+        at: Timestamp::from_millis(row.try_get(7)?),
+    })
 }
 
 /// `session_id(token_hash)` in SQL, for rows deleted in a statement (the

@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 pub const SCHEMA: &str = include_str!("../../../schema.postgres.sql");
 
 /// The schema version this build writes.
-pub const VERSION: i32 = 3;
+pub const VERSION: i32 = 4;
 
 /// `STEPS[v - 1]` is the SQL that upgrades version `v` to `v + 1`. Steps
 /// that must re-seal data under the KEK will need code, as SQLite's v1 → v2.
@@ -42,6 +42,19 @@ CREATE INDEX users_by_name ON users ((lower(name) COLLATE "C"), id);
 );
 CREATE INDEX events_by_user ON events (user_id, seq);
 CREATE INDEX events_by_time ON events (at);
+"#,
+    // 3 -> 4: where delivery to each webhook endpoint stands.
+    r#"CREATE TABLE webhook_endpoints (
+    endpoint    TEXT COLLATE "C" PRIMARY KEY,
+    floor       BIGINT NOT NULL,
+    lease_owner TEXT COLLATE "C",
+    lease_until BIGINT NOT NULL
+);
+CREATE TABLE webhook_deliveries (
+    endpoint TEXT COLLATE "C" NOT NULL,
+    seq      BIGINT NOT NULL,
+    PRIMARY KEY (endpoint, seq)
+);
 "#,
 ];
 

@@ -229,23 +229,30 @@ impl ConsoleStore for SqliteStore {
         actor: &str,
     ) -> Result<u64> {
         let (user_id, actor) = (user_id.to_owned(), actor.to_owned());
-        self.writer
+        let result = self
+            .writer
             .run(move |conn| {
                 let deleted = match digests {
                     None => {
-                        let deleted = conn
-                            .prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?
-                            .execute([&user_id])?;
-                        // One event for all: with its time, a not-before.
+                        let sids = conn
+                            .prepare_cached(
+                                "DELETE FROM sessions WHERE user_id = ?1 RETURNING token_hash",
+                            )?
+                            .query_map([&user_id], |row| {
+                                Ok(session_id(&row.get::<_, [u8; 32]>(0)?))
+                            })?
+                            .collect::<rusqlite::Result<Vec<_>>>()?;
+                        // One event for all, naming each session's sid.
+                        let detail = serde_json::json!({ "sids": sids }).to_string();
                         record_event(
                             conn,
                             EventType::UserSessionsRevoked,
                             Some(&user_id),
                             None,
-                            None,
+                            Some(&detail),
                             Some(&actor),
                         )?;
-                        deleted
+                        sids.len()
                     }
                     Some(digests) => {
                         let mut deleted = 0;
@@ -273,7 +280,10 @@ impl ConsoleStore for SqliteStore {
                 };
                 Ok(deleted as u64)
             })
-            .await
+            .await;
+        // Wakes this process's webhook workers (a refused write wakes them for nothing).
+        self.events.written();
+        result
     }
 
     async fn delete_user_as(&self, user_id: &str, actor: &str) -> Result<Option<User>> {

@@ -7,6 +7,7 @@
 
 mod checkpoint;
 mod console;
+mod outbox;
 #[macro_use]
 mod rows;
 pub mod schema;
@@ -26,7 +27,7 @@ use crate::model::{
     Account, AccountKey, Authenticator, Session, SessionAndUser, SessionPatch, User, UserPatch,
     VerificationToken,
 };
-use crate::store::events::{new_id, Event, EventFilter, EventType, RETENTION_DAYS};
+use crate::store::events::{new_id, Event, EventFilter, EventSignal, EventType, RETENTION_DAYS};
 use crate::store::{session_id, Result, StoreError as Error};
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
@@ -159,6 +160,8 @@ pub struct SqliteStore {
     /// file is deleted or replaced under the server.
     path: PathBuf,
     inode: u64,
+    /// Wakes the webhook workers after an event commits.
+    events: EventSignal,
     _checkpointer: Checkpointer,
 }
 
@@ -239,6 +242,7 @@ impl SqliteStore {
             kek,
             path: path.clone(),
             inode,
+            events: EventSignal::default(),
             _checkpointer: checkpointer,
         })
     }
@@ -343,7 +347,8 @@ impl SqliteStore {
         actor: Option<String>,
     ) -> Result<Option<User>> {
         let id = id.to_owned();
-        self.writer
+        let result = self
+            .writer
             .run(move |conn| {
                 let user = conn
                     .prepare_cached(concat!(
@@ -365,7 +370,10 @@ impl SqliteStore {
                 }
                 Ok(user)
             })
-            .await
+            .await;
+        // Wakes this process's webhook workers (a refused write wakes them for nothing).
+        self.events.written();
+        result
     }
 
     fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
@@ -665,7 +673,8 @@ impl AdapterStore for SqliteStore {
     async fn unlink_account(&self, key: &AccountKey) -> Result<Option<Account>> {
         let key = key.clone();
         let kek = self.kek.clone();
-        self.writer
+        let result = self
+            .writer
             .run(move |conn| {
                 let account = conn
                     .prepare_cached(concat!(
@@ -695,7 +704,10 @@ impl AdapterStore for SqliteStore {
                 }
                 Ok(account)
             })
-            .await
+            .await;
+        // Wakes this process's webhook workers (a refused write wakes them for nothing).
+        self.events.written();
+        result
     }
 
     async fn get_account(&self, key: &AccountKey) -> Result<Option<Account>> {
@@ -779,7 +791,8 @@ impl AdapterStore for SqliteStore {
 
     async fn delete_session(&self, session_token: &str) -> Result<Option<Session>> {
         let session_token = session_token.to_owned();
-        self.writer
+        let result = self
+            .writer
             .run(move |conn| {
                 let digest = token_hash(&session_token);
                 let deleted = conn
@@ -807,7 +820,10 @@ impl AdapterStore for SqliteStore {
                     expires: Timestamp::from_millis(expires),
                 }))
             })
-            .await
+            .await;
+        // Wakes this process's webhook workers (a refused write wakes them for nothing).
+        self.events.written();
+        result
     }
 
     async fn create_verification_token(
@@ -921,7 +937,8 @@ impl AdapterStore for SqliteStore {
 impl Maintenance for SqliteStore {
     async fn purge_expired(&self, now: Timestamp, batch: usize) -> Result<Purged> {
         let (now, batch) = (now.millis(), batch as i64);
-        self.writer
+        let result = self
+            .writer
             .run(move |conn| {
                 let gone = conn
                     .prepare_cached(
@@ -964,7 +981,10 @@ impl Maintenance for SqliteStore {
                     verification_tokens,
                 })
             })
-            .await
+            .await;
+        // Wakes this process's webhook workers (a refused write wakes them for nothing).
+        self.events.written();
+        result
     }
 
     async fn ping(&self) -> Result<()> {
@@ -1022,18 +1042,7 @@ impl Maintenance for SqliteStore {
                  WHERE (?1 IS NULL OR type = ?1) AND (?2 IS NULL OR user_id = ?2) \
                  AND (?3 IS NULL OR at >= ?3) ORDER BY seq DESC LIMIT ?4",
             )?
-            .query_map(params![kind, filter.user_id, since, limit], |row| {
-                Ok(Event {
-                    seq: row.get(0)?,
-                    id: row.get(1)?,
-                    kind: row.get(2)?,
-                    user_id: row.get(3)?,
-                    sid: row.get(4)?,
-                    detail: row.get(5)?,
-                    actor: row.get(6)?,
-                    at: Timestamp::from_millis(row.get(7)?),
-                })
-            })?
+            .query_map(params![kind, filter.user_id, since, limit], event_row)?
             .collect()
         })
     }
@@ -1154,6 +1163,20 @@ impl KeyStore for SqliteStore {
             })
             .await
     }
+}
+
+/// An event from `seq, id, type, user_id, sid, detail, actor, at`.
+pub(super) fn event_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    Ok(Event {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        kind: row.get(2)?,
+        user_id: row.get(3)?,
+        sid: row.get(4)?,
+        detail: row.get(5)?,
+        actor: row.get(6)?,
+        at: Timestamp::from_millis(row.get(7)?),
+    })
 }
 
 /// Writes one event, inside the caller's transaction.

@@ -19,7 +19,7 @@ use rusqlite::{params, Connection, Transaction};
 pub const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 4;
+pub const VERSION: i64 = 5;
 
 pub use crate::error::BoxError;
 
@@ -27,7 +27,7 @@ pub use crate::error::BoxError;
 pub type Step = fn(&Transaction<'_>, &Kek, Timestamp) -> Result<(), BoxError>;
 
 /// `STEPS[v - 1]` upgrades a database from version `v` to `v + 1`.
-pub const STEPS: [Step; (VERSION - 1) as usize] = [v1_to_v2, v2_to_v3, v3_to_v4];
+pub const STEPS: [Step; (VERSION - 1) as usize] = [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -316,6 +316,25 @@ fn v3_to_v4(tx: &Transaction<'_>, _kek: &Kek, _now: Timestamp) -> Result<(), Box
          );
          CREATE INDEX events_by_user ON events (user_id, seq);
          CREATE INDEX events_by_time ON events (at);",
+    )?;
+    Ok(())
+}
+
+/// Version 5: where delivery to each webhook endpoint stands.
+fn v4_to_v5(tx: &Transaction<'_>, _kek: &Kek, _now: Timestamp) -> Result<(), BoxError> {
+    // A frozen copy of version 5's addition (see v1_to_v2).
+    tx.execute_batch(
+        "CREATE TABLE webhook_endpoints (
+             endpoint    TEXT PRIMARY KEY NOT NULL,
+             floor       INTEGER NOT NULL,
+             lease_owner TEXT,
+             lease_until INTEGER NOT NULL
+         ) WITHOUT ROWID;
+         CREATE TABLE webhook_deliveries (
+             endpoint TEXT NOT NULL,
+             seq      INTEGER NOT NULL,
+             PRIMARY KEY (endpoint, seq)
+         ) WITHOUT ROWID;",
     )?;
     Ok(())
 }

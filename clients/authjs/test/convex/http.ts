@@ -1,0 +1,7 @@
+// convex/http.ts of the README.
+import { httpRouter } from "convex/server";
+import { authstoreWebhook, WEBHOOK_PATH } from "@authstore/authjs/convex";
+
+const http = httpRouter();
+http.route({ path: WEBHOOK_PATH, method: "POST", handler: authstoreWebhook() });
+export default http;
