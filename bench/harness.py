@@ -488,6 +488,16 @@ def main():
             row("POST /api/token, reused", f"{reused['rps']:,.0f} req/s", f"{ratio:.1f}x fresh", ">= 10x",
                 ratio >= 10)
 
+            # 4c. What the reuse cache leaves to sign: every session asking constantly.
+            log("4c. signatures per second with every session asking for tokens")
+            lifetime, asking = 60, 2000
+            warm, measure = (35, 60) if not quick else (1, 2)
+            signs, asked = signing_rate(args.binary, db, asking, lifetime, warm, measure)
+            per_100k = signs * 100_000 / asking
+            row(f"signatures/s, {asking:,} sessions asking nonstop ({asked:,.0f} req/s), lifetime {lifetime} s",
+                f"{signs:,.1f} /s = {per_100k:,.0f} /s per 100k sessions; at 300 s: {per_100k * lifetime / 300:,.0f} /s",
+                f"{signs * lifetime / asking:.2f} per session per lifetime", "flat in request rate", True)
+
             # 4b. getAccount: the cost of opening three sealed OAuth tokens.
             log("4b. getAccount, sealed tokens vs the same bytes unsealed")
             accounts = 200 if quick else 5_000
@@ -624,6 +634,30 @@ def console_search(binary, server, database, users):
         samples.append(ms)
         query = {"by": "name", "q": "user", "after": answer["next"]}
     return statistics.median(samples), max(samples)
+
+
+def signing_rate(binary, db, sessions, lifetime, warm, measure):
+    """Fresh signatures per second while wrk asks for tokens of `sessions`
+    sessions at full speed (reuse allowed), after `warm` seconds, from the
+    server's own counters; and the request rate."""
+    server = Server(binary, db, env={"AUTHSTORE_TOKEN_LIFETIME_SECS": str(lifetime),
+                                     "AUTHSTORE_METRICS_BIND": "127.0.0.1:0"})
+
+    def fresh():
+        with urllib.request.urlopen(server.metrics_url(), timeout=5) as response:
+            text = response.read().decode()
+        return float(re.search(r'authstore_tokens_minted_total\{outcome="fresh"\} (\S+)', text).group(1))
+
+    try:
+        env = {"BENCH_SESSIONS": str(sessions), "BENCH_FRESH": "false"}
+        wrk(server.url, "/api/token", warm, script="mint.lua", env=env)
+        before = fresh()
+        started = time.perf_counter()
+        load = wrk(server.url, "/api/token", measure, script="mint.lua", env=env)
+        signs = (fresh() - before) / (time.perf_counter() - started)
+    finally:
+        server.stop()
+    return signs, load["rps"]
 
 
 def revocation_delivery(binary, db, users, sessions, seconds):

@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{TestApp, SECRET};
-use jsonwebtoken::{decode_header, Algorithm, DecodingKey, Validation};
+use common::TestApp;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -17,40 +16,12 @@ fn user_with_session(app: &TestApp, email: &str, token: &str, expires: &str) -> 
     user["id"].as_str().unwrap().to_owned()
 }
 
-/// The `sid` claim of a token minted for the session.
-fn sid_of(app: &TestApp, session_token: &str) -> String {
-    let (status, minted) = app.post(
-        "/api/token",
-        &json!({ "sessionToken": session_token }).to_string(),
-        Some(SECRET),
-    );
-    assert_eq!(status, 200, "{minted}");
-    let token = minted["token"].as_str().unwrap();
-    let kid = decode_header(token).unwrap().kid.unwrap();
-    let jwks: Value = app.get("/.well-known/jwks.json").1.into_json().unwrap();
-    let jwk = jwks["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["kid"] == kid.as_str())
-        .unwrap();
-    let key =
-        DecodingKey::from_rsa_components(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap())
-            .unwrap();
-    let mut validation = Validation::new(Algorithm::RS256);
-    validation.set_audience(&["convex"]);
-    let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
-        .unwrap()
-        .claims;
-    claims["sid"].as_str().unwrap().to_owned()
-}
-
 #[test]
 fn sign_out_user_deletion_and_unlinking_each_leave_one_event() {
     let app = TestApp::spawn();
     let far = "2099-01-01T00:00:00.000Z";
     let ada = user_with_session(&app, "ada@example.com", "ada-session", far);
-    let sid = sid_of(&app, "ada-session");
+    let sid = app.sid_of("ada-session");
     app.ok("deleteSession", json!({ "sessionToken": "ada-session" }));
     // Deleting a session that is already gone changes nothing, and says nothing.
     app.ok("deleteSession", json!({ "sessionToken": "ada-session" }));

@@ -5,7 +5,7 @@ mod common;
 
 use authstore::config::Webhook;
 use authstore::secret::Secret;
-use common::{TestApp, SECRET};
+use common::TestApp;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -210,26 +210,6 @@ fn user_with_sessions(app: &TestApp, email: &str, tokens: &[&str]) -> String {
     user["id"].as_str().unwrap().to_owned()
 }
 
-/// The `sid` claim of a token minted for the session.
-fn sid_of(app: &TestApp, session_token: &str) -> String {
-    let (status, minted) = app.post(
-        "/api/token",
-        &json!({ "sessionToken": session_token }).to_string(),
-        Some(SECRET),
-    );
-    assert_eq!(status, 200, "{minted}");
-    let token = minted["token"].as_str().unwrap();
-    let payload = token.split('.').nth(1).unwrap();
-    use base64::Engine;
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
-    claims["sid"].as_str().unwrap().to_owned()
-}
-
 /// The ids of the audit log's events, oldest first.
 fn audit_ids(app: &TestApp) -> Vec<String> {
     let mut ids: Vec<String> = app
@@ -254,7 +234,7 @@ fn every_ending_of_access_reaches_the_endpoint_signed_in_order() {
     let app = TestApp::spawn_with(|c| c.webhooks = vec![webhook(&receiver.url(), 5)]);
     let ada = user_with_sessions(&app, "ada@example.com", &["ada-1", "ada-2", "ada-3"]);
     let grace = user_with_sessions(&app, "grace@example.com", &["grace-1"]);
-    let sid = sid_of(&app, "ada-1");
+    let sid = app.sid_of("ada-1");
 
     let signed_out = Instant::now();
     app.ok("deleteSession", json!({ "sessionToken": "ada-1" }));
@@ -314,7 +294,7 @@ fn revoking_all_of_a_users_sessions_names_each_sid() {
     let receiver = Receiver::start();
     let app = TestApp::spawn_with(|c| c.webhooks = vec![webhook(&receiver.url(), 5)]);
     let ada = user_with_sessions(&app, "ada@example.com", &["ada-1", "ada-2"]);
-    let mut sids = vec![sid_of(&app, "ada-1"), sid_of(&app, "ada-2")];
+    let mut sids = vec![app.sid_of("ada-1"), app.sid_of("ada-2")];
     sids.sort();
     // Revoked in the console ("sign out everywhere").
     let (ok, link, err) = app.cli(&["console-link", "--url", &app.base]);

@@ -130,6 +130,36 @@ impl TestApp {
         }
     }
 
+    /// The `sid` claim of a token minted for the session.
+    pub fn sid_of(&self, session_token: &str) -> String {
+        let (status, minted) = self.post(
+            "/api/token",
+            &serde_json::json!({ "sessionToken": session_token }).to_string(),
+            Some(SECRET),
+        );
+        assert_eq!(status, 200, "{minted}");
+        let token = minted["token"].as_str().unwrap();
+        let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+        let jwks: Value = self.get("/.well-known/jwks.json").1.into_json().unwrap();
+        let jwk = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid.as_str())
+            .unwrap();
+        let key = jsonwebtoken::DecodingKey::from_rsa_components(
+            jwk["n"].as_str().unwrap(),
+            jwk["e"].as_str().unwrap(),
+        )
+        .unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_audience(&["convex"]);
+        let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
+            .unwrap()
+            .claims;
+        claims["sid"].as_str().unwrap().to_owned()
+    }
+
     /// `authstore ARGS --database <this app's database>` with what the CLI
     /// needs to open it: (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {

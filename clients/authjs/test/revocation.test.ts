@@ -12,13 +12,11 @@ import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { Auth, type AuthConfig } from "@auth/core";
-import type { EmailConfig } from "@auth/core/providers/email";
 import { convexTest } from "convex-test";
-import { decodeJwt } from "jose";
+import { createRemoteJWKSet, jwtVerify } from "jose";
 import { authstore } from "@authstore/authjs";
 import { SIGNATURE_HEADER, WEBHOOK_PATH, sign, verifySignature } from "@authstore/authjs/convex";
-import { convexSession } from "../examples/session-callback.js";
+import { authjsApp } from "./authjs-app.js";
 import schema from "./convex/schema.js";
 import { api, internal } from "./convex/_generated/api.js";
 import { startServer } from "./server.js";
@@ -227,54 +225,13 @@ describe("sign-out reaches Convex end to end", () => {
     const server = await startServer({ AUTHSTORE_CONFIG: configFile });
     const store = authstore({ url: server.url, secret: server.secret });
     try {
-      let magicLink: string | undefined;
-      const email: EmailConfig = {
-        id: "email",
-        type: "email",
-        name: "Email",
-        from: "auth@example.com",
-        maxAge: 600,
-        options: {},
-        async sendVerificationRequest({ url }) {
-          magicLink = url;
-        },
-      };
-      const config: AuthConfig = {
-        adapter: store.adapter,
-        secret: "an-auth-js-secret-for-the-revocation-test-0123",
-        trustHost: true,
-        basePath: "/api/auth",
-        session: { strategy: "database" },
-        providers: [email],
-        callbacks: { session: convexSession(store) },
-      };
-      const cookies = new Map<string, string>();
-      const request = async (path: string, init: RequestInit = {}) => {
-        const headers = new Headers(init.headers);
-        headers.set("cookie", [...cookies].map(([k, v]) => `${k}=${v}`).join("; "));
-        const response = await Auth(new Request(new URL(path, "http://localhost:3000"), { ...init, headers }), config);
-        for (const line of response.headers.getSetCookie()) {
-          const [pair] = line.split(";");
-          const at = pair!.indexOf("=");
-          cookies.set(pair!.slice(0, at), pair!.slice(at + 1));
-        }
-        return response;
-      };
-      const csrf = async () =>
-        ((await (await request("/api/auth/csrf")).json()) as { csrfToken: string }).csrfToken;
-      const form = (fields: Record<string, string>): RequestInit => ({
-        method: "POST",
-        headers: { "content-type": "application/x-www-form-urlencoded" },
-        body: new URLSearchParams(fields).toString(),
-      });
-
       // Sign in with a magic link; the session callback mints the Convex token.
-      await request("/api/auth/signin/email", form({ email: "ada@example.com", csrfToken: await csrf() }));
-      const link = new URL(magicLink!);
-      await request(link.pathname + link.search);
-      const session = (await (await request("/api/auth/session")).json()) as { convexToken: string };
-      const claims = decodeJwt(session.convexToken);
-      // What Convex derives from the verified token (convex-test takes it as given).
+      const app = authjsApp(store);
+      const jar = await app.signIn("ada@example.com");
+      const session = (await (await app.request(jar, "/api/auth/session")).json()) as { convexToken: string };
+      // Verified as Convex verifies it; convex-test then takes the identity as given.
+      const jwks = createRemoteJWKSet(new URL(`${server.url}/.well-known/jwks.json`));
+      const { payload: claims } = await jwtVerify(session.convexToken, jwks, { audience: "convex" });
       const viewer = t.withIdentity({
         subject: claims.sub!,
         issuer: claims.iss!,
@@ -284,7 +241,7 @@ describe("sign-out reaches Convex end to end", () => {
 
       // Sign out (Auth.js calls deleteSession) and wait for the refusal.
       const signedOut = Date.now();
-      await request("/api/auth/signout", form({ csrfToken: await csrf() }));
+      await app.signOut(jar);
       const deadline = signedOut + 5_000;
       let refusedAfter: number | undefined;
       while (Date.now() < deadline) {

@@ -1,0 +1,2 @@
+// The internal mutations the HTTP action and the scheduled cleanup run.
+export { record, cleanup } from "@authstore/authjs/convex";
