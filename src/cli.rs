@@ -840,10 +840,20 @@ async fn convex_config(config: Config, args: ConvexConfigArgs) -> Result<(), Cli
             settings.issuer
         );
     }
+    let algorithm = issuer.signing_algorithm().unwrap_or(settings.algorithm);
     if provider == ConvexProvider::CustomJwt {
         eprintln!(
             "note: the keys are inline; print this again after a key rotation (authstore keys rotate)"
         );
+        for other in issuer.published_algorithms() {
+            if other != algorithm {
+                eprintln!(
+                    "note: an {other} key is published and will sign after the scheduled rotation \
+                     (authstore keys list says when); this prints {algorithm}, so print it again \
+                     once the {other} key signs"
+                );
+            }
+        }
     }
     print!(
         "{}",
@@ -851,6 +861,7 @@ async fn convex_config(config: Config, args: ConvexConfigArgs) -> Result<(), Cli
             provider,
             &settings.issuer,
             &settings.audience,
+            algorithm,
             &issuer.jwks()
         )
     );
@@ -862,6 +873,7 @@ fn convex_auth_config(
     provider: ConvexProvider,
     issuer: &str,
     audience: &str,
+    algorithm: crate::issuer::keys::Algorithm,
     jwks: &str,
 ) -> String {
     let literal = |text: &str| serde_json::Value::String(text.to_owned()).to_string();
@@ -875,9 +887,10 @@ fn convex_auth_config(
         ConvexProvider::CustomJwt => format!(
             "    {{\n      // The published keys, inline: run `authstore convex-config` again after a rotation.\n      \
              type: \"customJwt\",\n      issuer: {},\n      applicationID: {},\n      \
-             algorithm: \"RS256\",\n      jwks: {},\n    }},\n",
+             algorithm: {},\n      jwks: {},\n    }},\n",
             literal(issuer),
             literal(audience),
+            literal(algorithm.name()),
             literal(&format!(
                 "data:text/plain;charset=utf-8;base64,{}",
                 STANDARD.encode(jwks)
@@ -959,8 +972,13 @@ mod tests {
     #[test]
     fn each_provider_is_one_whole_file() {
         for provider in [ConvexProvider::Oidc, ConvexProvider::CustomJwt] {
-            let file =
-                convex_auth_config(provider, "https://a.example.com", "convex", "{\"keys\":[]}");
+            let file = convex_auth_config(
+                provider,
+                "https://a.example.com",
+                "convex",
+                crate::issuer::keys::Algorithm::RS256,
+                "{\"keys\":[]}",
+            );
             assert_eq!(file.matches("export default").count(), 1, "{file}");
             assert_eq!(file.matches("import type").count(), 1, "{file}");
         }

@@ -54,6 +54,9 @@ pub struct Config {
     /// `host:port` of the Prometheus listener (`GET /metrics`); off when unset.
     pub metrics_bind: Option<String>,
     pub audience: String,
+    /// How new signing keys sign: `RS256` or `ES256` (a change takes effect
+    /// through the next rotation).
+    pub algorithm: crate::issuer::keys::Algorithm,
     pub token_lifetime_secs: u64,
     pub jwks_max_age_secs: u64,
     pub key_lead_time_secs: u64,
@@ -96,6 +99,7 @@ impl std::fmt::Debug for Config {
             .field("issuer", &self.issuer)
             .field("metrics_bind", &self.metrics_bind)
             .field("audience", &self.audience)
+            .field("algorithm", &self.algorithm)
             .field("token_lifetime_secs", &self.token_lifetime_secs)
             .field("jwks_max_age_secs", &self.jwks_max_age_secs)
             .field("key_lead_time_secs", &self.key_lead_time_secs)
@@ -259,6 +263,7 @@ impl Default for Config {
             issuer: None,
             metrics_bind: None,
             audience: "convex".into(),
+            algorithm: crate::issuer::keys::Algorithm::RS256,
             token_lifetime_secs: 300,
             jwks_max_age_secs: 300,
             key_lead_time_secs: 24 * 3600,

@@ -1,5 +1,6 @@
 //! The OIDC issuer: discovery, JWKS, minting, key rotation and import,
-//! checked the way Convex verifies (discovery -> jwks_uri -> kid -> RS256).
+//! checked the way Convex verifies (discovery -> jwks_uri -> kid -> RS256 or
+//! ES256).
 
 mod common;
 
@@ -34,7 +35,6 @@ impl Verifier {
     /// Verifies signature, `iss`, `aud` and `iat`; `exp` against `now`.
     fn verify(&self, token: &str, now: Timestamp) -> Result<Value, String> {
         let header = decode_header(token).map_err(|e| e.to_string())?;
-        assert_eq!(header.alg, Algorithm::RS256);
         assert_eq!(header.typ.as_deref(), Some("JWT"));
         let kid = header.kid.ok_or("no kid")?;
         let jwk = self.jwks["keys"]
@@ -43,12 +43,33 @@ impl Verifier {
             .iter()
             .find(|k| k["kid"] == kid.as_str())
             .ok_or_else(|| format!("kid {kid} is not in the cached JWKS"))?;
-        let key = DecodingKey::from_rsa_components(
-            jwk["n"].as_str().unwrap(),
-            jwk["e"].as_str().unwrap(),
-        )
-        .map_err(|e| e.to_string())?;
-        let mut validation = Validation::new(Algorithm::RS256);
+        // The algorithm the key is published for, never the token's say-so.
+        let (key, algorithm) = match jwk["alg"].as_str() {
+            Some("RS256") => (
+                DecodingKey::from_rsa_components(
+                    jwk["n"].as_str().unwrap(),
+                    jwk["e"].as_str().unwrap(),
+                ),
+                Algorithm::RS256,
+            ),
+            Some("ES256") => {
+                assert_eq!(
+                    (jwk["kty"].as_str(), jwk["crv"].as_str()),
+                    (Some("EC"), Some("P-256"))
+                );
+                (
+                    DecodingKey::from_ec_components(
+                        jwk["x"].as_str().unwrap(),
+                        jwk["y"].as_str().unwrap(),
+                    ),
+                    Algorithm::ES256,
+                )
+            }
+            other => return Err(format!("unexpected alg {other:?}")),
+        };
+        let key = key.map_err(|e| e.to_string())?;
+        assert_eq!(header.alg, algorithm);
+        let mut validation = Validation::new(algorithm);
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&["convex"]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -283,6 +304,43 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
     actix_web::rt::System::new().block_on(future)
 }
 
+/// Two hours in steps of a minute: the schedule maintained, a token minted
+/// each minute, and every live token checked by a verifier that refreshes its
+/// cached JWKS only every max-age (300 s). The kids that signed.
+fn two_hours_of_a_caching_verifier(
+    app: &TestApp,
+    clock: &ManualClock,
+    session: &str,
+) -> std::collections::BTreeSet<String> {
+    // A verifier that refreshes its cache only every max-age (300 s), with
+    // every token minted so far still in the wild.
+    let mut verifier = Verifier::discover(app);
+    let mut cached_at = clock.now();
+    let mut tokens: Vec<String> = Vec::new();
+    let mut kids = std::collections::BTreeSet::new();
+    for _ in 0..(2 * 3600 / 60) {
+        clock.advance_secs(60);
+        block_on(app.issuer.maintain()).unwrap();
+        let now = clock.now();
+        if now.millis() - cached_at.millis() >= 300_000 {
+            verifier = Verifier::discover(app);
+            cached_at = now;
+        }
+        let token = mint(app, session).1["token"].as_str().unwrap().to_owned();
+        kids.insert(kid_of(&token));
+        tokens.push(token);
+        tokens.retain(|t| {
+            let claims_exp = verifier.verify(t, now);
+            match claims_exp {
+                Ok(_) => true,
+                Err(e) if e == "expired" => false,
+                Err(e) => panic!("a live token was rejected at {now}: {e}"),
+            }
+        });
+    }
+    kids
+}
+
 #[test]
 fn scheduled_rotation_never_breaks_a_verifier_with_a_cached_jwks() {
     let clock = Arc::new(ManualClock::new(Timestamp::now()));
@@ -309,35 +367,7 @@ fn scheduled_rotation_never_breaks_a_verifier_with_a_cached_jwks() {
         "and does not sign yet"
     );
 
-    // A verifier that refreshes its cache only every max-age (300 s), with
-    // every token minted so far still in the wild.
-    let mut verifier = Verifier::discover(&app);
-    let mut cached_at = clock.now();
-    let mut tokens: Vec<String> = Vec::new();
-    let mut kids = std::collections::BTreeSet::new();
-    for _ in 0..(2 * 3600 / 60) {
-        clock.advance_secs(60);
-        block_on(app.issuer.maintain()).unwrap();
-        let now = clock.now();
-        if now.millis() - cached_at.millis() >= 300_000 {
-            verifier = Verifier::discover(&app);
-            cached_at = now;
-        }
-        let token = mint(&app, "rotating").1["token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        kids.insert(kid_of(&token));
-        tokens.push(token);
-        tokens.retain(|t| {
-            let claims_exp = verifier.verify(t, now);
-            match claims_exp {
-                Ok(_) => true,
-                Err(e) if e == "expired" => false,
-                Err(e) => panic!("a live token was rejected at {now}: {e}"),
-            }
-        });
-    }
+    let kids = two_hours_of_a_caching_verifier(&app, &clock, "rotating");
     assert_eq!(
         kids.into_iter().collect::<Vec<_>>().len(),
         2,
@@ -571,4 +601,87 @@ fn a_reused_token_follows_profile_changes() {
         .verify(&after, Timestamp::now())
         .unwrap();
     assert_eq!(claims["name"], "New Name");
+}
+
+fn discovery_algorithms(app: &TestApp) -> Vec<String> {
+    let discovery: Value = app
+        .get("/.well-known/openid-configuration")
+        .1
+        .into_json()
+        .unwrap();
+    discovery["id_token_signing_alg_values_supported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn es256_tokens_verify_through_discovery_and_the_jwks() {
+    let app = TestApp::spawn_with(|c| c.algorithm = authstore::issuer::keys::Algorithm::ES256);
+    signed_in(&app, "elliptic", "2099-01-01T00:00:00.000Z");
+    assert_eq!(discovery_algorithms(&app), ["ES256"]);
+    let jwks: Value = app.get("/.well-known/jwks.json").1.into_json().unwrap();
+    let key = &jwks["keys"][0];
+    let mut fields: Vec<&str> = key
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort();
+    assert_eq!(fields, ["alg", "crv", "kid", "kty", "use", "x", "y"]);
+    let (status, minted) = mint(&app, "elliptic");
+    assert_eq!(status, 200);
+    let token = minted["token"].as_str().unwrap();
+    let claims = Verifier::discover(&app)
+        .verify(token, Timestamp::now())
+        .unwrap();
+    assert_eq!(claims["aud"], "convex");
+    assert!(token.len() < 600, "ES256 tokens are short: {}", token.len());
+    // Convex's customJwt provider is told the algorithm.
+    let (ok, printed, err) = app.cli(&["convex-config", "--provider", "custom-jwt"]);
+    assert!(ok, "{err}");
+    assert!(printed.contains("algorithm: \"ES256\""), "{printed}");
+}
+
+#[test]
+fn switching_to_es256_goes_through_a_scheduled_rotation_without_breaking_a_verifier() {
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let app = manual_app(clock.clone(), |_| {});
+    signed_in(&app, "switching", "2099-01-01T00:00:00.000Z");
+    let first = kid_of(mint(&app, "switching").1["token"].as_str().unwrap());
+    // The setting changes; the RS256 key goes on signing until a rotation.
+    let (dir, mut config) = app.stop();
+    config.algorithm = authstore::issuer::keys::Algorithm::ES256;
+    let app = TestApp::start(dir, config, clock.clone());
+    let token = mint(&app, "switching").1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(kid_of(&token), first);
+    assert_eq!(decode_header(&token).unwrap().alg, Algorithm::RS256);
+    assert_eq!(discovery_algorithms(&app), ["RS256"]);
+
+    let next = block_on(app.issuer.rotate(Rotation::Scheduled))
+        .unwrap()
+        .expect("a key is scheduled");
+    // Published before it signs, and discovery says so.
+    assert_eq!(discovery_algorithms(&app), ["RS256", "ES256"]);
+    let kids = two_hours_of_a_caching_verifier(&app, &clock, "switching");
+    assert_eq!(kids.into_iter().collect::<Vec<_>>(), {
+        let mut both = vec![first, next.clone()];
+        both.sort();
+        both
+    });
+    let token = mint(&app, "switching").1["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(decode_header(&token).unwrap().alg, Algorithm::ES256);
+    clock.advance_secs(600);
+    block_on(app.issuer.maintain()).unwrap();
+    assert_eq!(published_kids(&app), vec![next]);
+    assert_eq!(discovery_algorithms(&app), ["ES256"]);
 }

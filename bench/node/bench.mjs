@@ -5,8 +5,11 @@
 //   node bench.mjs authstore-fetch <url> <secret> <sessions> <inFlight> <seconds>   (fetch: the Edge-safe entry point)
 //   node bench.mjs pg        <connString>   <sessions> <inFlight> <seconds>
 //   node bench.mjs kysely    <sqliteFile>   <sessions> <inFlight> <seconds>
+//   node bench.mjs healthz   <url>          <sessions> <inFlight> <seconds>   (GET /healthz over the client's undici pool:
+//                                                                             the round trip with no work, to compare with)
 //
 // Session tokens are bench-session-<n> for n in [0, sessions), as bench/seed.py writes them.
+import { createRequire } from "node:module";
 import { performance } from "node:perf_hooks";
 
 const [kind, ...args] = process.argv.slice(2);
@@ -33,6 +36,18 @@ async function open() {
     const { KyselyAdapter } = await import("@auth/kysely-adapter");
     const db = new Kysely({ dialect: new SqliteDialect({ database: new Database(file) }) });
     return { adapter: KyselyAdapter(db), close: () => db.destroy() };
+  }
+  if (kind === "healthz") {
+    const [url] = args.splice(0, 1);
+    // The client's own undici, pooled as the client pools it (src/node.ts).
+    const require = createRequire(new URL("../../clients/authjs/dist/node.js", import.meta.url));
+    const { Pool } = require("undici");
+    const pool = new Pool(url, { connections: 32, keepAliveTimeout: 30_000 });
+    const fixed = async () => {
+      const response = await pool.request({ path: "/healthz", method: "GET" });
+      return (await response.body.json()) ?? null;
+    };
+    return { adapter: { getSessionAndUser: fixed }, close: () => pool.close() };
   }
   throw new Error(`unknown adapter ${kind}`);
 }

@@ -21,7 +21,7 @@ fn public_json(state: &AppState, body: String) -> HttpResponse {
 }
 
 pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
-    let body = state.issuer.discovery().to_owned();
+    let body = state.issuer.discovery();
     public_json(&state, body)
 }
 

@@ -9,7 +9,7 @@ pub mod keys;
 
 use self::cache::{Cached, Identity, TokenCache};
 use self::jwt::{Claims, SigningKey};
-use self::keys::{Jwk, KeyError, KeyMaterial, KeyState, Rotation, Schedule};
+use self::keys::{Algorithm, Jwk, KeyError, KeyMaterial, KeyState, Rotation, Schedule};
 use crate::clock::Clock;
 use crate::config::{Config, ProfileClaim};
 use crate::error::{Error, Result};
@@ -27,6 +27,8 @@ pub struct IssuerSettings {
     /// The public URL, byte-for-byte as in `iss`.
     pub issuer: String,
     pub audience: String,
+    /// The algorithm of keys generated from now on.
+    pub algorithm: Algorithm,
     pub token_lifetime_secs: u64,
     pub jwks_max_age_secs: u64,
     pub profile_claims: Vec<ProfileClaim>,
@@ -40,6 +42,7 @@ impl IssuerSettings {
         IssuerSettings {
             issuer,
             audience: config.audience.clone(),
+            algorithm: config.algorithm,
             token_lifetime_secs: config.token_lifetime_secs,
             jwks_max_age_secs: config.jwks_max_age_secs,
             profile_claims: config.profile_claims.clone(),
@@ -71,12 +74,14 @@ struct KeyRing {
     records: Vec<KeyRecord>,
     signers: HashMap<String, Arc<SigningKey>>,
     jwks: String,
+    /// The discovery document, listing the algorithms of the published keys.
+    discovery: String,
     /// The next instant a key changes state; the ring is rebuilt then.
     next_change: Option<Timestamp>,
 }
 
 impl KeyRing {
-    fn load(set: KeySet, now: Timestamp) -> Result<Self> {
+    fn load(set: KeySet, settings: &IssuerSettings, now: Timestamp) -> Result<Self> {
         let unreadable = |kid: &str, e: KeyError| {
             Error::internal(format!("signing key {kid} is unreadable: {e}"))
         };
@@ -102,8 +107,18 @@ impl KeyRing {
             .flatten()
             .filter(|at| *at > now)
             .min();
+        let mut algorithms: Vec<Algorithm> = Vec::new();
+        for jwk in &published {
+            if !algorithms.contains(&jwk.alg) {
+                algorithms.push(jwk.alg);
+            }
+        }
+        if algorithms.is_empty() {
+            algorithms.push(settings.algorithm);
+        }
         Ok(KeyRing {
             version: set.version,
+            discovery: discovery_document(settings, &algorithms),
             jwks: json!({ "keys": published }).to_string(),
             records: set.keys,
             signers,
@@ -130,8 +145,6 @@ pub struct Issuer {
     clock: Arc<dyn Clock>,
     ring: RwLock<Arc<KeyRing>>,
     cache: TokenCache,
-    /// The discovery document: fixed by the settings, so built once.
-    discovery: String,
 }
 
 impl Issuer {
@@ -141,13 +154,12 @@ impl Issuer {
         keys: Arc<dyn KeyStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        let ring = KeyRing::load(keys.signing_keys().await?, clock.now())?;
+        let ring = KeyRing::load(keys.signing_keys().await?, &settings, clock.now())?;
         let cache = TokenCache::new(
             settings.token_cache_capacity,
             settings.token_reuse_min_remaining,
         );
         Ok(Issuer {
-            discovery: discovery_document(&settings),
             settings,
             keys,
             clock,
@@ -189,7 +201,7 @@ impl Issuer {
             keys::plan_maintenance(records, &self.settings.schedule, now, || {
                 let key = match material {
                     Some(key) => key,
-                    None => material.insert(KeyMaterial::generate()?),
+                    None => material.insert(KeyMaterial::generate(self.settings.algorithm)?),
                 };
                 key.record(now, now)
             })
@@ -239,7 +251,7 @@ impl Issuer {
     }
 
     fn install(&self, set: KeySet) -> Result<()> {
-        let ring = KeyRing::load(set, self.clock.now())?;
+        let ring = KeyRing::load(set, &self.settings, self.clock.now())?;
         *self
             .ring
             .write()
@@ -265,7 +277,7 @@ impl Issuer {
     /// Schedules (or, for `Immediate`, performs) a rotation to a new key.
     /// Returns the new key's id, or `None` when a key is already waiting.
     pub async fn rotate(&self, how: Rotation) -> Result<Option<String>> {
-        let material = KeyMaterial::generate().map_err(Error::internal)?;
+        let material = KeyMaterial::generate(self.settings.algorithm).map_err(Error::internal)?;
         self.adopt(material, how).await
     }
 
@@ -297,8 +309,33 @@ impl Issuer {
     }
 
     /// The OIDC discovery document.
-    pub fn discovery(&self) -> &str {
-        &self.discovery
+    /// The discovery document (it names the algorithms of the published keys).
+    pub fn discovery(&self) -> String {
+        self.ring().discovery.clone()
+    }
+
+    /// The algorithm of the key that signs now (none before the first key).
+    pub fn signing_algorithm(&self) -> Option<Algorithm> {
+        let ring = self.ring();
+        keys::current(&ring.records, self.clock.now())
+            .and_then(|key| Algorithm::parse(&key.algorithm))
+    }
+
+    /// The algorithms of the published keys.
+    pub fn published_algorithms(&self) -> Vec<Algorithm> {
+        let ring = self.ring();
+        let now = self.clock.now();
+        let mut algorithms: Vec<Algorithm> = Vec::new();
+        for key in &ring.records {
+            if KeyState::of(key, now).is_published() {
+                if let Some(algorithm) = Algorithm::parse(&key.algorithm) {
+                    if !algorithms.contains(&algorithm) {
+                        algorithms.push(algorithm);
+                    }
+                }
+            }
+        }
+        algorithms
     }
 
     /// The JWKS document: every published key.
@@ -420,7 +457,7 @@ pub fn no_live_session() -> Error {
     Error::NotFound("no live session has this token".into())
 }
 
-fn discovery_document(settings: &IssuerSettings) -> String {
+fn discovery_document(settings: &IssuerSettings, algorithms: &[Algorithm]) -> String {
     let issuer = &settings.issuer;
     json!({
         "issuer": issuer,
@@ -428,7 +465,7 @@ fn discovery_document(settings: &IssuerSettings) -> String {
         "authorization_endpoint": format!("{issuer}/authorize"),
         "response_types_supported": ["id_token"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [keys::ALGORITHM],
+        "id_token_signing_alg_values_supported": algorithms,
     })
     .to_string()
 }

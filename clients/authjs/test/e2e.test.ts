@@ -100,3 +100,32 @@ describe("Auth.js sign-in end to end", () => {
     }
   });
 });
+
+describe("ES256 (algorithm = \"ES256\")", () => {
+  test("a token verifies with jose through discovery, as Convex verifies it", async () => {
+    const server = await startServer({ AUTHSTORE_ALGORITHM: "ES256" });
+    const store = authstore({ url: server.url, secret: server.secret });
+    try {
+      const app = authjsApp(store);
+      const jar = await app.signIn("ec@example.com");
+      const session = (await (await app.request(jar, "/api/auth/session")).json()) as { convexToken: string };
+      const discovery = (await (await fetch(`${server.url}/.well-known/openid-configuration`)).json()) as {
+        issuer: string;
+        jwks_uri: string;
+        id_token_signing_alg_values_supported: string[];
+      };
+      assert.deepEqual(discovery.id_token_signing_alg_values_supported, ["ES256"]);
+      const jwks = createRemoteJWKSet(new URL(discovery.jwks_uri));
+      const { payload, protectedHeader } = await jwtVerify(session.convexToken, jwks, {
+        issuer: discovery.issuer,
+        audience: "convex",
+        algorithms: ["ES256"],
+      });
+      assert.equal(protectedHeader.alg, "ES256");
+      assert.equal(payload.sub, (await store.adapter.getUserByEmail!("ec@example.com"))!.id);
+    } finally {
+      await store.close();
+      await server.stop();
+    }
+  });
+});
