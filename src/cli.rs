@@ -142,7 +142,7 @@ struct ServeArgs {
     /// "jwks_uri", "pid"}) and it exits when its stdin closes
     #[arg(long)]
     ephemeral: bool,
-    /// Adopt this PEM RSA key as the first signing key instead of generating
+    /// Adopt this PEM key (RSA or EC P-256) as the first signing key instead of generating
     /// one [env: AUTHSTORE_SIGNING_KEY_FILE]
     #[arg(long, value_name = "FILE")]
     signing_key: Option<PathBuf>,
@@ -201,10 +201,10 @@ enum KeysCommand {
         #[arg(long)]
         now: bool,
     },
-    /// Adopt an existing RSA private key (PKCS#8 PEM) as the signing key; the
+    /// Adopt an existing private key (RSA 2048+ or EC P-256, PEM) as the signing key; the
     /// previous key stays published until its tokens expire
     Import {
-        /// The PEM file, e.g. from `openssl genpkey -algorithm RSA`
+        /// The PEM file, e.g. from `openssl genpkey -algorithm RSA` (or `-algorithm EC -pkeyopt ec_paramgen_curve:P-256`)
         #[arg(long, value_name = "FILE")]
         pem: PathBuf,
     },
