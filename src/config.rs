@@ -188,7 +188,7 @@ impl Default for SqliteSettings {
             durability: Durability::default(),
             read_connections: 0,
             read_cache_mib: 8,
-            read_mmap_mib: 0,
+            read_mmap_mib: 1024,
             wal_budget_mib: 1024,
         }
     }
