@@ -58,23 +58,12 @@ fn call(
 
 /// Signs in with a fresh link: (cookie header value, CSRF token).
 fn sign_in(app: &TestApp) -> (String, String) {
-    let token = console_link(app);
-    let (status, body, response) = call(
-        app,
-        "POST",
-        "/api/console/open",
-        None,
-        Some(&app.base),
-        None,
-        Some(json!({ "token": token })),
-    );
-    assert_eq!(status, 200, "{body}");
-    let set_cookie = response.header("set-cookie").unwrap().to_owned();
+    let (set_cookie, csrf) = app.open_console();
     assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
     assert!(set_cookie.contains("SameSite=Strict"), "{set_cookie}");
     assert!(!set_cookie.contains("Secure"), "http issuer: {set_cookie}");
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
-    (cookie, body["csrf"].as_str().unwrap().to_owned())
+    (cookie, csrf)
 }
 
 trait Headers {

@@ -298,24 +298,8 @@ fn revoking_all_of_a_users_sessions_names_each_sid() {
     let mut sids = vec![app.sid_of("ada-1"), app.sid_of("ada-2")];
     sids.sort();
     // Revoked in the console ("sign out everywhere").
-    let (ok, link, err) = app.cli(&["console-link", "--url", &app.base]);
-    assert!(ok, "{err}");
-    let token = link.trim().rsplit_once('#').unwrap().1.to_owned();
-    let opened = ureq::post(&format!("{}/api/console/open", app.base))
-        .set("Origin", &app.base)
-        .send_json(json!({ "token": token }))
-        .unwrap();
-    let cookie = opened
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let csrf = opened.into_json::<Value>().unwrap()["csrf"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (set_cookie, csrf) = app.open_console();
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
     let revoked: Value = ureq::delete(&format!("{}/api/console/users/{ada}/sessions", app.base))
         .set("Cookie", &cookie)
         .set("Origin", &app.base)

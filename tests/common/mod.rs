@@ -160,6 +160,24 @@ impl TestApp {
         claims["sid"].as_str().unwrap().to_owned()
     }
 
+    /// Opens a console session with a fresh link, as the console page does:
+    /// (the `Set-Cookie` header it answers, the CSRF token).
+    pub fn open_console(&self) -> (String, String) {
+        let (ok, link, err) = self.cli(&["console-link", "--url", &self.base]);
+        assert!(ok, "{err}");
+        let token = link.trim().rsplit_once('#').unwrap().1.to_owned();
+        let opened = ureq::post(&format!("{}/api/console/open", self.base))
+            .set("Origin", &self.base)
+            .send_json(serde_json::json!({ "token": token }))
+            .unwrap();
+        let set_cookie = opened.header("set-cookie").unwrap().to_owned();
+        let csrf = opened.into_json::<Value>().unwrap()["csrf"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (set_cookie, csrf)
+    }
+
     /// `authstore ARGS --database <this app's database>` with what the CLI
     /// needs to open it: (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
