@@ -11,6 +11,7 @@ use crate::store::KeyStore;
 use crate::{issuer_url, open_sqlite, open_store, Application};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use clap::{Args, Parser, Subcommand};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -267,6 +268,11 @@ enum CliError {
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
+    /// The running server ran the command, which ended with this status.
+    #[error("the server ran the command; it ended with status {0}")]
+    Forwarded(u8),
 }
 
 pub fn main() -> ExitCode {
@@ -275,6 +281,8 @@ pub fn main() -> ExitCode {
     crate::store::sqlite::configure_library();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The server printed the command's own error.
+        Err(CliError::Forwarded(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("authstore: {e}");
             ExitCode::FAILURE
@@ -341,16 +349,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
             false => serve(load()?, args.seed.as_deref()),
             true => ephemeral(load()?, args.port, args.seed.as_deref()),
         },
-        Command::Keys { command } => block_on(keys(load()?, command)),
-        Command::ConvexConfig(args) => block_on(convex_config(load()?, args)),
-        Command::ConsoleLink(args) => block_on(console_link(load()?, args)),
-        Command::Audit(args) => block_on(audit(load()?, args)),
-        Command::Import { source } => block_on(import(load()?, source)),
-        Command::Backup { file } => backup(&load()?, &file),
-        Command::Check { json } => block_on(check(load()?, json)),
+        Command::Keys {
+            command: KeysCommand::Rewrap { old_key_file },
+        } => block_on(rewrap(load()?, old_key_file)),
         Command::Restore { file } => {
             let config = load()?;
-            announce_database(&config);
+            announce_database(&config, &mut Sink::Stderr)?;
             sqlite_only(
                 &config,
                 "restore replaces a SQLite file; restore PostgreSQL with its own tools \
@@ -363,6 +367,159 @@ fn run(cli: Cli) -> Result<(), CliError> {
             );
             Ok(())
         }
+        command => {
+            let mut config = load()?;
+            // A server that holds the file alone runs the command itself.
+            if let Some(reply) = crate::control::forward(&config.database)? {
+                return reply.print().map_err(CliError::Forwarded);
+            }
+            // A command never holds the file alone: a server may start meanwhile.
+            config.sqlite.locking = crate::config::Locking::Shared;
+            block_on(execute(&mut Target::local(config), command))
+        }
+    }
+}
+
+/// Runs a command, here or (`store` given) inside the server that holds the
+/// database, writing to `target`.
+async fn execute(target: &mut Target, command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Keys { command } => keys(target, command).await,
+        Command::ConvexConfig(args) => convex_config(target, args).await,
+        Command::ConsoleLink(args) => console_link(target, args).await,
+        Command::Audit(args) => audit(target, args).await,
+        Command::Import { source } => import(target, source).await,
+        Command::Backup { file } => backup(target, &file),
+        Command::Check { json } => check(target, json).await,
+        Command::Serve(_) | Command::Secret | Command::Restore { .. } => Err(
+            CliError::Unsupported("not a command the server runs for others"),
+        ),
+    }
+}
+
+/// What a command works on and where its output goes.
+struct Target {
+    config: Config,
+    /// The running server's store, when the server runs the command.
+    store: Option<Arc<dyn crate::store::Store>>,
+    out: Sink,
+    err: Sink,
+}
+
+impl Target {
+    fn local(config: Config) -> Target {
+        Target {
+            config,
+            store: None,
+            out: Sink::Stdout,
+            err: Sink::Stderr,
+        }
+    }
+
+    /// The server's store, or the database opened by this process.
+    async fn store(&self, create: bool) -> Result<Arc<dyn crate::store::Store>, CliError> {
+        match &self.store {
+            Some(store) => Ok(store.clone()),
+            None => Ok(open_store(&self.config, create).await?),
+        }
+    }
+}
+
+/// Standard output or error, or a buffer sent back over the control socket.
+enum Sink {
+    Stdout,
+    Stderr,
+    Buffer(Vec<u8>),
+}
+
+impl std::io::Write for Sink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::Stdout => std::io::stdout().write(bytes),
+            Sink::Stderr => std::io::stderr().write(bytes),
+            Sink::Buffer(buffer) => buffer.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::Stdout => std::io::stdout().flush(),
+            Sink::Stderr => std::io::stderr().flush(),
+            Sink::Buffer(_) => Ok(()),
+        }
+    }
+}
+
+impl Sink {
+    fn into_text(self) -> String {
+        match self {
+            Sink::Buffer(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Sink::Stdout | Sink::Stderr => String::new(),
+        }
+    }
+}
+
+/// Runs the command line `args` (as typed in `cwd`) inside this server, on
+/// its `store`, with its `config`: for `crate::control`. Flags that select
+/// a database or a config file are the server's; a command's own flags
+/// apply. Blocks until the command ends.
+pub(crate) fn run_for_client(
+    args: Vec<String>,
+    cwd: &Path,
+    config: Config,
+    store: Arc<dyn crate::store::Store>,
+) -> crate::control::Reply {
+    let mut target = Target {
+        config,
+        store: Some(store),
+        out: Sink::Buffer(Vec::new()),
+        err: Sink::Buffer(Vec::new()),
+    };
+    let code = match Cli::try_parse_from(args) {
+        Err(e) => {
+            let _ = write!(target.err, "{e}");
+            2
+        }
+        Ok(cli) => {
+            let _ = writeln!(
+                target.err,
+                "run by the server that holds the database (pid {})",
+                std::process::id()
+            );
+            let mut command = cli.command;
+            let absolute = |path: &mut PathBuf| {
+                if path.is_relative() {
+                    *path = cwd.join(&*path);
+                }
+            };
+            match &mut command {
+                Command::Backup { file } => absolute(file),
+                Command::Keys {
+                    command: KeysCommand::Import { pem },
+                } => absolute(pem),
+                Command::Import {
+                    source: ImportSource::Convex { export, .. },
+                } => absolute(export),
+                Command::ConvexConfig(args) => {
+                    if let Some(issuer) = &args.issuer {
+                        target.config.issuer = Some(issuer.clone());
+                    }
+                }
+                _ => {}
+            }
+            match block_on(execute(&mut target, command)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = writeln!(target.err, "authstore: {e}");
+                    1
+                }
+            }
+        }
+    };
+    crate::control::Reply {
+        stdout: target.out.into_text(),
+        stderr: target.err.into_text(),
+        code,
     }
 }
 
@@ -532,8 +689,9 @@ impl ShutdownSignals {
 
 /// Names the database a command works on, as an absolute path or a URL
 /// without its password (on stderr, so that stdout stays the command's answer).
-fn announce_database(config: &Config) {
-    eprintln!("database {}", config.database_for_log());
+fn announce_database(config: &Config, err: &mut Sink) -> std::io::Result<()> {
+    use std::io::Write;
+    writeln!(err, "database {}", config.database_for_log())
 }
 
 /// Refuses a command that works on SQLite files only, naming what to use instead.
@@ -544,9 +702,10 @@ fn sqlite_only(config: &Config, instead: &'static str) -> Result<(), CliError> {
     }
 }
 
-async fn issuer(config: &Config, start: bool) -> Result<Issuer, CliError> {
-    announce_database(config);
-    let store: Arc<dyn KeyStore> = open_store(config, false).await?;
+async fn issuer(target: &mut Target, start: bool) -> Result<Issuer, CliError> {
+    announce_database(&target.config, &mut target.err)?;
+    let store: Arc<dyn KeyStore> = target.store(false).await?;
+    let config = &target.config;
     let settings = IssuerSettings::from_config(config, issuer_url(config, config.port));
     let clock = Arc::new(SystemClock);
     Ok(if start {
@@ -556,19 +715,21 @@ async fn issuer(config: &Config, start: bool) -> Result<Issuer, CliError> {
     })
 }
 
-async fn keys(config: Config, command: KeysCommand) -> Result<(), CliError> {
+async fn keys(target: &mut Target, command: KeysCommand) -> Result<(), CliError> {
     match command {
         KeysCommand::List => {
-            let issuer = issuer(&config, false).await?;
-            println!(
+            let issuer = issuer(target, false).await?;
+            writeln!(
+                target.out,
                 "{:<44}  {:<8}  {:<5}  {:<24}  {:<24}  {:<24}  LEAVES JWKS",
                 "KID", "STATE", "ALG", "CREATED", "SIGNS FROM", "RETIRES AT"
-            );
+            )?;
             for (key, state) in issuer.describe_keys().await? {
                 let or_dash = |t: Option<crate::timestamp::Timestamp>| {
                     t.map_or("-".into(), |t| t.to_string())
                 };
-                println!(
+                writeln!(
+                    target.out,
                     "{:<44}  {:<8}  {:<5}  {:<24}  {:<24}  {:<24}  {}",
                     key.kid,
                     state.name(),
@@ -577,28 +738,36 @@ async fn keys(config: Config, command: KeysCommand) -> Result<(), CliError> {
                     key.signs_from,
                     or_dash(key.retires_at),
                     or_dash(key.unpublish_at),
-                );
+                )?;
             }
         }
         KeysCommand::Rotate { now } => {
-            let issuer = issuer(&config, true).await?;
+            let issuer = issuer(target, true).await?;
             let how = if now {
                 Rotation::Immediate
             } else {
                 Rotation::Scheduled
             };
             match issuer.rotate(how).await? {
-                Some(kid) if now => println!("key {kid} signs now; the previous key left the JWKS"),
-                Some(kid) => println!(
+                Some(kid) if now => writeln!(
+                    target.out,
+                    "key {kid} signs now; the previous key left the JWKS"
+                )?,
+                Some(kid) => writeln!(
+                    target.out,
                     "key {kid} is published now and signs in {} s",
-                    config.key_lead_time_secs
-                ),
-                None => println!("a new key is already waiting to sign; nothing changed"),
+                    target.config.key_lead_time_secs
+                )?,
+                None => writeln!(
+                    target.out,
+                    "a new key is already waiting to sign; nothing changed"
+                )?,
             }
-            println!(
+            writeln!(
+                target.out,
                 "a running server picks this up within {} s",
                 crate::config::KEY_RELOAD_SECS
-            );
+            )?;
         }
         KeysCommand::Import { pem } => {
             let text = std::fs::read(&pem).map_err(|source| CliError::Read {
@@ -609,18 +778,20 @@ async fn keys(config: Config, command: KeysCommand) -> Result<(), CliError> {
                 path: pem.clone(),
                 source,
             })?;
-            let issuer = issuer(&config, false).await?;
+            let issuer = issuer(target, false).await?;
             if let Some(kid) = issuer.import(material).await? {
-                println!("key {kid} imported; it signs now");
+                writeln!(target.out, "key {kid} imported; it signs now")?;
             }
         }
-        KeysCommand::Rewrap { old_key_file } => rewrap(&config, &old_key_file).await?,
+        KeysCommand::Rewrap { old_key_file } => rewrap(target.config.clone(), old_key_file).await?,
     }
     Ok(())
 }
 
-async fn rewrap(config: &Config, old_key_file: &Path) -> Result<(), CliError> {
-    announce_database(config);
+async fn rewrap(config: Config, old_key_file: PathBuf) -> Result<(), CliError> {
+    let config = &config;
+    let old_key_file = old_key_file.as_path();
+    announce_database(config, &mut Sink::Stderr)?;
     sqlite_only(
         config,
         "keys rewrap works on SQLite databases only so far: on PostgreSQL, no lock yet proves \
@@ -630,6 +801,8 @@ async fn rewrap(config: &Config, old_key_file: &Path) -> Result<(), CliError> {
     let old =
         Kek::derive(&crate::secret::read_file(old_key_file).map_err(crate::kek::KekError::from)?)
             .map_err(crate::kek::KekError::from)?;
+    // A running server keeps the old KEK in memory: none may run meanwhile.
+    let _lease = crate::files::Lease::exclusive(&config.database)?;
     let sealed_under = SqliteStore::sealed_under(&config.database)?;
     if let Some(id) = sealed_under.as_deref().filter(|id| *id != old.id()) {
         return Err(CliError::Rewrap(format!(
@@ -645,8 +818,6 @@ async fn rewrap(config: &Config, old_key_file: &Path) -> Result<(), CliError> {
              key_encryption_key_file or AUTHSTORE_KEY_ENCRYPTION_KEY at the new key"
         )));
     }
-    // A running server keeps the old KEK in memory: none may run meanwhile.
-    let _lease = crate::files::Lease::exclusive(&config.database)?;
     let store = open_sqlite(config, false, Arc::new(old))?;
     let count = store
         .rewrap(Arc::new(new))
@@ -657,8 +828,9 @@ async fn rewrap(config: &Config, old_key_file: &Path) -> Result<(), CliError> {
     Ok(())
 }
 
-fn backup(config: &Config, file: &Path) -> Result<(), CliError> {
-    announce_database(config);
+fn backup(target: &mut Target, file: &Path) -> Result<(), CliError> {
+    let config = &target.config;
+    announce_database(config, &mut target.err)?;
     sqlite_only(
         config,
         "backup copies SQLite files; back up PostgreSQL with its own tools (pg_dump, or \
@@ -666,42 +838,49 @@ fn backup(config: &Config, file: &Path) -> Result<(), CliError> {
     )?;
     crate::require_database(config)?;
     let done = crate::operations::backup(&config.database, file)?;
-    println!(
+    writeln!(
+        target.out,
         "backed up to {} ({} bytes, {} ms, integrity ok)",
         file.display(),
         done.bytes,
         done.took.as_millis()
-    );
-    println!(
+    )?;
+    writeln!(target.out,
         "it opens only with the key-encryption key of this database ({}); keep that apart from the backup",
         config
             .key_encryption_key_file
             .clone()
             .unwrap_or_else(|| config.default_kek_file())
             .display()
-    );
+    )?;
     Ok(())
 }
 
-async fn check(config: Config, json: bool) -> Result<(), CliError> {
-    announce_database(&config);
+async fn check(target: &mut Target, json: bool) -> Result<(), CliError> {
+    let config = target.config.clone();
+    announce_database(&config, &mut target.err)?;
     sqlite_only(
         &config,
         "check reads SQLite files; on PostgreSQL use its own tools (amcheck, pg_checksums), \
          and /readyz for whether a node can serve",
     )?;
     crate::require_database(&config)?;
-    let findings = crate::operations::check(&config).await;
+    let findings = crate::operations::check(&config, target.store.clone()).await;
     let healthy = findings.iter().all(|f| f.ok);
     if json {
-        println!(
+        writeln!(
+            target.out,
             "{}",
             serde_json::json!({ "ok": healthy, "checks": findings })
-        );
+        )?;
     } else {
         for finding in &findings {
             let mark = if finding.ok { "ok  " } else { "FAIL" };
-            println!("{mark}  {:<13} {}", finding.check, finding.detail);
+            writeln!(
+                target.out,
+                "{mark}  {:<13} {}",
+                finding.check, finding.detail
+            )?;
         }
     }
     if healthy {
@@ -711,37 +890,43 @@ async fn check(config: Config, json: bool) -> Result<(), CliError> {
     }
 }
 
-async fn import(config: Config, source: ImportSource) -> Result<(), CliError> {
+async fn import(target: &mut Target, source: ImportSource) -> Result<(), CliError> {
     let ImportSource::Convex {
         export,
         allow_existing_users,
     } = source;
-    announce_database(&config);
+    announce_database(&target.config, &mut target.err)?;
     let tables = crate::convex_import::read_export(&export)?;
-    let store = open_store(&config, true).await?;
+    let store = target.store(true).await?;
     let report =
         crate::convex_import::import(store.as_ref(), &tables, allow_existing_users).await?;
     let mut rows = 0;
     for (table, counted) in &report.tables {
         rows += counted.imported + counted.present;
-        println!(
+        writeln!(
+            target.out,
             "{table:<20} {:>8} imported, {:>8} already there",
             counted.imported, counted.present
-        );
+        )?;
     }
     if !report.ignored.is_empty() {
-        println!("not auth tables, left alone: {}", report.ignored.join(", "));
+        writeln!(
+            target.out,
+            "not auth tables, left alone: {}",
+            report.ignored.join(", ")
+        )?;
     }
     let secs = report.took.as_secs_f64().max(0.001);
-    println!(
+    writeln!(
+        target.out,
         "{rows} rows in {:.1} s ({:.0} rows/s)",
         secs,
         rows as f64 / secs
-    );
+    )?;
     Ok(())
 }
 
-async fn audit(config: Config, args: AuditArgs) -> Result<(), CliError> {
+async fn audit(target: &mut Target, args: AuditArgs) -> Result<(), CliError> {
     use crate::store::events::{EventFilter, EventType};
     let invalid = |m: String| CliError::from(crate::error::Error::BadRequest(m));
     let kind = match &args.kind {
@@ -759,8 +944,8 @@ async fn audit(config: Config, args: AuditArgs) -> Result<(), CliError> {
             ))
         })?),
     };
-    announce_database(&config);
-    let store = open_store(&config, false).await?;
+    announce_database(&target.config, &mut target.err)?;
+    let store = target.store(false).await?;
     let filter = EventFilter {
         kind,
         user_id: args.user,
@@ -773,19 +958,22 @@ async fn audit(config: Config, args: AuditArgs) -> Result<(), CliError> {
         .map_err(crate::error::Error::from)?;
     let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
     if !args.json {
-        println!(
+        writeln!(
+            target.out,
             "{:<24}  {:<21}  {:<36}  {:<22}  {:<16}  DETAIL",
             "AT", "TYPE", "USER", "SID", "ACTOR"
-        );
+        )?;
     }
     for event in &events {
         if args.json {
-            println!(
+            writeln!(
+                target.out,
                 "{}",
                 serde_json::to_string(event).map_err(crate::error::Error::internal)?
-            );
+            )?;
         } else {
-            println!(
+            writeln!(
+                target.out,
                 "{:<24}  {:<21}  {:<36}  {:<22}  {:<16}  {}",
                 event.at.to_iso(),
                 event.kind,
@@ -793,15 +981,16 @@ async fn audit(config: Config, args: AuditArgs) -> Result<(), CliError> {
                 or_dash(&event.sid),
                 or_dash(&event.actor),
                 or_dash(&event.detail)
-            );
+            )?;
         }
     }
     Ok(())
 }
 
-async fn console_link(config: Config, args: ConsoleLinkArgs) -> Result<(), CliError> {
-    announce_database(&config);
-    let store = open_store(&config, false).await?;
+async fn console_link(target: &mut Target, args: ConsoleLinkArgs) -> Result<(), CliError> {
+    announce_database(&target.config, &mut target.err)?;
+    let store = target.store(false).await?;
+    let config = &target.config;
     let token = crate::http::console::new_token()?;
     let now = crate::timestamp::Timestamp::now();
     let lifetime = crate::http::console::LINK_LIFETIME_SECS;
@@ -813,18 +1002,23 @@ async fn console_link(config: Config, args: ConsoleLinkArgs) -> Result<(), CliEr
         )
         .await
         .map_err(crate::error::Error::from)?;
-    let base = args.url.unwrap_or_else(|| issuer_url(&config, config.port));
-    eprintln!(
+    let base = args.url.unwrap_or_else(|| issuer_url(config, config.port));
+    writeln!(
+        target.err,
         "console sign-in link (works once, until {}):",
         now.plus_secs(lifetime).to_iso()
-    );
+    )?;
     // The token rides in the fragment: browsers never send it in a request line.
-    println!("{}/console/open#{token}", base.trim_end_matches('/'));
+    writeln!(
+        target.out,
+        "{}/console/open#{token}",
+        base.trim_end_matches('/')
+    )?;
     Ok(())
 }
 
-async fn convex_config(config: Config, args: ConvexConfigArgs) -> Result<(), CliError> {
-    let issuer = issuer(&config, true).await?;
+async fn convex_config(target: &mut Target, args: ConvexConfigArgs) -> Result<(), CliError> {
+    let issuer = issuer(target, true).await?;
     let settings = issuer.settings();
     let reachable = publicly_reachable(&settings.issuer);
     let provider = args.provider.unwrap_or(if reachable {
@@ -833,29 +1027,32 @@ async fn convex_config(config: Config, args: ConvexConfigArgs) -> Result<(), Cli
         ConvexProvider::CustomJwt
     });
     if provider == ConvexProvider::Oidc && !reachable {
-        eprintln!(
+        writeln!(
+            target.err,
             "warning: {} is not reachable from Convex's cloud (loopback or private); Convex \
              will fail to fetch its discovery document. Use --provider custom-jwt, or set \
              the issuer to a public URL (--issuer).",
             settings.issuer
-        );
+        )?;
     }
     let algorithm = issuer.signing_algorithm().unwrap_or(settings.algorithm);
     if provider == ConvexProvider::CustomJwt {
-        eprintln!(
+        writeln!(target.err,
             "note: the keys are inline; print this again after a key rotation (authstore keys rotate)"
-        );
+        )?;
         for other in issuer.published_algorithms() {
             if other != algorithm {
-                eprintln!(
+                writeln!(
+                    target.err,
                     "note: an {other} key is published and will sign after the scheduled rotation \
                      (authstore keys list says when); this prints {algorithm}, so print it again \
                      once the {other} key signs"
-                );
+                )?;
             }
         }
     }
-    print!(
+    write!(
+        target.out,
         "{}",
         convex_auth_config(
             provider,
@@ -864,7 +1061,7 @@ async fn convex_config(config: Config, args: ConvexConfigArgs) -> Result<(), Cli
             algorithm,
             &issuer.jwks()
         )
-    );
+    )?;
     Ok(())
 }
 

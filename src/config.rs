@@ -153,6 +153,24 @@ pub struct SqliteSettings {
     pub read_mmap_mib: u32,
     /// The WAL's size past which it is bounded (a RESTART checkpoint), in MiB.
     pub wal_budget_mib: u32,
+    /// Whether a server holds the file alone or shares it with other servers.
+    pub locking: Locking,
+}
+
+/// How a server locks the SQLite file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Locking {
+    /// One server holds the file for as long as it runs (SQLite's `unix-excl`
+    /// VFS): the WAL index lives in its own memory, and a read takes no lock
+    /// through the kernel (the shared mode's two `fcntl` per read). A second
+    /// server is refused; commands (`keys`, `audit`, `backup`, ...) reach the
+    /// running server through its control socket, `<database>.sock`.
+    #[default]
+    Exclusive,
+    /// Any number of servers and commands on the file at once, each read
+    /// taking and dropping a shared lock.
+    Shared,
 }
 
 /// `PRAGMA synchronous` in WAL mode: what a commit waits for.
@@ -190,6 +208,7 @@ impl Default for SqliteSettings {
             read_cache_mib: 8,
             read_mmap_mib: 1024,
             wal_budget_mib: 1024,
+            locking: Locking::default(),
         }
     }
 }

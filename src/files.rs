@@ -74,8 +74,8 @@ pub fn warn_if_readable_by_others(path: &Path, what: &str) {
     }
 }
 
-/// A server's claim on a database: a shared lock on `<database>.lock`, held
-/// while the server runs. Commands that must not run beside a server
+/// A server's claim on a database: a lock on `<database>.lock`, held while
+/// the server runs, shared or (`sqlite.locking = "exclusive"`) sole. Commands that must not run beside a server
 /// (`restore`) take it exclusively. A file of its own, because closing any
 /// other descriptor of the database would drop SQLite's locks on it.
 pub struct Lease {
@@ -86,6 +86,12 @@ pub struct Lease {
 pub enum LeaseError {
     #[error("a running authstore is using {0}; stop it first")]
     Busy(PathBuf),
+    #[error(
+        "another authstore server is using {0}; a server with sqlite.locking = \"exclusive\" \
+         (the default) must be the only one on its file: stop the other, or set locking = \
+         \"shared\" in [sqlite] (AUTHSTORE_SQLITE_LOCKING=shared) for every server on it"
+    )]
+    Served(PathBuf),
     #[error("cannot lock {path}: {source}")]
     Io {
         path: PathBuf,
@@ -110,12 +116,33 @@ impl Lease {
         Ok((file, path))
     }
 
-    /// Held by every server; any number at once.
+    /// Held by every server that shares the database; any number at once.
+    /// Refused beside a server that holds the database alone; waits for a
+    /// command that does (`restore`, `keys rewrap`).
     pub fn shared(database: &Path) -> Result<Lease, LeaseError> {
         let (file, path) = Self::open(database)?;
+        match file.try_lock_shared() {
+            Ok(()) => return Ok(Lease { _file: file }),
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(LeaseError::Io { path, source })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {}
+        }
+        let socket = crate::control::socket_path(database);
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Err(LeaseError::Served(database.to_owned()));
+        }
         file.lock_shared()
             .map_err(|source| LeaseError::Io { path, source })?;
         Ok(Lease { _file: file })
+    }
+
+    /// Held by a server that must be the only one on the database.
+    pub fn sole(database: &Path) -> Result<Lease, LeaseError> {
+        Self::exclusive(database).map_err(|e| match e {
+            LeaseError::Busy(path) => LeaseError::Served(path),
+            other => other,
+        })
     }
 
     /// Only when no server holds the database.

@@ -22,6 +22,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod convex_import;
 pub mod error;
 pub mod files;
@@ -167,6 +168,7 @@ pub fn open_sqlite(
             read_cache_mib: sqlite.read_cache_mib,
             read_mmap_mib: sqlite.read_mmap_mib,
             wal_budget_mib: sqlite.wal_budget_mib,
+            locking: sqlite.locking,
         },
         kek,
     )?)
@@ -240,6 +242,8 @@ pub struct Application {
     webhook_owner: Option<String>,
     /// A SQLite database's claim (`authstore restore` waits for none).
     _lease: Option<files::Lease>,
+    /// Where commands reach a server that holds its SQLite file alone.
+    control: Option<control::ControlSocket>,
     /// Alive while any HTTP worker still holds the handlers' state (and with
     /// it the store): stopped means gone.
     serving: std::sync::Weak<http::AppState>,
@@ -269,9 +273,10 @@ impl Application {
     ) -> Result<Self, StartupError> {
         let (secret, origin) = resolve_secret(&config)?;
         // Held while this server runs: `authstore restore` waits for none.
-        let lease = match config.postgres_url() {
-            Some(_) => None,
-            None => Some(files::Lease::shared(&config.database)?),
+        let lease = match (config.postgres_url(), config.sqlite.locking) {
+            (Some(_), _) => None,
+            (None, config::Locking::Shared) => Some(files::Lease::shared(&config.database)?),
+            (None, config::Locking::Exclusive) => Some(files::Lease::sole(&config.database)?),
         };
         log::info!("secret from {origin}");
         match (
@@ -295,6 +300,12 @@ impl Application {
             .collect::<Result<Vec<_>, _>>()?;
         let store = open_store(&config, true).await?;
         log::info!("database {}", config.database_for_log());
+        let control = match (config.postgres_url(), config.sqlite.locking) {
+            (None, config::Locking::Exclusive) => {
+                control::ControlSocket::listen(&config, store.clone())
+            }
+            _ => None,
+        };
 
         let bound = listener.local_addr()?;
         let port = bound.port();
@@ -417,6 +428,7 @@ impl Application {
             metrics_server,
             webhook_owner: delivers.then_some(webhook_owner),
             _lease: lease,
+            control,
             serving,
         })
     }
@@ -448,8 +460,10 @@ impl Application {
     /// every HTTP worker has dropped its handlers (and their hold on the
     /// database): when this returns, only the caller's own handles (the
     /// issuer) keep the store open.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+    pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
         self.server.await?;
+        // Commands open the file themselves once this server lets go of it.
+        drop(self.control.take());
         if let Some(owner) = &self.webhook_owner {
             // Another process takes the endpoints over now, not in 30 s.
             if let Err(e) = self.store.release_endpoints(owner).await {

@@ -5,11 +5,13 @@ use crate::config::Config;
 use crate::files::with_suffix;
 use crate::issuer::keys::{self, KeyState};
 use crate::store::sqlite::schema::VERSION;
+use crate::store::Store;
 use crate::timestamp::Timestamp;
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +58,7 @@ pub fn backup(from: &Path, to: &Path) -> Result<Backup, BackupError> {
         source,
     })?;
     let result = (|| {
-        let conn = Connection::open_with_flags(from, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(copy_error)?;
+        let conn = crate::store::sqlite::open_for_reading(from).map_err(copy_error)?;
         conn.busy_timeout(Duration::from_secs(30))
             .map_err(copy_error)?;
         conn.execute("VACUUM INTO ?1", [to.to_string_lossy()])
@@ -169,13 +170,15 @@ pub struct Finding {
 /// Checks the database at `config.database`: SQLite's integrity and foreign
 /// keys, the schema version, the key ring (exactly one current key, a
 /// non-empty JWKS, every private key opening under the KEK), file modes.
-pub async fn check(config: &Config) -> Vec<Finding> {
+///
+/// `store` is the running server's, when the server runs the check.
+pub async fn check(config: &Config, store: Option<Arc<dyn Store>>) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut add = |check, ok, detail: String| findings.push(Finding { check, ok, detail });
     let path = &config.database;
     let mut current_schema = false;
 
-    match Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY) {
+    match crate::store::sqlite::open_for_reading(path) {
         Err(e) => add("open", false, e.to_string()),
         Ok(conn) => {
             let _ = conn.busy_timeout(Duration::from_secs(30));
@@ -214,11 +217,12 @@ pub async fn check(config: &Config) -> Vec<Finding> {
     }
 
     // Opening the store would migrate an older database: a check changes nothing.
-    let store = match current_schema {
-        true => crate::open_store(config, false)
+    let store = match (current_schema, store) {
+        (true, Some(store)) => Ok(store),
+        (true, None) => crate::open_store(config, false)
             .await
             .map_err(|e| e.to_string()),
-        false => Err("not checked: the schema is not this build's".into()),
+        (false, _) => Err("not checked: the schema is not this build's".into()),
     };
     match store {
         Err(e) => add("key ring", false, e),

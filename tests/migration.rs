@@ -9,7 +9,7 @@ use authstore::kek::Kek;
 use authstore::secret::Secret;
 use authstore::store::sqlite::schema::{self, SchemaError, STEPS, VERSION};
 use authstore::timestamp::Timestamp;
-use common::process::serve;
+use common::process::serve_shared;
 use common::TestApp;
 use rusqlite::Connection;
 use serde_json::Value;
@@ -297,7 +297,7 @@ fn two_servers_starting_on_a_version_1_database_migrate_it_once() {
     let servers: Vec<_> = (0..2)
         .map(|_| {
             let path = path.clone();
-            std::thread::spawn(move || serve(&path, &[]))
+            std::thread::spawn(move || serve_shared(&path))
         })
         .collect::<Vec<_>>()
         .into_iter()

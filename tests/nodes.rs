@@ -34,6 +34,8 @@ impl Shared {
             .args(["--database", &self.database])
             .env("AUTHSTORE_SECRET", SECRET)
             .env("AUTHSTORE_KEY_ENCRYPTION_KEY", KEK)
+            // Several servers on one SQLite file must each say so.
+            .env("AUTHSTORE_SQLITE_LOCKING", "shared")
             .envs(env.iter().copied());
         command
     }

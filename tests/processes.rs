@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::process::{authstore, output, run, serve, shell, Server};
+use common::process::{authstore, output, run, serve, serve_shared, shell, Server};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -54,7 +54,7 @@ fn two_servers_started_together_on_a_fresh_database_share_one_key() {
         let both: Vec<Server> = (0..2)
             .map(|_| {
                 let path = path.clone();
-                std::thread::spawn(move || serve(&path, &[]))
+                std::thread::spawn(move || serve_shared(&path))
             })
             .collect::<Vec<_>>()
             .into_iter()
@@ -302,4 +302,122 @@ fn malformed_requests_cannot_write_error_lines() {
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
     server.terminate();
+}
+
+/// `authstore serve --port 0` in `dir` as a command, to watch it fail.
+fn serve_command(dir: &std::path::Path, env: &[(&str, &str)]) -> std::process::Command {
+    let mut command = authstore(dir);
+    command
+        .envs(env.iter().copied())
+        .args(["serve", "--port", "0"]);
+    command
+}
+
+#[test]
+fn a_second_server_on_a_file_held_alone_is_refused_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = serve(dir.path(), &[]);
+    for env in [&[][..], &[("AUTHSTORE_SQLITE_LOCKING", "shared")][..]] {
+        let started = Instant::now();
+        let out = output(serve_command(dir.path(), env));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{env:?}: {err}");
+        assert!(
+            err.contains("another authstore server is using")
+                && err.contains("locking = \"shared\""),
+            "{env:?}: {err}"
+        );
+        // Refused at once, not after a wait for the lock.
+        assert!(started.elapsed() < Duration::from_secs(5), "{env:?}");
+    }
+    let secret = common::process::secret_in(dir.path());
+    signed_in(&first, &secret, "still-served");
+    assert!(first.terminate().success());
+    // Once the first has stopped, the file is free.
+    let second = serve(dir.path(), &[]);
+    signed_in(&second, &secret, "served-again");
+    assert!(second.terminate().success());
+}
+
+#[test]
+fn commands_run_inside_the_server_that_holds_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    let pid = server.child.as_ref().unwrap().id();
+    let by_server = format!("run by the server that holds the database (pid {pid})");
+    let secret = common::process::secret_in(dir.path());
+    signed_in(&server, &secret, "to-be-audited");
+    server.post(
+        &secret,
+        "/api/adapter/deleteSession",
+        &json!({ "sessionToken": "to-be-audited" }),
+    );
+
+    let (ok, out, err) = run(dir.path(), &["keys", "list"]);
+    assert!(ok && err.contains(&by_server), "{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" current ")).count(),
+        1,
+        "{out}"
+    );
+
+    let (ok, out, err) = run(dir.path(), &["audit", "--json"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"session.deleted\""), "{out}");
+
+    let (ok, out, err) = run(dir.path(), &["check"]);
+    assert!(ok && err.contains(&by_server), "{out}{err}");
+
+    // A relative path is the command line's, not the server's.
+    let sub = dir.path().join("backups");
+    std::fs::create_dir(&sub).unwrap();
+    let mut backup = authstore(&sub);
+    backup.args(["--database", "../authstore.db", "backup", "copy.db"]);
+    let done = output(backup);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(sub.join("copy.db").exists());
+
+    let (ok, out, err) = run(dir.path(), &["console-link", "--url", "http://auth.test"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("http://auth.test/console/open#"), "{out}");
+
+    // A command's own failure keeps its message and a failing status.
+    let (ok, _, err) = run(dir.path(), &["audit", "--type", "nope"]);
+    assert!(!ok && err.contains("--type \"nope\" is none of"), "{err}");
+
+    // What must not run beside a server is still refused.
+    let (ok, _, err) = run(dir.path(), &["restore", "backups/copy.db"]);
+    assert!(!ok && err.contains("stop it first"), "{err}");
+
+    // The server kept serving throughout.
+    signed_in(&server, &secret, "after-the-commands");
+    assert!(server.terminate().success());
+    assert!(
+        !dir.path().join("authstore.db.sock").exists(),
+        "a stopped server removes its socket"
+    );
+}
+
+#[test]
+fn a_socket_left_by_a_killed_server_does_not_stop_commands_or_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut killed = serve(dir.path(), &[]);
+    let mut child = killed.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(killed);
+    assert!(dir.path().join("authstore.db.sock").exists());
+    // Nobody listens: the command opens the file itself.
+    let (ok, out, err) = run(dir.path(), &["keys", "list"]);
+    assert!(ok && !err.contains("run by the server"), "{err}");
+    assert!(out.contains(" current "), "{out}");
+    // A new server takes the socket over, and commands reach it.
+    let server = serve(dir.path(), &[]);
+    let (ok, _, err) = run(dir.path(), &["keys", "list"]);
+    assert!(ok && err.contains("run by the server"), "{err}");
+    assert!(server.terminate().success());
 }

@@ -75,14 +75,17 @@ fn every_file_is_0600_whatever_the_umask() {
         for name in [
             "authstore.db",
             "authstore.db-wal",
-            "authstore.db-shm",
             "authstore.db.secret",
             "authstore.db.kek",
+            "authstore.db.sock",
         ] {
             let path = sub.join(name);
             assert!(path.exists(), "{name} exists while the server runs");
             assert_eq!(mode(&path), 0o600, "{name} under umask {umask}");
         }
+        // Holding the file alone, the server keeps the WAL index in its own
+        // memory: no -shm file for another process to map.
+        assert!(!sub.join("authstore.db-shm").exists());
         assert!(server.terminate().success());
     }
 }

@@ -362,7 +362,10 @@ fn delivery_survives_a_restart_and_a_receiver_down_for_a_minute() {
 #[test]
 fn two_servers_on_one_database_deliver_each_event_once() {
     let receiver = Receiver::start();
-    let first = TestApp::spawn_with(|c| c.webhooks = vec![webhook(&receiver.url(), 5)]);
+    let first = TestApp::spawn_with(|c| {
+        c.webhooks = vec![webhook(&receiver.url(), 5)];
+        c.sqlite.locking = authstore::config::Locking::Shared;
+    });
     let second = TestApp::start(
         first.dir.clone(),
         first.config.clone(),

@@ -299,7 +299,11 @@ pub fn stored_bytes(config: &Config, dir: &std::path::Path) -> Vec<u8> {
         None => {
             let mut all = Vec::new();
             for entry in std::fs::read_dir(dir).unwrap() {
-                all.extend(std::fs::read(entry.unwrap().path()).unwrap());
+                let entry = entry.unwrap();
+                // Files only: the server's control socket is no file to read.
+                if entry.file_type().unwrap().is_file() {
+                    all.extend(std::fs::read(entry.path()).unwrap());
+                }
             }
             all
         }

@@ -219,6 +219,16 @@ pub fn secret_in(dir: &Path) -> String {
         .to_owned()
 }
 
+/// `authstore serve --port 0` in `dir`, sharing its SQLite file with other
+/// servers (`[sqlite] locking = "shared"`).
+pub fn serve_shared(dir: &Path) -> Server {
+    let mut command = authstore(dir);
+    command
+        .env("AUTHSTORE_SQLITE_LOCKING", "shared")
+        .args(["serve", "--port", "0"]);
+    Server::start(command)
+}
+
 /// `authstore serve --port 0 ARGS` in `dir`.
 pub fn serve(dir: &Path, args: &[&str]) -> Server {
     let mut command = authstore(dir);

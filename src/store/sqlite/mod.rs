@@ -61,6 +61,8 @@ pub struct SqliteOptions {
     /// How large the WAL may grow under a write flood before a checkpoint
     /// that holds writers back bounds it, in MiB.
     pub wal_budget_mib: u32,
+    /// Whether this process holds the file alone, or shares it.
+    pub locking: Locking,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,7 +195,12 @@ impl SqliteStore {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
         }
         crate::files::warn_if_readable_by_others(&path, "database");
-        let mut conn = Connection::open_with_flags(&path, flags).map_err(open_error)?;
+        let vfs = options.locking.vfs();
+        if options.locking == Locking::Exclusive {
+            held_alone(&path, true);
+        }
+        let mut conn =
+            Connection::open_with_flags_and_vfs(&path, flags, vfs).map_err(open_error)?;
         configure(&conn, options.durability).map_err(open_error)?;
         retry_while_busy(|| conn.pragma_update(None, "journal_mode", "WAL")).map_err(open_error)?;
         schema::migrate(&mut conn, &kek, Timestamp::now()).map_err(|source| OpenError::Schema {
@@ -209,17 +216,20 @@ impl SqliteStore {
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(open_error)?;
         let writer = Writer::spawn(conn)?;
-        let checkpoint_conn = Connection::open_with_flags(&path, flags).map_err(open_error)?;
+        let checkpoint_conn =
+            Connection::open_with_flags_and_vfs(&path, flags, vfs).map_err(open_error)?;
         configure(&checkpoint_conn, options.durability).map_err(open_error)?;
         let checkpointer = Checkpointer::spawn(checkpoint_conn, options.wal_budget_mib)?;
 
         let durability = options.durability;
         let read_cache_mib = options.read_cache_mib;
         let read_mmap_mib = options.read_mmap_mib;
-        let manager = SqliteConnectionManager::file(&path)
-            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        let manager = SqliteConnectionManager::file(uri(&path, vfs))
+            .with_flags(options.locking.read_flags() | OpenFlags::SQLITE_OPEN_URI)
             .with_init(move |conn| {
                 configure(conn, durability)?;
+                // Opened for writing only so that unix-excl holds its lock.
+                conn.pragma_update(None, "query_only", true)?;
                 // Negative: a size in KiB rather than in pages.
                 conn.pragma_update(None, "cache_size", -(i64::from(read_cache_mib) * 1024))?;
                 conn.pragma_update(None, "mmap_size", i64::from(read_mmap_mib) << 20)
@@ -256,8 +266,7 @@ impl SqliteStore {
             return Ok(None);
         }
         let open_error = |source| open_failure(path, source);
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(open_error)?;
+        let conn = open_for_reading(path).map_err(open_error)?;
         conn.busy_handler(Some(retry_briefly)).map_err(open_error)?;
         let has_meta: bool = conn
             .query_row(
@@ -380,6 +389,73 @@ impl SqliteStore {
         let conn = self.readers.get()?;
         Ok(query(&conn)?)
     }
+}
+
+pub use crate::config::Locking;
+
+impl Locking {
+    fn vfs(self) -> &'static str {
+        match self {
+            Locking::Exclusive => "unix-excl",
+            Locking::Shared => "unix",
+        }
+    }
+
+    /// Read connections of an exclusive process must be opened for writing:
+    /// unix-excl passes the locks of a read-only connection to `fcntl`, and a
+    /// read lock from the process that holds the write lock would replace it.
+    fn read_flags(self) -> OpenFlags {
+        let access = match self {
+            Locking::Exclusive => OpenFlags::SQLITE_OPEN_READ_WRITE,
+            Locking::Shared => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        };
+        access | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    }
+}
+
+/// Whether this process has opened the file at `path` exclusively (`add`:
+/// records that it has). Every other connection this process opens to that
+/// file must then take the same VFS, opened for writing (see
+/// [`Locking::read_flags`]). Files are told apart by device and inode.
+fn held_alone(path: &Path, add: bool) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    static HELD: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    let file = (meta.dev(), meta.ino());
+    let mut held = HELD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if add && !held.contains(&file) {
+        held.push(file);
+    }
+    held.contains(&file)
+}
+
+/// A connection for a one-off read of the database at `path` (a backup, a
+/// check): read-only, unless this process holds that file exclusively, in
+/// which case it must share the lock this process holds.
+pub fn open_for_reading(path: &Path) -> rusqlite::Result<Connection> {
+    configure_library();
+    if held_alone(path, false) {
+        let locking = Locking::Exclusive;
+        Connection::open_with_flags_and_vfs(path, locking.read_flags(), locking.vfs())
+    } else {
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+    }
+}
+
+/// `path` as an SQLite URI naming `vfs` (r2d2_sqlite opens by name only).
+fn uri(path: &Path, vfs: &str) -> String {
+    let mut text = String::from("file:");
+    for byte in path.as_os_str().as_encoded_bytes() {
+        match byte {
+            b'%' | b'?' | b'#' | 0x80.. => text.push_str(&format!("%{byte:02X}")),
+            _ => text.push(*byte as char),
+        }
+    }
+    format!("{text}?vfs={vfs}")
 }
 
 /// An open failure; one SQLite may not write (a read-only mount, the file's

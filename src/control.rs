@@ -1,0 +1,255 @@
+//! The control socket of a server that holds its SQLite file alone
+//! (`sqlite.locking = "exclusive"`): `<database>.sock`, mode 0600, answering
+//! only processes of the server's own user.
+//!
+//! While such a server runs, no other process can open the file, so a
+//! command (`authstore keys rotate`, `audit`, `backup`, `console-link`, ...)
+//! sends its command line here instead, and the server runs it on its own
+//! store and answers with what the command printed and its exit status. The
+//! protocol is one JSON object each way on one connection:
+//! `{"args": [...], "cwd": "..."}` (the client then shuts its side for
+//! writing), and `{"stdout": "...", "stderr": "...", "code": 0}`.
+
+use crate::config::Config;
+use crate::files::with_suffix;
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The largest request read: a command line, not a payload.
+const MAX_REQUEST: u64 = 64 * 1024;
+
+/// The longest socket path Linux accepts (`sun_path` holds 108 bytes with
+/// its terminating NUL).
+const MAX_PATH: usize = 107;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot reach the server that holds the database through {path}: {source}")]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the server that holds the database did not answer through {path}: {reason}")]
+    Answer { path: PathBuf, reason: String },
+    #[error("the command line is not valid UTF-8, which the server cannot be sent")]
+    NotUtf8,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    args: Vec<String>,
+    cwd: PathBuf,
+}
+
+/// What a command run by the server printed, and its exit status.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Reply {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: u8,
+}
+
+impl Reply {
+    /// Prints the output where the command would have; `Err(code)` for a
+    /// command that failed.
+    pub fn print(&self) -> Result<(), u8> {
+        eprint!("{}", self.stderr);
+        print!("{}", self.stdout);
+        let _ = std::io::stdout().flush();
+        match self.code {
+            0 => Ok(()),
+            code => Err(code),
+        }
+    }
+}
+
+/// The control socket's path for the database at `database`.
+pub fn socket_path(database: &Path) -> PathBuf {
+    with_suffix(database, ".sock")
+}
+
+/// Sends this process's command line to the server that holds `database`,
+/// when one is listening; `None` when none is (no socket, or one left behind
+/// by a server that is gone): the command then opens the file itself.
+pub fn forward(database: &Path) -> Result<Option<Reply>, ControlError> {
+    let path = socket_path(database);
+    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(stream) => stream,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(source) => return Err(ControlError::Connect { path, source }),
+    };
+    let args = std::env::args_os()
+        .map(|arg| arg.into_string().map_err(|_| ControlError::NotUtf8))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cwd = std::env::current_dir().map_err(|source| ControlError::Connect {
+        path: path.clone(),
+        source,
+    })?;
+    let answer_error = |reason: String| ControlError::Answer {
+        path: path.clone(),
+        reason,
+    };
+    let request =
+        serde_json::to_vec(&Request { args, cwd }).map_err(|e| answer_error(e.to_string()))?;
+    stream
+        .write_all(&request)
+        .and_then(|()| stream.shutdown(std::net::Shutdown::Write))
+        .map_err(|e| answer_error(e.to_string()))?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .map_err(|e| answer_error(e.to_string()))?;
+    if answer.is_empty() {
+        return Err(answer_error(
+            "it closed the connection without an answer (did it stop?)".into(),
+        ));
+    }
+    serde_json::from_slice(&answer)
+        .map(Some)
+        .map_err(|e| answer_error(e.to_string()))
+}
+
+/// The listening socket; removed when dropped.
+pub struct ControlSocket {
+    path: PathBuf,
+    inode: u64,
+    task: actix_web::rt::task::JoinHandle<()>,
+}
+
+impl ControlSocket {
+    /// Listens on `<database>.sock` (replacing one a stopped server left
+    /// behind: this process holds the database alone, so no other server
+    /// can be listening there) and runs the commands sent to it on `store`.
+    /// `None`, with a warning, when the socket cannot be made: the server
+    /// serves, but commands cannot reach it.
+    pub fn listen(config: &Config, store: Arc<dyn Store>) -> Option<ControlSocket> {
+        let path = socket_path(&config.database);
+        match Self::bind(&path) {
+            Ok((listener, inode)) => {
+                let task = actix_web::rt::spawn(serve(listener, config.clone(), store));
+                log::info!("commands reach this server through {}", path.display());
+                Some(ControlSocket { path, inode, task })
+            }
+            Err(e) => {
+                log::warn!(
+                    "no control socket at {} ({e}): commands such as `authstore keys rotate` \
+                     cannot reach this server, and cannot open the database while it runs; \
+                     use a shorter database path, or sqlite.locking = \"shared\"",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    fn bind(path: &Path) -> std::io::Result<(tokio::net::UnixListener, u64)> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        if path.as_os_str().len() > MAX_PATH {
+            return Err(std::io::Error::other(format!(
+                "the path is longer than the {MAX_PATH} bytes a socket's may be"
+            )));
+        }
+        // Bound under a temporary name and made private before it appears
+        // under its own: no other user can connect in between.
+        let staged = with_suffix(path, &format!(".{}", std::process::id()));
+        let _ = std::fs::remove_file(&staged);
+        let listener = std::os::unix::net::UnixListener::bind(&staged)?;
+        std::fs::set_permissions(
+            &staged,
+            std::fs::Permissions::from_mode(crate::files::PRIVATE),
+        )?;
+        std::fs::rename(&staged, path)?;
+        let inode = std::fs::metadata(path)?.ino();
+        listener.set_nonblocking(true)?;
+        Ok((tokio::net::UnixListener::from_std(listener)?, inode))
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        self.task.abort();
+        // Only our own: never a socket another server has put there since.
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+async fn serve(listener: tokio::net::UnixListener, config: Config, store: Arc<dyn Store>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                log::warn!("control socket: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (config, store) = (config.clone(), store.clone());
+        actix_web::rt::spawn(async move {
+            if let Err(e) = answer(stream, config, store).await {
+                log::warn!("control socket: {e}");
+            }
+        });
+    }
+}
+
+/// Runs one command for a client of this server's own user.
+async fn answer(
+    mut stream: tokio::net::UnixStream,
+    config: Config,
+    store: Arc<dyn Store>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let own = unsafe { libc::geteuid() };
+    let peer = stream.peer_cred()?.uid();
+    if peer != own {
+        return Err(std::io::Error::other(format!(
+            "refused a client of user {peer}, not this server's ({own})"
+        )));
+    }
+    let mut bytes = Vec::new();
+    (&mut stream)
+        .take(MAX_REQUEST)
+        .read_to_end(&mut bytes)
+        .await?;
+    if bytes.is_empty() {
+        // A probe: is a server listening here (`files::Lease::shared`)?
+        return Ok(());
+    }
+    let request: Request = serde_json::from_slice(&bytes)
+        .map_err(|e| std::io::Error::other(format!("a request that is not one: {e}")))?;
+    // The subcommand alone: nothing a command line carries reaches the log.
+    let name = request.args.get(1).cloned().unwrap_or_default();
+    // Commands run their own actix system, as on the command line: on a
+    // thread of their own, since a runtime cannot start inside this one.
+    let (done, reply) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("authstore-command".into())
+        .spawn(move || {
+            let reply = crate::cli::run_for_client(request.args, &request.cwd, config, store);
+            let _ = done.send(reply);
+        })?;
+    let reply = reply
+        .await
+        .map_err(|_| std::io::Error::other("the command's thread ended without a reply"))?;
+    log::info!(
+        "ran `authstore {name}` for a command line (status {})",
+        reply.code
+    );
+    let json = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
+    stream.write_all(&json).await?;
+    stream.shutdown().await
+}
