@@ -837,7 +837,7 @@ fn backup(target: &mut Target, file: &Path) -> Result<(), CliError> {
          pg_basebackup with WAL archiving); the copy opens only with the key_encryption_key",
     )?;
     crate::require_database(config)?;
-    let done = crate::operations::backup(&config.database, file)?;
+    let done = crate::operations::backup(&config.database, file, config.sqlite.locking)?;
     writeln!(
         target.out,
         "backed up to {} ({} bytes, {} ms, integrity ok)",

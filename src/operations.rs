@@ -1,7 +1,7 @@
 //! The operator's tools that work on the database file itself: `backup` (an
 //! online, verified copy) and `check` (is this database sound?).
 
-use crate::config::Config;
+use crate::config::{Config, Locking};
 use crate::files::with_suffix;
 use crate::issuer::keys::{self, KeyState};
 use crate::store::sqlite::schema::VERSION;
@@ -42,7 +42,10 @@ pub struct Backup {
 /// Copies the database at `from` to the new file `to` while servers keep
 /// running (`VACUUM INTO` reads one consistent snapshot and blocks no
 /// writer), mode 0600, and checks the copy's integrity before reporting.
-pub fn backup(from: &Path, to: &Path) -> Result<Backup, BackupError> {
+///
+/// `locking`: how this process holds `from` (`Exclusive` inside the server
+/// that holds it alone).
+pub fn backup(from: &Path, to: &Path, locking: Locking) -> Result<Backup, BackupError> {
     let started = Instant::now();
     if to.exists() {
         return Err(BackupError::Exists(to.to_owned()));
@@ -58,7 +61,7 @@ pub fn backup(from: &Path, to: &Path) -> Result<Backup, BackupError> {
         source,
     })?;
     let result = (|| {
-        let conn = crate::store::sqlite::open_for_reading(from).map_err(copy_error)?;
+        let conn = crate::store::sqlite::open_for_reading(from, locking).map_err(copy_error)?;
         conn.busy_timeout(Duration::from_secs(30))
             .map_err(copy_error)?;
         conn.execute("VACUUM INTO ?1", [to.to_string_lossy()])
@@ -178,7 +181,7 @@ pub async fn check(config: &Config, store: Option<Arc<dyn Store>>) -> Vec<Findin
     let path = &config.database;
     let mut current_schema = false;
 
-    match crate::store::sqlite::open_for_reading(path) {
+    match crate::store::sqlite::open_for_reading(path, config.sqlite.locking) {
         Err(e) => add("open", false, e.to_string()),
         Ok(conn) => {
             let _ = conn.busy_timeout(Duration::from_secs(30));

@@ -196,9 +196,6 @@ impl SqliteStore {
         }
         crate::files::warn_if_readable_by_others(&path, "database");
         let vfs = options.locking.vfs();
-        if options.locking == Locking::Exclusive {
-            held_alone(&path, true);
-        }
         let mut conn =
             Connection::open_with_flags_and_vfs(&path, flags, vfs).map_err(open_error)?;
         configure(&conn, options.durability).map_err(open_error)?;
@@ -266,7 +263,8 @@ impl SqliteStore {
             return Ok(None);
         }
         let open_error = |source| open_failure(path, source);
-        let conn = open_for_reading(path).map_err(open_error)?;
+        // Before this process opens the database, if it ever does.
+        let conn = open_for_reading(path, Locking::Shared).map_err(open_error)?;
         conn.busy_handler(Some(retry_briefly)).map_err(open_error)?;
         let has_meta: bool = conn
             .query_row(
@@ -413,37 +411,12 @@ impl Locking {
     }
 }
 
-/// Whether this process has opened the file at `path` exclusively (`add`:
-/// records that it has). Every other connection this process opens to that
-/// file must then take the same VFS, opened for writing (see
-/// [`Locking::read_flags`]). Files are told apart by device and inode.
-fn held_alone(path: &Path, add: bool) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    static HELD: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
-    let Ok(meta) = std::fs::metadata(path) else {
-        return false;
-    };
-    let file = (meta.dev(), meta.ino());
-    let mut held = HELD
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if add && !held.contains(&file) {
-        held.push(file);
-    }
-    held.contains(&file)
-}
-
 /// A connection for a one-off read of the database at `path` (a backup, a
-/// check): read-only, unless this process holds that file exclusively, in
-/// which case it must share the lock this process holds.
-pub fn open_for_reading(path: &Path) -> rusqlite::Result<Connection> {
+/// check): read-only, or, inside the server that holds the file alone
+/// (`Locking::Exclusive`), one that shares the lock the server holds.
+pub fn open_for_reading(path: &Path, locking: Locking) -> rusqlite::Result<Connection> {
     configure_library();
-    if held_alone(path, false) {
-        let locking = Locking::Exclusive;
-        Connection::open_with_flags_and_vfs(path, locking.read_flags(), locking.vfs())
-    } else {
-        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-    }
+    Connection::open_with_flags_and_vfs(path, locking.read_flags(), locking.vfs())
 }
 
 /// `path` as an SQLite URI naming `vfs` (r2d2_sqlite opens by name only).
@@ -1283,6 +1256,26 @@ pub(super) fn record_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_with_uri_characters_opens_the_file_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a?b#c%41 ü.db");
+        assert_eq!(
+            uri(Path::new("/d/a?b#c%41 ü.db"), "unix-excl"),
+            "file:/d/a%3Fb%23c%2541 %C3%BC.db?vfs=unix-excl"
+        );
+        let flags = Locking::Exclusive.read_flags()
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(uri(&path, "unix-excl"), flags).unwrap();
+        conn.execute_batch("CREATE TABLE t (x)").unwrap();
+        drop(conn);
+        assert!(
+            path.exists(),
+            "the file is the one named, not a mangled name"
+        );
+    }
 
     #[test]
     fn double_quoted_strings_are_identifiers_only() {
