@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import type { Adapter, AdapterAccount, AdapterAuthenticator } from "@auth/core/adapters";
 import { authstore as overFetch, AuthstoreError, type Authstore } from "../src/index.js";
 import { authstore as overUndici } from "../src/node.js";
-import { openDatabase, startServer, type Database, type RunningServer } from "./server.js";
+import { openDatabase, READABLE_FILE, startServer, type Database, type RunningServer } from "./server.js";
 
 const DAY = 24 * 60 * 60 * 1000;
 const ONE_WEEK_FROM_NOW = new Date(Date.now() + 7 * DAY);
@@ -144,7 +144,7 @@ for (const [transport, authstore] of [
     };
 
     before(async () => {
-      server = await startServer();
+      server = await startServer(READABLE_FILE);
       store = authstore({ url: server.url, secret: server.secret });
       adapter = store.adapter as Required<Adapter>;
       db = new Rows(server);
@@ -328,7 +328,7 @@ for (const [transport, authstore] of [
     let server: RunningServer;
     let store: Authstore;
     before(async () => {
-      server = await startServer();
+      server = await startServer(READABLE_FILE);
       store = authstore({ url: server.url, secret: server.secret });
     });
     after(async () => {

@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import { createRemoteJWKSet, jwtVerify } from "jose";
 import { authstore, type Authstore } from "@authstore/authjs";
 import { authjsApp, CookieJar, SESSION_COOKIE } from "./authjs-app.js";
-import { openDatabase, startServer, type RunningServer } from "./server.js";
+import { openDatabase, READABLE_FILE, startServer, type RunningServer } from "./server.js";
 
 describe("Auth.js sign-in end to end", () => {
   let server: RunningServer;
@@ -16,7 +16,7 @@ describe("Auth.js sign-in end to end", () => {
   let app: ReturnType<typeof authjsApp>;
 
   before(async () => {
-    server = await startServer();
+    server = await startServer(READABLE_FILE);
     store = authstore({ url: server.url, secret: server.secret });
     app = authjsApp(store);
   });

@@ -55,6 +55,14 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/**
+ * Settings for a server whose SQLite file a test reads beside it (with
+ * openDatabase): by default a server holds its file alone
+ * (`[sqlite] locking = "exclusive"`), and another process cannot open it.
+ */
+export const READABLE_FILE: Record<string, string> = { AUTHSTORE_SQLITE_LOCKING: "shared" };
+
+/** Opens a server's database from this process; start it with READABLE_FILE. */
 export function openDatabase(server: RunningServer): Database {
   if (server.database.startsWith("postgres")) {
     const pool = new pg.Pool({ connectionString: server.database, max: 1 });
