@@ -370,8 +370,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
         command => {
             let mut config = load()?;
             // A server that holds the file alone runs the command itself.
-            if let Some(reply) = crate::control::forward(&config.database)? {
-                return reply.print().map_err(CliError::Forwarded);
+            if config.postgres_url().is_none() {
+                if let Some(reply) = crate::control::forward(&config.database)? {
+                    return reply.print().map_err(CliError::Forwarded);
+                }
             }
             // A command never holds the file alone: a server may start meanwhile.
             config.sqlite.locking = crate::config::Locking::Shared;
