@@ -75,9 +75,10 @@ pub fn warn_if_readable_by_others(path: &Path, what: &str) {
 }
 
 /// A server's claim on a database: a lock on `<database>.lock`, held while
-/// the server runs, shared or (`sqlite.locking = "exclusive"`) sole. Commands that must not run beside a server
-/// (`restore`) take it exclusively. A file of its own, because closing any
-/// other descriptor of the database would drop SQLite's locks on it.
+/// the server runs, shared or (`sqlite.locking = "exclusive"`) sole.
+/// Commands that must not run beside a server (`restore`) take it
+/// exclusively. A file of its own, because closing any other descriptor of
+/// the database would drop SQLite's locks on it.
 pub struct Lease {
     _file: std::fs::File,
 }

@@ -225,7 +225,8 @@ impl SqliteStore {
             .with_flags(options.locking.read_flags() | OpenFlags::SQLITE_OPEN_URI)
             .with_init(move |conn| {
                 configure(conn, durability)?;
-                // Opened for writing only so that unix-excl holds its lock.
+                // Never writes, even where it is opened for writing (see
+                // `Locking::read_flags`).
                 conn.pragma_update(None, "query_only", true)?;
                 // Negative: a size in KiB rather than in pages.
                 conn.pragma_update(None, "cache_size", -(i64::from(read_cache_mib) * 1024))?;
