@@ -74,14 +74,22 @@ pub fn warn_if_readable_by_others(path: &Path, what: &str) {
     }
 }
 
-/// A server's claim on a database: a lock on `<database>.lock`, held while
-/// the server runs, shared or (`sqlite.locking = "exclusive"`) sole.
-/// Commands that must not run beside a server (`restore`) take it
-/// exclusively. A file of its own, because closing any other descriptor of
-/// the database would drop SQLite's locks on it.
+/// A claim on a database: a lock on `<database>.lock`. A server holds it
+/// while it runs, shared or (`sqlite.locking = "exclusive"`) sole; a command
+/// that works on the file itself holds it shared meanwhile, so that a server
+/// that would hold the file alone waits for it; commands that must not run
+/// beside a server (`restore`) take it exclusively. A file of its own,
+/// because closing any other descriptor of the database would drop SQLite's
+/// locks on it.
 pub struct Lease {
     _file: std::fs::File,
 }
+
+/// How long a server that would hold the database alone waits for commands
+/// that work on the file to finish.
+const START_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often a lease that is held elsewhere is tried again.
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
@@ -119,31 +127,63 @@ impl Lease {
 
     /// Held by every server that shares the database; any number at once.
     /// Refused beside a server that holds the database alone; waits for a
-    /// command that does (`restore`, `keys rewrap`).
+    /// command that holds it alone (`restore`, `keys rewrap`).
     pub fn shared(database: &Path) -> Result<Lease, LeaseError> {
         let (file, path) = Self::open(database)?;
-        match file.try_lock_shared() {
-            Ok(()) => return Ok(Lease { _file: file }),
-            Err(std::fs::TryLockError::Error(source)) => {
-                return Err(LeaseError::Io { path, source })
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {}
-        }
-        let socket = crate::control::socket_path(database);
-        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return Err(LeaseError::Served(database.to_owned()));
-        }
-        file.lock_shared()
-            .map_err(|source| LeaseError::Io { path, source })?;
+        Self::wait(database, None, || file.try_lock_shared(), &path)?;
         Ok(Lease { _file: file })
     }
 
-    /// Held by a server that must be the only one on the database.
+    /// Held by a server that must be the only one on the database. Refused
+    /// beside another server (it answers on the control socket); waits up
+    /// to `START_WAIT` for commands that work on the file to finish.
     pub fn sole(database: &Path) -> Result<Lease, LeaseError> {
-        Self::exclusive(database).map_err(|e| match e {
-            LeaseError::Busy(path) => LeaseError::Served(path),
-            other => other,
-        })
+        let (file, path) = Self::open(database)?;
+        Self::wait(database, Some(START_WAIT), || file.try_lock(), &path)?;
+        Ok(Lease { _file: file })
+    }
+
+    /// Held by a command while it works on the database file itself (no
+    /// server holds it alone): a server that would hold it alone waits for
+    /// the command. `None` when a server holds the database alone (or a
+    /// command that must run alone does): ask the server instead, or wait.
+    pub fn command(database: &Path) -> Result<Option<Lease>, LeaseError> {
+        let (file, path) = Self::open(database)?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(Some(Lease { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(source)) => Err(LeaseError::Io { path, source }),
+        }
+    }
+
+    /// Retries `try_lock` until it succeeds, until a server that holds the
+    /// database alone answers on its control socket (refused), or past
+    /// `deadline` (refused).
+    fn wait(
+        database: &Path,
+        deadline: Option<std::time::Duration>,
+        mut try_lock: impl FnMut() -> Result<(), std::fs::TryLockError>,
+        path: &Path,
+    ) -> Result<(), LeaseError> {
+        let started = std::time::Instant::now();
+        let socket = crate::control::socket_path(database);
+        loop {
+            match try_lock() {
+                Ok(()) => return Ok(()),
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(LeaseError::Io {
+                        path: path.to_owned(),
+                        source,
+                    })
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {}
+            }
+            let served = std::os::unix::net::UnixStream::connect(&socket).is_ok();
+            if served || deadline.is_some_and(|limit| started.elapsed() >= limit) {
+                return Err(LeaseError::Served(database.to_owned()));
+            }
+            std::thread::sleep(LOCK_RETRY);
+        }
     }
 
     /// Only when no server holds the database.

@@ -421,3 +421,32 @@ fn a_socket_left_by_a_killed_server_does_not_stop_commands_or_servers() {
     assert!(ok && err.contains("run by the server"), "{err}");
     assert!(server.terminate().success());
 }
+
+#[test]
+fn commands_racing_a_server_that_starts_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(serve(dir.path(), &[]).terminate().success());
+    // Commands open the file while the server starts: each one either works
+    // on the file before the server takes it (the server waits for it) or
+    // is run by the server; none may meet a locked database.
+    let commands: Vec<_> = (0..6)
+        .map(|_| {
+            let path = dir.path().to_owned();
+            std::thread::spawn(move || {
+                (0..4)
+                    .map(|_| run(&path, &["keys", "list"]))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let server = serve(dir.path(), &[]);
+    for command in commands {
+        for (ok, out, err) in command.join().unwrap() {
+            assert!(ok, "{err}");
+            assert!(out.contains(" current "), "{out}");
+        }
+    }
+    let (ok, _, err) = run(dir.path(), &["keys", "list"]);
+    assert!(ok && err.contains("run by the server"), "{err}");
+    assert!(server.terminate().success());
+}

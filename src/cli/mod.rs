@@ -366,18 +366,36 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         command => {
             let mut config = load()?;
-            // A server that holds the file alone runs the command itself.
-            if config.postgres_url().is_none() {
+            // A command never holds the file alone.
+            config.sqlite.locking = crate::config::Locking::Shared;
+            if config.postgres_url().is_some() || !config.database.exists() {
+                return block_on(execute(&mut Target::local(config), command));
+            }
+            let deadline = std::time::Instant::now() + COMMAND_WAIT;
+            loop {
+                // A server that holds the file alone runs the command itself.
                 if let Some(reply) = crate::control::forward(&config.database)? {
                     return reply.print().map_err(CliError::Forwarded);
                 }
+                // Else this process works on the file, and a server that
+                // would hold it alone waits until the command is done.
+                if let Some(_lease) = crate::files::Lease::command(&config.database)? {
+                    return block_on(execute(&mut Target::local(config), command));
+                }
+                // A server is starting (its socket comes next), or a
+                // `restore` runs.
+                if std::time::Instant::now() >= deadline {
+                    return Err(crate::files::LeaseError::Busy(config.database).into());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            // A command never holds the file alone: a server may start meanwhile.
-            config.sqlite.locking = crate::config::Locking::Shared;
-            block_on(execute(&mut Target::local(config), command))
         }
     }
 }
+
+/// How long a command waits for a server that is starting to answer on its
+/// control socket (or for a `restore` to end).
+const COMMAND_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn set(flags: &mut Table, key: &str, value: Option<Value>) {
     if let Some(value) = value {
