@@ -300,15 +300,18 @@ impl Application {
             .collect::<Result<Vec<_>, _>>()?;
         let store = open_store(&config, true).await?;
         log::info!("database {}", config.database_for_log());
-        let control = match (config.postgres_url(), config.sqlite.locking) {
-            (None, config::Locking::Exclusive) => {
-                control::ControlSocket::listen(&config, store.clone())
-            }
-            _ => None,
-        };
 
         let bound = listener.local_addr()?;
         let port = bound.port();
+        let control = match (config.postgres_url(), config.sqlite.locking) {
+            (None, config::Locking::Exclusive) => {
+                // The port really bound: commands derive the issuer's URL from it.
+                let mut settings = config.clone();
+                settings.port = port;
+                control::ControlSocket::listen(&settings, store.clone())
+            }
+            _ => None,
+        };
         let settings = IssuerSettings::from_config(&config, issuer_url(&config, port));
         log::info!("issuer {}", settings.issuer);
         let keys = store.clone() as Arc<dyn KeyStore>;

@@ -450,3 +450,17 @@ fn commands_racing_a_server_that_starts_all_succeed() {
     assert!(ok && err.contains("run by the server"), "{err}");
     assert!(server.terminate().success());
 }
+
+#[test]
+fn commands_run_by_a_server_on_a_free_port_name_the_port_it_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    let issuer = format!("http://127.0.0.1:{}", server.port);
+    let (ok, out, err) = run(dir.path(), &["convex-config"]);
+    assert!(ok && err.contains("run by the server"), "{err}");
+    assert!(out.contains(&format!("issuer: \"{issuer}\",")), "{out}");
+    let (ok, out, err) = run(dir.path(), &["console-link"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with(&format!("{issuer}/console/open#")), "{out}");
+    assert!(server.terminate().success());
+}
