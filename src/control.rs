@@ -71,6 +71,11 @@ pub fn socket_path(database: &Path) -> PathBuf {
     with_suffix(database, ".sock")
 }
 
+/// Whether a server that holds `database` alone answers on its socket.
+pub fn answers(database: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(socket_path(database)).is_ok()
+}
+
 /// Sends this process's command line to the server that holds `database`,
 /// when one is listening; `None` when none is (no socket, or one left behind
 /// by a server that is gone): the command then opens the file itself.
@@ -226,7 +231,7 @@ async fn answer(
         .read_to_end(&mut bytes)
         .await?;
     if bytes.is_empty() {
-        // A probe: is a server listening here (`files::Lease::shared`)?
+        // A probe: is a server listening here (`answers`)?
         return Ok(());
     }
     let request: Request = serde_json::from_slice(&bytes)

@@ -166,7 +166,6 @@ impl Lease {
         path: &Path,
     ) -> Result<(), LeaseError> {
         let started = std::time::Instant::now();
-        let socket = crate::control::socket_path(database);
         loop {
             match try_lock() {
                 Ok(()) => return Ok(()),
@@ -178,8 +177,9 @@ impl Lease {
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {}
             }
-            let served = std::os::unix::net::UnixStream::connect(&socket).is_ok();
-            if served || deadline.is_some_and(|limit| started.elapsed() >= limit) {
+            if crate::control::answers(database)
+                || deadline.is_some_and(|limit| started.elapsed() >= limit)
+            {
                 return Err(LeaseError::Served(database.to_owned()));
             }
             std::thread::sleep(LOCK_RETRY);

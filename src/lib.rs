@@ -273,10 +273,15 @@ impl Application {
     ) -> Result<Self, StartupError> {
         let (secret, origin) = resolve_secret(&config)?;
         // Held while this server runs: `authstore restore` waits for none.
-        let lease = match (config.postgres_url(), config.sqlite.locking) {
-            (Some(_), _) => None,
-            (None, config::Locking::Shared) => Some(files::Lease::shared(&config.database)?),
-            (None, config::Locking::Exclusive) => Some(files::Lease::sole(&config.database)?),
+        // How this server holds its SQLite file; `None` on PostgreSQL.
+        let locking = config
+            .postgres_url()
+            .is_none()
+            .then_some(config.sqlite.locking);
+        let lease = match locking {
+            None => None,
+            Some(config::Locking::Shared) => Some(files::Lease::shared(&config.database)?),
+            Some(config::Locking::Exclusive) => Some(files::Lease::sole(&config.database)?),
         };
         log::info!("secret from {origin}");
         match (
@@ -303,8 +308,8 @@ impl Application {
 
         let bound = listener.local_addr()?;
         let port = bound.port();
-        let control = match (config.postgres_url(), config.sqlite.locking) {
-            (None, config::Locking::Exclusive) => {
+        let control = match locking {
+            Some(config::Locking::Exclusive) => {
                 // The port really bound: commands derive the issuer's URL from it.
                 let mut settings = config.clone();
                 settings.port = port;
