@@ -4,6 +4,7 @@
 
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
@@ -117,7 +118,7 @@ impl std::fmt::Debug for Config {
 
 /// One `[[webhooks]]` endpoint: events are POSTed to `url`, signed with
 /// `secret` (see `webhooks.rs` for the format).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
     pub url: String,
@@ -130,6 +131,35 @@ pub struct Webhook {
     /// The longest wait between two attempts when the endpoint fails.
     #[serde(default = "default_retry_max_secs")]
     pub retry_max_secs: u64,
+}
+
+/// The URL may carry credentials (`https://user:pw@host/hook?token=...`):
+/// `Debug` shows it as logs do.
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &url_without_credentials(&self.url))
+            .field("secret", &self.secret)
+            .field("secret_file", &self.secret_file)
+            .field("events", &self.events)
+            .field("retry_max_secs", &self.retry_max_secs)
+            .finish()
+    }
+}
+
+/// A URL as logs and errors show it: scheme, host and path; no user,
+/// password, query or fragment.
+pub fn url_without_credentials(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    match rest.contains('/') {
+        true => format!("{scheme}://{host}/{path}"),
+        false => format!("{scheme}://{host}"),
+    }
 }
 
 fn default_retry_max_secs() -> u64 {
@@ -579,7 +609,12 @@ impl Config {
 
 impl Webhook {
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(format!("webhook {}: {m}", self.url)));
+        let invalid = |m: String| {
+            Err(ConfigError::Invalid(format!(
+                "webhook {}: {m}",
+                url_without_credentials(&self.url)
+            )))
+        };
         match url_scheme(&self.url) {
             Some("http" | "https") => {}
             _ => return invalid("url must be an http:// or https:// URL".into()),
@@ -982,6 +1017,33 @@ mod tests {
         let err =
             Config::load(None, env(&[("AUTHSTORE_WEBHOOKS", "x")]), Table::new()).unwrap_err();
         assert!(err.to_string().contains("config.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_webhook_error_and_debug_print_show_no_url_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        let load = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Config::load(Some(&file), env(&[]), Table::new())
+        };
+        let text = "[[webhooks]]\nurl = \"https://hookuser:hookpass@x.example/h?token=tok123\"\n\
+                    secret = \"sixteen-or-more-but-short\"\n";
+        let err = load(text).unwrap_err().to_string();
+        assert!(err.contains("https://x.example/h"), "{err}");
+        for secret in ["hookuser", "hookpass", "tok123"] {
+            assert!(!err.contains(secret), "{err}");
+        }
+        let secret = "a".repeat(MIN_WEBHOOK_SECRET);
+        let config = load(&format!(
+            "[[webhooks]]\nurl = \"https://u:hookpass@x.example/h?token=tok123\"\nsecret = \"{secret}\"\n"
+        ))
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("hookpass") && !debug.contains("tok123"),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use crate::clock::Clock;
 use crate::issuer::Issuer;
 use crate::store::{Maintenance, Purged};
+use crate::timestamp::Timestamp;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,37 +26,46 @@ pub fn spawn_purge(
         let mut ticks = actix_web::rt::time::interval_at(first, every);
         loop {
             ticks.tick().await;
-            let now = clock.now();
-            let mut total = Purged::default();
-            loop {
-                match store.purge_expired(now, batch).await {
-                    Ok(purged) => {
-                        total.sessions += purged.sessions;
-                        total.verification_tokens += purged.verification_tokens;
-                        if purged.sessions < batch && purged.verification_tokens < batch {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        log::error!("purging expired rows failed: {}", e.log_text());
-                        break;
-                    }
-                }
-            }
+            let total = purge_pass(store.as_ref(), clock.now(), batch).await;
             if let Some(m) = crate::metrics::get() {
                 m.purged_sessions.inc_by(total.sessions as u64);
                 m.purged_verification_tokens
                     .inc_by(total.verification_tokens as u64);
+                m.purged_events.inc_by(total.events as u64);
             }
             if total != Purged::default() {
                 log::info!(
-                    "purge removed {} expired sessions and {} expired verification tokens",
+                    "purge removed {} expired sessions, {} expired verification tokens and {} \
+                     events past their retention",
                     total.sessions,
-                    total.verification_tokens
+                    total.verification_tokens,
+                    total.events
                 );
             }
         }
     });
+}
+
+/// One pass: batches until every table comes back short, so no table
+/// (events included) is left growing when another has little to purge.
+async fn purge_pass(store: &dyn Maintenance, now: Timestamp, batch: usize) -> Purged {
+    let mut total = Purged::default();
+    loop {
+        match store.purge_expired(now, batch).await {
+            Ok(purged) => {
+                total.sessions += purged.sessions;
+                total.verification_tokens += purged.verification_tokens;
+                total.events += purged.events;
+                if !purged.filled(batch) {
+                    return total;
+                }
+            }
+            Err(e) => {
+                log::error!("purging expired rows failed: {}", e.log_text());
+                return total;
+            }
+        }
+    }
 }
 
 /// How often the server looks for key changes made by another process.

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub purged_sessions: IntCounter,
     /// Expired verification tokens removed by the purge.
     pub purged_verification_tokens: IntCounter,
+    /// Events removed by the purge past their retention.
+    pub purged_events: IntCounter,
     /// Events a webhook endpoint acknowledged.
     pub webhook_events_delivered: IntCounter,
     /// Webhook requests that failed (and will be retried).
@@ -160,6 +162,7 @@ impl Metrics {
             purged_sessions: purged.get_metric_with_label_values(&["sessions"])?,
             purged_verification_tokens: purged
                 .get_metric_with_label_values(&["verification_tokens"])?,
+            purged_events: purged.get_metric_with_label_values(&["events"])?,
             keys: gauges("signing_keys", "Signing keys by state", &["state"])?,
             key_age_seconds: gauges(
                 "signing_key_age_seconds",

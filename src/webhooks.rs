@@ -27,7 +27,7 @@
 //! `expiresAt` is `at` plus `token_lifetime_secs`: no token of the ended
 //! session outlives it, so a receiver may forget the revocation then.
 
-use crate::config::Webhook;
+use crate::config::{Webhook, MIN_WEBHOOK_SECRET};
 use crate::secret::Secret;
 use crate::store::events::{Event, EventType, Outbox};
 use crate::timestamp::Timestamp;
@@ -69,30 +69,38 @@ impl std::fmt::Debug for Endpoint {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("webhook {url}: {source}")]
+#[error("webhook {url}: {reason}")]
 pub struct EndpointError {
+    /// Without credentials or query ([`url_for_log`]).
     url: String,
-    source: crate::secret::SecretError,
+    reason: String,
 }
 
 impl Endpoint {
     /// The endpoint of a (validated) `[[webhooks]]` entry, its secret read.
+    /// A secret from `secret_file` is held to the same length as `secret`.
     pub fn from_config(webhook: &Webhook) -> Result<Endpoint, EndpointError> {
+        let refuse = |reason: String| EndpointError {
+            url: url_for_log(&webhook.url),
+            reason,
+        };
         let secret = match (&webhook.secret, &webhook.secret_file) {
             (Some(secret), _) => secret.clone(),
             (None, Some(path)) => {
-                crate::secret::read_file(path).map_err(|source| EndpointError {
-                    url: url_for_log(&webhook.url),
-                    source,
-                })?
+                crate::secret::read_file(path).map_err(|e| refuse(e.to_string()))?
             }
-            (None, None) => {
-                return Err(EndpointError {
-                    url: url_for_log(&webhook.url),
-                    source: crate::secret::SecretError::TooShort,
-                })
-            }
+            (None, None) => return Err(refuse("set secret or secret_file".into())),
         };
+        if secret.expose().len() < MIN_WEBHOOK_SECRET {
+            return Err(refuse(format!(
+                "the secret{} is shorter than {MIN_WEBHOOK_SECRET} characters; `authstore secret` \
+                 prints a good one",
+                match &webhook.secret_file {
+                    Some(path) if webhook.secret.is_none() => format!(" in {}", path.display()),
+                    _ => String::new(),
+                }
+            )));
+        }
         let kinds = match webhook.events.is_empty() {
             true => EventType::ALL.to_vec(),
             false => webhook
@@ -121,19 +129,7 @@ pub fn endpoint_key(url: &str) -> String {
 
 /// A URL as logs show it: scheme, host and path (no credentials, no query).
 pub fn url_for_log(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let rest = match rest.split_once('/') {
-        Some((authority, path)) => format!("{}/{path}", host_of(authority)),
-        None => host_of(rest).to_owned(),
-    };
-    format!("{scheme}://{rest}")
-}
-
-fn host_of(authority: &str) -> &str {
-    authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host)
+    crate::config::url_without_credentials(url)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -381,14 +377,48 @@ impl Worker {
             .post(&self.endpoint.url)
             .set("Content-Type", "application/json")
             .set(SIGNATURE_HEADER, &signed);
-        let sent = actix_web::rt::task::spawn_blocking(move || match request.send_string(&body) {
-            Ok(_) => Outcome::Delivered,
-            Err(ureq::Error::Status(status, _)) => Outcome::Failed(format!("answered {status}")),
-            Err(ureq::Error::Transport(e)) => Outcome::Failed(e.kind().to_string()),
-        })
-        .await;
+        let sent =
+            actix_web::rt::task::spawn_blocking(move || outcome(request.send_string(&body))).await;
         sent.unwrap_or_else(|e| Outcome::Failed(format!("the request did not finish: {e}")))
     }
+}
+
+/// Only a 2xx answer delivers. Redirects are not followed (the agent is
+/// built with none) and a 3xx is a failure like any other: an `http://` URL
+/// that redirects to `https://` must be fixed in the configuration, not
+/// taken as delivered.
+fn outcome(sent: Result<ureq::Response, ureq::Error>) -> Outcome {
+    match sent {
+        Ok(response) if (200..300).contains(&response.status()) => Outcome::Delivered,
+        Ok(response) => Outcome::Failed(match response.header("Location") {
+            Some(location) => format!(
+                "answered {} (a redirect to {}: redirects are not followed, configure the final URL)",
+                response.status(),
+                url_for_log(location)
+            ),
+            None => format!("answered {}", response.status()),
+        }),
+        Err(ureq::Error::Status(status, _)) => Outcome::Failed(format!("answered {status}")),
+        Err(ureq::Error::Transport(e)) => Outcome::Failed(transport_failure(&e)),
+    }
+}
+
+/// A transport failure with its cause chain ("Connection Failed: TLS
+/// handshake failed: certificate verify failed ..."), never the URL's
+/// credentials (ureq's own text carries the URL, so it is not used).
+fn transport_failure(e: &ureq::Transport) -> String {
+    let mut text = e.kind().to_string();
+    if let Some(message) = e.message() {
+        text.push_str(": ");
+        text.push_str(message);
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 fn report(failing: &mut Option<String>, target: &str, why: String) {
@@ -441,6 +471,78 @@ mod tests {
             "http://127.0.0.1:9/x"
         );
         assert_eq!(url_for_log("https://example.com"), "https://example.com");
+    }
+
+    #[test]
+    fn a_secret_file_is_held_to_the_length_of_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hook.secret");
+        // Long enough for the shared secret (16), too short for a webhook (32).
+        std::fs::write(&path, "0123456789abcdef0123").unwrap();
+        let webhook = Webhook {
+            url: "https://u:pw@x.example/h".into(),
+            secret: None,
+            secret_file: Some(path.clone()),
+            events: Vec::new(),
+            retry_max_secs: 5,
+        };
+        let err = Endpoint::from_config(&webhook).unwrap_err().to_string();
+        assert!(
+            err.contains("shorter than 32") && err.contains("hook.secret"),
+            "{err}"
+        );
+        assert!(!err.contains("pw"), "{err}");
+        std::fs::write(&path, "a".repeat(MIN_WEBHOOK_SECRET)).unwrap();
+        assert!(Endpoint::from_config(&webhook).is_ok());
+    }
+
+    #[test]
+    fn a_tls_failure_names_its_cause() {
+        // A plain-text listener where the URL says https: the handshake fails.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            if let Ok((mut stream, _)) = listener.accept() {
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+            }
+        });
+        let url = format!("https://user:pw@127.0.0.1:{port}/hook?token=abc");
+        let Outcome::Failed(why) = outcome(agent().post(&url).send_string("{}")) else {
+            panic!("a failed handshake delivered");
+        };
+        assert!(why.len() > "Connection Failed".len() + 2, "{why}");
+        assert!(
+            why.to_lowercase().contains("ssl") || why.to_lowercase().contains("tls"),
+            "{why}"
+        );
+        assert!(!why.contains("pw") && !why.contains("abc"), "{why}");
+    }
+
+    #[test]
+    fn a_redirect_is_not_a_delivery() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            if let Ok((mut stream, _)) = listener.accept() {
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 307 Temporary Redirect\r\nLocation: https://u:p@elsewhere.example/h?k=v\r\n\
+                      Content-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        let url = format!("http://127.0.0.1:{port}/hook");
+        let Outcome::Failed(why) = outcome(agent().post(&url).send_string("{}")) else {
+            panic!("a redirect delivered");
+        };
+        assert!(why.starts_with("answered 307"), "{why}");
+        assert!(
+            why.contains("https://elsewhere.example/h") && !why.contains("k=v"),
+            "{why}"
+        );
     }
 
     #[test]

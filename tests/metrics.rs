@@ -175,3 +175,101 @@ fn metrics_parse_and_move_with_requests_mints_writes_and_state() {
         assert!(samples(&after, "authstore_storage_bytes", &[("file", "wal")]).count() == 1);
     }
 }
+
+#[test]
+fn made_up_methods_and_paths_add_no_series() {
+    let app = with_metrics();
+    let url = app.metrics_url.clone().unwrap();
+    let agent = ureq::AgentBuilder::new().build();
+    let send = |method: &str, path: &str| {
+        let target = format!("{}{path}", app.base);
+        match agent.request(method, &target).call() {
+            Ok(response) => response.status(),
+            Err(ureq::Error::Status(status, _)) => status,
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    };
+    let paths = |n: usize| {
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        match n % 3 {
+            0 => format!("/{random}/{n}"),
+            1 => "/.well-known/jwks.json".to_owned(),
+            _ => format!("/api/adapter/{random}"),
+        }
+    };
+    // Each kind of request once: the series they fold into exist from here on.
+    for n in 0..3 {
+        send("FOLDED", &paths(n));
+    }
+    let series = |scrape: &Scrape| {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric.starts_with("authstore_http_request"))
+            .map(|s| format!("{} {:?}", s.metric, s.labels))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let before = series(&scrape(&url));
+    for n in 0..5_000 {
+        let method = format!("M{}", uuid::Uuid::new_v4().simple());
+        let status = send(&method, &paths(n));
+        assert!((400..500).contains(&status), "{method}: {status}");
+    }
+    let after = series(&scrape(&url));
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "new series: {:?}",
+        after.difference(&before).collect::<Vec<_>>()
+    );
+    assert!(before.iter().any(|s| s.contains("\"other\"")), "{before:?}");
+}
+
+#[test]
+fn events_past_their_retention_are_all_purged_in_one_pass() {
+    use authstore::clock::ManualClock;
+    use authstore::timestamp::Timestamp;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    const BATCH: usize = 10;
+    const EVENTS: usize = 10 * BATCH + 5;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let mut config = common::test_config(&dir);
+    config.metrics_bind = Some("127.0.0.1:0".into());
+    config.purge_interval_secs = 1;
+    config.purge_batch = BATCH;
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let app = TestApp::start(dir, config, clock.clone());
+    let url = app.metrics_url.clone().unwrap();
+
+    // Sign-outs only: nothing expires, so sessions never fill a batch.
+    let user = app.ok("createUser", json!({ "user": user_fixture() }));
+    for n in 0..EVENTS {
+        let token = format!("purge-{n}");
+        app.ok(
+            "createSession",
+            json!({ "session": { "sessionToken": token, "userId": user["id"],
+                                 "expires": "2099-01-01T00:00:00.000Z" } }),
+        );
+        app.ok("deleteSession", json!({ "sessionToken": token }));
+    }
+    assert_eq!(app.count("SELECT count(*) FROM events"), EVENTS as i64);
+    let purged = |s: &Scrape| value(s, "authstore_purged_rows_total", &[("table", "events")]);
+    assert_eq!(purged(&scrape(&url)), 0.0);
+
+    // A day past the retention: the next pass finds every event old.
+    clock.advance_secs(31 * 24 * 3600);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let seen = purged(&scrape(&url));
+        if seen > 0.0 {
+            break seen;
+        }
+        assert!(Instant::now() < deadline, "no purge of events in 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The metric moves once per pass: the first pass took all of them.
+    assert_eq!(first, EVENTS as f64);
+    assert_eq!(app.count("SELECT count(*) FROM events"), 0);
+}

@@ -229,14 +229,14 @@ fn a_rotation_reaches_the_other_node_within_two_seconds() {
     assert_eq!(a.jwks(), b.jwks());
 }
 
-/// `purge removed S expired sessions and T expired verification tokens`
+/// `purge removed S expired sessions, T expired verification tokens and E events ...`
 fn purged(node: &Server) -> (i64, i64) {
     node.later_log()
         .iter()
         .filter_map(|line| {
             let rest = line.split("purge removed ").nth(1)?;
             let words: Vec<&str> = rest.split_whitespace().collect();
-            Some((words[0].parse::<i64>().ok()?, words[4].parse::<i64>().ok()?))
+            Some((words[0].parse::<i64>().ok()?, words[3].parse::<i64>().ok()?))
         })
         .fold((0, 0), |(s, t), (ds, dt)| (s + ds, t + dt))
 }

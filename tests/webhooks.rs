@@ -22,6 +22,8 @@ struct Received {
     signature: String,
     body: String,
     at: Instant,
+    /// The status the receiver answered.
+    status: u16,
 }
 
 /// A webhook receiver on 127.0.0.1 that records what it is sent, and can be
@@ -30,6 +32,8 @@ struct Receiver {
     port: u16,
     got: Arc<Mutex<Vec<Received>>>,
     up: Arc<AtomicBool>,
+    /// Statuses to answer before it answers 200, first to last.
+    refusals: Arc<Mutex<std::collections::VecDeque<u16>>>,
 }
 
 impl Receiver {
@@ -40,6 +44,7 @@ impl Receiver {
             port,
             got: Arc::default(),
             up: Arc::new(AtomicBool::new(false)),
+            refusals: Arc::default(),
         };
         receiver.serve(listener);
         receiver
@@ -56,6 +61,7 @@ impl Receiver {
             port,
             got: Arc::default(),
             up: Arc::new(AtomicBool::new(false)),
+            refusals: Arc::default(),
         }
     }
 
@@ -66,7 +72,7 @@ impl Receiver {
 
     fn serve(&self, listener: TcpListener) {
         self.up.store(true, Ordering::SeqCst);
-        let (got, up) = (self.got.clone(), self.up.clone());
+        let (got, up, refusals) = (self.got.clone(), self.up.clone(), self.refusals.clone());
         listener.set_nonblocking(true).unwrap();
         std::thread::spawn(move || {
             // Polls so that `take_down` closes the port promptly.
@@ -74,7 +80,8 @@ impl Receiver {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         stream.set_nonblocking(false).unwrap();
-                        if let Some(received) = read_request(stream) {
+                        let status = refusals.lock().unwrap().pop_front().unwrap_or(200);
+                        if let Some(received) = read_request(stream, status) {
                             got.lock().unwrap().push(received);
                         }
                     }
@@ -92,10 +99,11 @@ impl Receiver {
         self.got.lock().unwrap().clone()
     }
 
-    /// Every event received, in arrival order.
+    /// Every event accepted (answered 200), in arrival order.
     fn events(&self) -> Vec<Value> {
         self.requests()
             .iter()
+            .filter(|r| r.status == 200)
             .flat_map(|r| {
                 serde_json::from_str::<Value>(&r.body).unwrap()["events"]
                     .as_array()
@@ -123,8 +131,9 @@ impl Receiver {
     }
 }
 
-/// Reads one HTTP/1.1 request and answers 200.
-fn read_request(stream: TcpStream) -> Option<Received> {
+/// Reads one HTTP/1.1 request and answers `status` (a 3xx with a
+/// `Location` to follow).
+fn read_request(stream: TcpStream, status: u16) -> Option<Received> {
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -150,13 +159,23 @@ fn read_request(stream: TcpStream) -> Option<Received> {
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
     let mut stream = reader.into_inner();
+    let location = match status {
+        300..=399 => "Location: https://127.0.0.1:1/authstore/events\r\n",
+        _ => "",
+    };
     stream
-        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .write_all(
+            format!(
+                "HTTP/1.1 {status} Answered\r\n{location}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
         .ok()?;
     Some(Received {
         signature,
         body: String::from_utf8(body).ok()?,
         at: Instant::now(),
+        status,
     })
 }
 
@@ -390,4 +409,38 @@ fn two_servers_on_one_database_deliver_each_event_once() {
     }
     let events = receiver.wait_for(20, Duration::from_secs(10));
     assert_eq!(ids(&events), audit_ids(&second), "each once, in order");
+}
+
+#[test]
+fn a_redirect_is_a_failure_retried_until_the_endpoint_accepts() {
+    let receiver = Receiver::start();
+    receiver.refusals.lock().unwrap().extend([307, 307, 307]);
+    let app = TestApp::spawn_with(|c| c.webhooks = vec![webhook(&receiver.url(), 1)]);
+    let ada = user_with_sessions(&app, "ada@example.com", &["ada~1", "ada~2", "ada~3"]);
+    for token in ["ada~1", "ada~2", "ada~3"] {
+        app.ok("deleteSession", json!({ "sessionToken": token }));
+    }
+    let events = receiver.wait_for(3, Duration::from_secs(20));
+    let requests = receiver.requests();
+    let statuses: Vec<u16> = requests.iter().map(|r| r.status).collect();
+    assert_eq!(
+        &statuses[..4],
+        [307, 307, 307, 200],
+        "retried after each redirect: {statuses:?}"
+    );
+    // Not marked delivered by a redirect: the first accepted request still
+    // carries the first event, and every event arrives once, in order.
+    let first_sent = serde_json::from_str::<Value>(&requests[0].body).unwrap();
+    assert_eq!(
+        first_sent["events"][0]["id"], events[0]["id"],
+        "the events refused by a redirect are the ones sent again"
+    );
+    assert_eq!(ids(&events), audit_ids(&app));
+    assert!(events.iter().all(|e| e["userId"] == ada.as_str()));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        receiver.events().len(),
+        3,
+        "accepted events are not sent again"
+    );
 }

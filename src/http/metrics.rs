@@ -29,12 +29,30 @@ pub async fn record(
         m.requests
             .with_label_values(&[
                 route,
-                res.request().method().as_str(),
+                method_label(res.request().method()),
                 res.status().as_str(),
             ])
             .inc();
     }
     Ok(res)
+}
+
+/// A method as a label: one of a fixed set, so made-up methods (anyone can
+/// send `FOO / HTTP/1.1`) cannot grow the series without bound.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
 }
 
 /// The metrics server: one worker, `GET /metrics` only.
@@ -98,5 +116,22 @@ async fn read_state(m: &Metrics, state: &AppState) {
             "metrics: reading the database size failed: {}",
             e.log_text()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::Method;
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        for name in ["FOO", "BAR", "get", "X-1"] {
+            assert_eq!(
+                method_label(&Method::from_bytes(name.as_bytes()).unwrap()),
+                "other"
+            );
+        }
     }
 }

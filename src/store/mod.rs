@@ -104,6 +104,15 @@ pub enum Saved {
 pub struct Purged {
     pub sessions: usize,
     pub verification_tokens: usize,
+    /// Events past their retention.
+    pub events: usize,
+}
+
+impl Purged {
+    /// Whether any table filled its batch (so more may be left).
+    pub fn filled(&self, batch: usize) -> bool {
+        self.sessions >= batch || self.verification_tokens >= batch || self.events >= batch
+    }
 }
 
 /// How much room the database takes.

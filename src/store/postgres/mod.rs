@@ -790,7 +790,7 @@ impl Maintenance for PostgresStore {
                     .try_get(0)?;
                 let sessions = u64::try_from(sessions).unwrap_or_default();
                 let kept_from = now - (RETENTION_DAYS * 24 * 3600 * 1000) as i64;
-                client
+                let events = client
                     .execute(
                         "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE at < $1 \
                      ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED)",
@@ -808,6 +808,7 @@ impl Maintenance for PostgresStore {
                 Ok(Purged {
                     sessions: sessions as usize,
                     verification_tokens: verification_tokens as usize,
+                    events: events as usize,
                 })
             })
             .await;

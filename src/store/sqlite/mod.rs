@@ -1014,11 +1014,12 @@ impl Maintenance for SqliteStore {
                 let sessions = gone.len();
                 // Events past their retention, a batch at a time like the rest.
                 let kept_from = now - (RETENTION_DAYS * 24 * 3600 * 1000) as i64;
-                conn.prepare_cached(
-                    "DELETE FROM events WHERE seq IN \
-                     (SELECT seq FROM events WHERE at < ?1 ORDER BY seq LIMIT ?2)",
-                )?
-                .execute(params![kept_from, batch])?;
+                let events = conn
+                    .prepare_cached(
+                        "DELETE FROM events WHERE seq IN \
+                         (SELECT seq FROM events WHERE at < ?1 ORDER BY seq LIMIT ?2)",
+                    )?
+                    .execute(params![kept_from, batch])?;
                 let verification_tokens = conn
                     .prepare_cached(
                         "DELETE FROM verification_tokens WHERE (identifier, token) IN \
@@ -1029,6 +1030,7 @@ impl Maintenance for SqliteStore {
                 Ok(Purged {
                     sessions,
                     verification_tokens,
+                    events,
                 })
             })
             .await;
