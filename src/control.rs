@@ -36,6 +36,13 @@ pub enum ControlError {
     Answer { path: PathBuf, reason: String },
     #[error("the command line is not valid UTF-8, which the server cannot be sent")]
     NotUtf8,
+    /// A socket another user made, or answered by another user's process:
+    /// whatever it says is not this database's server speaking.
+    #[error(
+        "refusing the control socket {path}: {reason}; it is not the server of this database \
+         (remove it if no server of yours is running)"
+    )]
+    Untrusted { path: PathBuf, reason: String },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -71,17 +78,50 @@ pub fn socket_path(database: &Path) -> PathBuf {
     with_suffix(database, ".sock")
 }
 
-/// Whether a server that holds `database` alone answers on its socket.
+/// Whether a server that holds `database` alone answers on its socket (a
+/// socket that is not trusted is no server of ours).
 pub fn answers(database: &Path) -> bool {
-    std::os::unix::net::UnixStream::connect(socket_path(database)).is_ok()
+    matches!(connect(&socket_path(database)), Ok(Some(_)))
 }
 
-/// Sends this process's command line to the server that holds `database`,
-/// when one is listening; `None` when none is (no socket, or one left behind
-/// by a server that is gone): the command then opens the file itself.
-pub fn forward(database: &Path) -> Result<Option<Reply>, ControlError> {
-    let path = socket_path(database);
-    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
+/// This process's effective user.
+fn own_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Connects to the socket at `path` when it is one this process may trust:
+/// a socket owned by its own user (or root), whose listening process runs
+/// as its own user. `None`: nothing listens there. Anyone who can write
+/// the database's directory can plant a socket; a command must never send
+/// its command line to one, or believe its answer.
+fn connect(path: &Path) -> Result<Option<std::os::unix::net::UnixStream>, ControlError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let untrusted = |reason: String| ControlError::Untrusted {
+        path: path.to_owned(),
+        reason,
+    };
+    let own = own_uid();
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(ControlError::Connect {
+                path: path.to_owned(),
+                source,
+            })
+        }
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(untrusted("it is not a socket".into()))
+        }
+        Ok(meta) if meta.uid() != own && meta.uid() != 0 => {
+            return Err(untrusted(format!(
+                "it belongs to user {}, not to you ({own})",
+                meta.uid()
+            )))
+        }
+        Ok(_) => {}
+    }
+    let stream = match std::os::unix::net::UnixStream::connect(path) {
         Ok(stream) => stream,
         Err(e)
             if matches!(
@@ -91,7 +131,59 @@ pub fn forward(database: &Path) -> Result<Option<Reply>, ControlError> {
         {
             return Ok(None)
         }
-        Err(source) => return Err(ControlError::Connect { path, source }),
+        Err(source) => {
+            return Err(ControlError::Connect {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    let peer = peer_uid(&stream).map_err(|source| ControlError::Connect {
+        path: path.to_owned(),
+        source,
+    })?;
+    if peer != own {
+        return Err(untrusted(format!(
+            "the process listening on it runs as user {peer}, not as you ({own})"
+        )));
+    }
+    Ok(Some(stream))
+}
+
+/// The user of the process at the other end (`SO_PEERCRED`: the kernel's
+/// record of who bound the listening socket, which the peer cannot forge).
+fn peer_uid(stream: &std::os::unix::net::UnixStream) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: the descriptor is open for the call's duration; `cred` and
+    // `len` are valid for writes of the size `len` says.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast::<libc::c_void>(),
+            &mut len,
+        )
+    };
+    match rc {
+        0 => Ok(cred.uid),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// Sends this process's command line to the server that holds `database`,
+/// when one is listening; `None` when none is (no socket, or one left behind
+/// by a server that is gone): the command then opens the file itself.
+pub fn forward(database: &Path) -> Result<Option<Reply>, ControlError> {
+    let path = socket_path(database);
+    let Some(mut stream) = connect(&path)? else {
+        return Ok(None);
     };
     let args = std::env::args_os()
         .map(|arg| arg.into_string().map_err(|_| ControlError::NotUtf8))
@@ -217,8 +309,7 @@ async fn answer(
     store: Arc<dyn Store>,
 ) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let own = unsafe { libc::geteuid() };
+    let own = own_uid();
     let peer = stream.peer_cred()?.uid();
     if peer != own {
         return Err(std::io::Error::other(format!(

@@ -464,3 +464,77 @@ fn commands_run_by_a_server_on_a_free_port_name_the_port_it_took() {
     assert!(out.starts_with(&format!("{issuer}/console/open#")), "{out}");
     assert!(server.terminate().success());
 }
+
+/// A socket that answers every command line with a fake "success".
+const FAKE_SERVER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(5)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept()
+    try:
+        c.recv(65536)
+        c.sendall(b'{"stdout":"FAKE KEYS\\n","stderr":"","code":0}')
+    except OSError:
+        pass  # the command hung up on us
+    c.close()
+"#;
+
+#[test]
+fn commands_refuse_a_control_socket_planted_by_another_user() {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: planting another user's socket needs root");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let dir = tempfile::tempdir().unwrap();
+    // A directory others can write, as /tmp is.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
+    let server = serve(dir.path(), &[]);
+    assert!(server.terminate().success());
+    let socket = dir.path().join("authstore.db.sock");
+    assert!(!socket.exists());
+
+    // Another user's process listens there.
+    let mut fake = std::process::Command::new("python3")
+        .args(["-c", FAKE_SERVER])
+        .arg(&socket)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(fake.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let refused = |says: &str| {
+        for args in [&["convex-config"][..], &["keys", "rotate", "--now"]] {
+            let (ok, out, err) = run(dir.path(), args);
+            assert!(!ok, "{args:?} trusted the planted socket: {out}");
+            assert!(!out.contains("FAKE"), "{out}");
+            assert!(
+                err.contains("refusing the control socket") && err.contains(says),
+                "{err}"
+            );
+        }
+    };
+    // Owned by its user: refused before connecting.
+    refused("belongs to user 65534");
+    // Handed to root (as a setuid helper might): the peer is still not us.
+    std::os::unix::fs::chown(&socket, Some(0), Some(0)).unwrap();
+    refused("runs as user 65534");
+    fake.kill().unwrap();
+    fake.wait().unwrap();
+}
