@@ -53,6 +53,57 @@ pub fn touch_private(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// A new file at `path`, written whole under a private name first and then
+/// linked into place: `Err(AlreadyExists)` when anything is at `path`, a
+/// symlink (dangling or not) included, and nothing is ever written through
+/// one. `write` fills the staged file, named by its path, inside a directory
+/// of mode 0700 (no other user can swap it for a link meanwhile); the file is
+/// mode 0600 from its first byte. Only what this call staged is removed, on
+/// failure as on success.
+pub fn publish_new<E: From<std::io::Error>>(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<(), E> {
+    use std::os::unix::fs::DirBuilderExt;
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Err(std::io::Error::from(ErrorKind::AlreadyExists).into());
+    }
+    let staging = temp_name(path);
+    std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
+    let staged = staging.join("staged");
+    let result = (|| {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(PRIVATE)
+            .open(&staged)?
+            .set_permissions(std::fs::Permissions::from_mode(PRIVATE))?;
+        write(&staged)?;
+        std::fs::File::open(&staged)?.sync_all()?;
+        // link() never follows a link at its target: it fails if anything is there.
+        std::fs::hard_link(&staged, path)?;
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&staging);
+    result
+}
+
+/// Copies the file `from` to a new file `to` created 0600 (`std::fs::copy`
+/// would give it `from`'s permission bits). `to` must not exist.
+pub fn copy_private(from: &Path, to: &Path) -> std::io::Result<u64> {
+    let mut source = std::fs::File::open(from)?;
+    let mut target = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE)
+        .open(to)?;
+    target.set_permissions(std::fs::Permissions::from_mode(PRIVATE))?;
+    let bytes = std::io::copy(&mut source, &mut target)?;
+    target.sync_all()?;
+    Ok(bytes)
+}
+
 /// Logs a warning when `path` can be read by its group or by others.
 pub fn warn_if_readable_by_others(path: &Path, what: &str) {
     let Ok(meta) = std::fs::metadata(path) else {

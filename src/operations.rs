@@ -16,20 +16,20 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("{0} already exists; choose a new file (a backup never overwrites)")]
+    #[error(
+        "{0} already exists (or is a symlink); choose a new file (a backup never overwrites, \
+         and never writes through a link)"
+    )]
     Exists(PathBuf),
-    #[error("cannot create {path}: {source}")]
-    Create {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("cannot write the backup: {0}")]
+    Write(#[from] std::io::Error),
     #[error("copying {from} to {to} failed: {source}")]
     Copy {
         from: PathBuf,
         to: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("the copy {path} failed its integrity check ({found}); it was removed")]
+    #[error("the copy for {path} failed its integrity check ({found}); it was not kept")]
     Corrupt { path: PathBuf, found: String },
 }
 
@@ -47,27 +47,22 @@ pub struct Backup {
 /// that holds it alone).
 pub fn backup(from: &Path, to: &Path, locking: Locking) -> Result<Backup, BackupError> {
     let started = Instant::now();
-    if to.exists() {
-        return Err(BackupError::Exists(to.to_owned()));
-    }
     let copy_error = |source| BackupError::Copy {
         from: from.to_owned(),
         to: to.to_owned(),
         source,
     };
-    // VACUUM INTO accepts an empty file: create it 0600 first.
-    crate::files::touch_private(to).map_err(|source| BackupError::Create {
-        path: to.to_owned(),
-        source,
-    })?;
-    let result = (|| {
+    // The copy is made under a private name and linked to `to` only once
+    // checked: an existing path or a symlink planted at `to` is refused, and
+    // nothing but the staged copy is ever removed.
+    let published = crate::files::publish_new(to, |staged| {
         let conn = crate::store::sqlite::open_for_reading(from, locking).map_err(copy_error)?;
         conn.busy_timeout(Duration::from_secs(30))
             .map_err(copy_error)?;
-        conn.execute("VACUUM INTO ?1", [to.to_string_lossy()])
+        conn.execute("VACUUM INTO ?1", [staged.to_string_lossy()])
             .map_err(copy_error)?;
         drop(conn);
-        let copy = Connection::open_with_flags(to, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        let copy = Connection::open_with_flags(staged, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(copy_error)?;
         let found: String = copy
             .query_row("PRAGMA integrity_check", [], |row| row.get(0))
@@ -79,12 +74,14 @@ pub fn backup(from: &Path, to: &Path, locking: Locking) -> Result<Backup, Backup
             });
         }
         Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(to);
+    });
+    match published {
+        Err(BackupError::Write(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(BackupError::Exists(to.to_owned()))
+        }
+        other => other?,
     }
-    result?;
-    let bytes = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
+    let bytes = std::fs::symlink_metadata(to).map(|m| m.len()).unwrap_or(0);
     Ok(Backup {
         bytes,
         took: started.elapsed(),
@@ -146,12 +143,10 @@ pub fn restore(config: &Config, from: &Path) -> Result<u64, RestoreError> {
         source,
     };
     let staged = with_suffix(database, ".restoring");
+    // Left by a restore that was stopped (or a link planted there): removed,
+    // not written through; the database is 0600 whatever the backup's mode.
     let _ = std::fs::remove_file(&staged);
-    crate::files::touch_private(&staged).map_err(io)?;
-    let bytes = std::fs::copy(from, &staged).map_err(io)?;
-    std::fs::File::open(&staged)
-        .and_then(|f| f.sync_all())
-        .map_err(io)?;
+    let bytes = crate::files::copy_private(from, &staged).map_err(io)?;
     for stale in [with_suffix(database, "-wal"), with_suffix(database, "-shm")] {
         match std::fs::remove_file(&stale) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),

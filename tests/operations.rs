@@ -185,3 +185,83 @@ fn restore_is_refused_beside_a_server_and_puts_the_backup_back_after() {
     let server = serve(dir.path(), &[]);
     assert!(server.terminate().success(), "the restored database serves");
 }
+
+#[test]
+fn a_backup_is_a_new_private_file_and_never_goes_through_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(serve(dir.path(), &[]).terminate().success());
+    let elsewhere = tempfile::tempdir().unwrap();
+    let stolen = elsewhere.path().join("stolen.db");
+    let listing = || {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+
+    // A dangling link where the backup should go.
+    let link = dir.path().join("backup.db");
+    std::os::unix::fs::symlink(&stolen, &link).unwrap();
+    let before = listing();
+    let (ok, out, err) = run(dir.path(), &["backup", "backup.db"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("is a symlink"), "{err}");
+    assert!(!stolen.exists(), "the copy went through the link");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "a failed backup removed what it had not made"
+    );
+    assert_eq!(listing(), before, "nothing staged is left behind");
+
+    // A link to an existing file: refused, the file untouched.
+    std::fs::write(&stolen, b"keep me").unwrap();
+    let (ok, _, err) = run(dir.path(), &["backup", "backup.db"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    assert_eq!(std::fs::read(&stolen).unwrap(), b"keep me");
+
+    // Whatever the umask, the copy is 0600 (it is made so before its first byte).
+    let mut command = common::process::shell(dir.path(), r#"umask 000; exec "$0" backup fresh.db"#);
+    command.env_remove("AUTHSTORE_DATABASE");
+    let out = output(command);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = dir.path().join("fresh.db");
+    assert_eq!(
+        std::fs::symlink_metadata(&copy)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let users: i64 = rusqlite::Connection::open(&copy)
+        .unwrap()
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(users, 0);
+}
+
+#[test]
+fn a_restored_database_is_private_whatever_the_backups_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(serve(dir.path(), &[]).terminate().success());
+    let (ok, _, err) = run(dir.path(), &["backup", "backup.db"]);
+    assert!(ok, "{err}");
+    let backup = dir.path().join("backup.db");
+    std::fs::set_permissions(&backup, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, out, err) = run(dir.path(), &["restore", "backup.db"]);
+    assert!(ok, "{out}{err}");
+    let mode = std::fs::metadata(dir.path().join("authstore.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
