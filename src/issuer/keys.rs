@@ -148,6 +148,10 @@ pub enum KeyError {
     PublicUnreadable(openssl::error::ErrorStack),
     #[error("openssl: {0}")]
     Openssl(#[from] openssl::error::ErrorStack),
+    /// A plan needs a new key that has not been generated yet (generation
+    /// runs off the async workers; the plan is made again with the key).
+    #[error("a new key is needed and was not generated yet")]
+    NotGenerated,
 }
 
 impl Jwk {

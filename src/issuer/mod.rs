@@ -194,22 +194,30 @@ impl Issuer {
     /// Applies due schedule steps (erasing retired keys, removal, automatic
     /// rotation, a first key) and reloads the keys from the database.
     pub async fn maintain(&self) -> Result<()> {
-        // Generating a key costs up to a second: keep it across retries.
+        // Generating a key costs up to a second, so it happens off the async
+        // workers, only when a plan needs one, and is kept across retries.
         let mut fresh: Option<KeyMaterial> = None;
-        self.change_key_set(|records, now| {
-            let material = &mut fresh;
-            keys::plan_maintenance(records, &self.settings.schedule, now, || {
-                let key = match material {
-                    Some(key) => key,
-                    None => material.insert(KeyMaterial::generate(self.settings.algorithm)?),
-                };
-                key.record(now, now)
-            })
-            .map(Some)
-            .map_err(Error::internal)
-        })
-        .await
-        .map(drop)
+        loop {
+            let mut wanted = false;
+            let planned = self
+                .change_key_set(|records, now| {
+                    keys::plan_maintenance(records, &self.settings.schedule, now, || match &fresh {
+                        Some(key) => key.record(now, now),
+                        None => {
+                            wanted = true;
+                            Err(keys::KeyError::NotGenerated)
+                        }
+                    })
+                    .map(Some)
+                    .map_err(Error::internal)
+                })
+                .await;
+            if wanted && fresh.is_none() {
+                fresh = Some(generate(self.settings.algorithm).await?);
+                continue;
+            }
+            return planned.map(drop);
+        }
     }
 
     /// Reads the key set, plans a change with `plan`, and applies it with a
@@ -277,7 +285,7 @@ impl Issuer {
     /// Schedules (or, for `Immediate`, performs) a rotation to a new key.
     /// Returns the new key's id, or `None` when a key is already waiting.
     pub async fn rotate(&self, how: Rotation) -> Result<Option<String>> {
-        let material = KeyMaterial::generate(self.settings.algorithm).map_err(Error::internal)?;
+        let material = generate(self.settings.algorithm).await?;
         self.adopt(material, how).await
     }
 
@@ -505,6 +513,16 @@ impl From<KeyError> for Error {
     }
 }
 
+/// A new key, made on the blocking pool: an RSA key takes 50-800 ms, which
+/// on an async worker would stall every request it serves (and on the
+/// main arbiter the purge, the webhooks and the control socket).
+async fn generate(algorithm: keys::Algorithm) -> Result<KeyMaterial> {
+    tokio::task::spawn_blocking(move || KeyMaterial::generate(algorithm))
+        .await
+        .map_err(|e| Error::internal(format!("key generation did not finish: {e}")))?
+        .map_err(Error::internal)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,6 +533,26 @@ mod tests {
 
     fn settings() -> IssuerSettings {
         IssuerSettings::from_config(&Config::default(), "https://auth.example.com".into())
+    }
+
+    #[test]
+    fn keys_are_generated_off_the_async_worker() {
+        // One thread runs every task: if generation ran on it, the other task
+        // could not run before the key is ready.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = ran.clone();
+            let _other =
+                tokio::spawn(async move { flag.store(true, std::sync::atomic::Ordering::SeqCst) });
+            generate(Algorithm::RS256).await.unwrap();
+            assert!(
+                ran.load(std::sync::atomic::Ordering::SeqCst),
+                "the worker was held for the whole RSA generation"
+            );
+        });
     }
 
     fn signed_in() -> SessionAndUser {
