@@ -48,6 +48,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// A request body that has not fully arrived after this long gets 408.
     pub body_timeout_secs: u64,
+    /// A console session ends this long after it opened, however much it
+    /// is used (besides ending after 12 hours unused).
+    pub console_session_max_secs: u64,
     pub purge_interval_secs: u64,
     pub purge_batch: usize,
     /// The public URL of this issuer; defaults to `http://<bind>:<port>`.
@@ -95,6 +98,7 @@ impl std::fmt::Debug for Config {
             .field("signing_key_file", &self.signing_key_file)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("body_timeout_secs", &self.body_timeout_secs)
+            .field("console_session_max_secs", &self.console_session_max_secs)
             .field("purge_interval_secs", &self.purge_interval_secs)
             .field("purge_batch", &self.purge_batch)
             .field("issuer", &self.issuer)
@@ -307,6 +311,7 @@ impl Default for Config {
             signing_key_file: None,
             max_body_bytes: 64 * 1024,
             body_timeout_secs: 10,
+            console_session_max_secs: 12 * 3600,
             purge_interval_secs: 300,
             purge_batch: 1000,
             issuer: None,
@@ -499,6 +504,12 @@ impl Config {
         )?;
         within("max_body_bytes", self.max_body_bytes as u64, 1, 16 << 20)?;
         within("body_timeout_secs", self.body_timeout_secs, 1, 3600)?;
+        within(
+            "console_session_max_secs",
+            self.console_session_max_secs,
+            60,
+            7 * DAY,
+        )?;
         within("purge_interval_secs", self.purge_interval_secs, 1, DAY)?;
         within("purge_batch", self.purge_batch as u64, 1, 1_000_000)?;
         within(

@@ -428,7 +428,9 @@ fn an_expired_link_is_refused_and_an_idle_session_ends_after_12_hours() {
     use authstore::timestamp::Timestamp;
     use std::sync::Arc;
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let config = common::test_config(&dir);
+    let mut config = common::test_config(&dir);
+    // Past the idle expiry, not the absolute lifetime (tested apart).
+    config.console_session_max_secs = 3 * 24 * 3600;
     let clock = Arc::new(ManualClock::new(Timestamp::now()));
     let app = TestApp::start(dir, config, clock.clone());
     let open = |token: &str| {
@@ -558,4 +560,135 @@ fn name_search_pages_through_names_beyond_ascii() {
     // ASCII letters match in any case on every backend.
     let page = get("/api/console/users?by=name&q=%C3%89MILE%20z");
     assert_eq!(page["users"][0]["name"], "Émile Zola");
+}
+
+#[test]
+fn a_console_session_ends_at_its_absolute_lifetime_however_much_it_is_used() {
+    use authstore::clock::ManualClock;
+    use authstore::timestamp::Timestamp;
+    use std::sync::Arc;
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = common::test_config(&dir);
+    assert_eq!(config.console_session_max_secs, 12 * 3600, "the default");
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let app = TestApp::start(dir, config, clock.clone());
+    let (cookie, _) = sign_in(&app);
+    let overview = || {
+        call(
+            &app,
+            "GET",
+            "/api/console/overview",
+            Some(&cookie),
+            None,
+            None,
+            None,
+        )
+        .0
+    };
+    // Used every few hours: never idle, still ended 12 hours after it opened.
+    for _ in 0..3 {
+        clock.advance_secs(3 * 3600);
+        assert_eq!(overview(), 200);
+    }
+    clock.advance_secs(3 * 3600 - 60);
+    assert_eq!(overview(), 200, "11 h 59 min after it opened");
+    clock.advance_secs(61);
+    assert_eq!(overview(), 401, "12 h after it opened");
+}
+
+#[test]
+fn console_link_revoke_all_ends_every_console_session() {
+    let app = TestApp::spawn();
+    let (first, _) = sign_in(&app);
+    let (second, _) = sign_in(&app);
+    let session = |cookie: &str| {
+        call(
+            &app,
+            "GET",
+            "/api/console/session",
+            Some(cookie),
+            None,
+            None,
+            None,
+        )
+        .0
+    };
+    assert_eq!((session(&first), session(&second)), (200, 200));
+    let (ok, out, err) = app.cli(&["console-link", "--revoke-all"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("ended 2 console sessions"), "{out}");
+    assert!(!out.contains("/console/open#"), "no link is made: {out}");
+    assert_eq!((session(&first), session(&second)), (401, 401));
+    // A new link still signs in.
+    let (third, _) = sign_in(&app);
+    assert_eq!(session(&third), 200);
+}
+
+#[test]
+fn over_https_the_console_cookie_carries_the_host_prefix() {
+    let app = TestApp::spawn_with(|c| c.issuer = Some("https://auth.example.com".into()));
+    let (set_cookie, _) = app.open_console();
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    assert!(
+        cookie.starts_with("__Host-authstore_console="),
+        "{set_cookie}"
+    );
+    // What the prefix requires: Secure, Path=/, no Domain.
+    assert!(set_cookie.contains("Secure"), "{set_cookie}");
+    assert!(set_cookie.contains("Path=/"), "{set_cookie}");
+    assert!(
+        !set_cookie.to_lowercase().contains("domain="),
+        "{set_cookie}"
+    );
+    let session = |cookie: &str| {
+        call(
+            &app,
+            "GET",
+            "/api/console/session",
+            Some(cookie),
+            None,
+            None,
+            None,
+        )
+        .0
+    };
+    assert_eq!(session(&cookie), 200);
+    // The unprefixed name (which a sibling subdomain could set) opens nothing.
+    let bare = cookie.replacen("__Host-", "", 1);
+    assert_eq!(session(&bare), 401);
+}
+
+#[test]
+fn a_console_body_is_read_only_after_the_session_check_and_within_the_timeout() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let app = TestApp::spawn_with(|c| c.body_timeout_secs = 1);
+    let (cookie, csrf) = sign_in(&app);
+    // Headers announcing a body that never comes.
+    let trickle = |headers: &str| {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", app.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "POST /api/console/keys/rotate HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+        )
+        .unwrap();
+        let started = Instant::now();
+        let mut answer = vec![0u8; 4096];
+        let n = stream.read(&mut answer).unwrap_or(0);
+        let head = String::from_utf8_lossy(&answer[..n]).into_owned();
+        (head, started.elapsed())
+    };
+    // A stranger is answered at once, without the body being waited for.
+    let (head, _) = trickle("");
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    // A signed-in operator whose body stalls: cut off at body_timeout_secs.
+    let (head, took) = trickle(&format!(
+        "Cookie: {cookie}\r\nOrigin: {}\r\nX-CSRF-Token: {csrf}\r\n",
+        app.base
+    ));
+    assert!(head.starts_with("HTTP/1.1 408"), "after {took:?}: {head}");
 }

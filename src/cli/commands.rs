@@ -469,6 +469,15 @@ async fn audit(target: &mut Target, args: AuditArgs) -> Result<(), CliError> {
 async fn console_link(target: &mut Target, args: ConsoleLinkArgs) -> Result<(), CliError> {
     announce_database(&target.config, &mut target.err)?;
     let store = target.store(false).await?;
+    if args.revoke_all {
+        let ended = store
+            .delete_all_console_sessions()
+            .await
+            .map_err(crate::error::Error::from)?;
+        log::info!(target: "authstore::audit", "console action=revoke-all-console-sessions ended={ended}");
+        writeln!(target.out, "ended {ended} console sessions")?;
+        return Ok(());
+    }
     let config = &target.config;
     let token = crate::http::console::new_token()?;
     let now = crate::timestamp::Timestamp::now();

@@ -110,6 +110,10 @@ struct ConsoleLinkArgs {
     /// setting, else http://<bind>:<port>]
     #[arg(long)]
     url: Option<String>,
+    /// End every console session now (every signed-in browser must open a
+    /// new link); prints no link
+    #[arg(long, conflicts_with = "url")]
+    revoke_all: bool,
 }
 
 #[derive(Args, Debug)]

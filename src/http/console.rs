@@ -5,8 +5,16 @@
 //! and prints `<issuer>/console/open#<token>`. The page posts the token
 //! (never sent in a URL, so no proxy log holds it) to `/api/console/open`,
 //! which uses the link up and opens a console session: another random token
-//! in an HttpOnly, SameSite=Strict cookie (Secure when the issuer is https),
-//! stored as its digest, valid while used at least every 12 hours.
+//! in an HttpOnly, SameSite=Strict cookie (Secure, and named with the
+//! `__Host-` prefix, when the issuer is https), stored as its digest, valid
+//! while used at least every 12 hours and at most `console_session_max_secs`
+//! (12 hours by default) after it opened. The cookie carries the moment it
+//! opened beside its random part; the stored digest covers both, so that
+//! moment cannot be moved. `authstore console-link --revoke-all` ends them all.
+//!
+//! Bodies are read after the caller is checked, within `body_timeout_secs`
+//! and `max_body_bytes` as the adapter's are: a stranger cannot hold a
+//! connection open by trickling a body in.
 //!
 //! The adapter secret opens nothing here and a console session authorizes
 //! no adapter call. Every state change also needs the session's CSRF token
@@ -15,7 +23,7 @@
 //! referrer denials. Each action writes one audit line (target
 //! `authstore::audit`): action, target, console session id, request id.
 
-use super::AppState;
+use super::{body, AppState};
 use crate::error::{Error, Result};
 use crate::http::request_id::RequestId;
 use crate::issuer::keys::Rotation;
@@ -40,6 +48,9 @@ const EXTEND_EVERY_MS: i64 = 60_000;
 /// Users per page of a search.
 const PAGE: usize = 50;
 const COOKIE: &str = "authstore_console";
+/// The cookie's name over https: the browser keeps a `__Host-` cookie to this
+/// host, path `/` and secure connections only (no subdomain can set it).
+const HOST_COOKIE: &str = "__Host-authstore_console";
 const CSRF_HEADER: &str = "x-csrf-token";
 /// What "rotate now" must carry, typed by the operator (deleting a user
 /// takes the user's email, or id).
@@ -201,10 +212,14 @@ impl Operator {
 /// The console session of `req`; `Unauthorized` without a live one. For a
 /// state change, also checks `Origin` and the CSRF token.
 async fn operator(req: &HttpRequest, state: &AppState, changes: bool) -> Result<Operator> {
-    let cookie = req.cookie(COOKIE).ok_or(Error::Unauthorized)?;
+    let cookie = req.cookie(cookie_name(state)).ok_or(Error::Unauthorized)?;
     let token = cookie.value();
     let digest = digest(token);
     let now = state.issuer.now();
+    let ends = opened_at(token)
+        .map(|opened| absolute_end(state, opened))
+        .filter(|end| *end > now)
+        .ok_or(Error::Unauthorized)?;
     let idle_expires = state
         .store
         .console_session(digest)
@@ -226,7 +241,7 @@ async fn operator(req: &HttpRequest, state: &AppState, changes: bool) -> Result<
             ));
         }
     }
-    let extended = now.plus_secs(IDLE_SECS);
+    let extended = now.plus_secs(IDLE_SECS).min(ends);
     if extended.millis() - idle_expires.millis() >= EXTEND_EVERY_MS {
         state.store.extend_console_session(digest, extended).await?;
     }
@@ -270,14 +285,54 @@ fn audit(req: &HttpRequest, operator: &Operator, action: &str, target: &str) {
     );
 }
 
+fn served_over_https(state: &AppState) -> bool {
+    state.issuer.settings().issuer.starts_with("https://")
+}
+
+fn cookie_name(state: &AppState) -> &'static str {
+    match served_over_https(state) {
+        true => HOST_COOKIE,
+        false => COOKIE,
+    }
+}
+
+/// A new console session's cookie value: the moment it opened (unix ms) and
+/// a random token.
+fn new_session_value(opened: Timestamp) -> Result<String> {
+    Ok(format!("{}.{}", opened.millis(), new_token()?))
+}
+
+/// When the session whose cookie value is `value` opened; `None` for a value
+/// of another shape (a cookie from before sessions carried it: sign in again).
+fn opened_at(value: &str) -> Option<Timestamp> {
+    let (millis, _) = value.split_once('.')?;
+    millis.parse().ok().map(Timestamp::from_millis)
+}
+
+/// The moment a session opened at `opened` ends, however much it is used.
+fn absolute_end(state: &AppState, opened: Timestamp) -> Timestamp {
+    opened.plus_secs(state.console_session_max.as_secs())
+}
+
 fn session_cookie(state: &AppState, value: String, max_age_secs: i64) -> Cookie<'static> {
-    Cookie::build(COOKIE, value)
+    // __Host-: Secure, Path=/ and no Domain, as the prefix requires.
+    Cookie::build(cookie_name(state), value)
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(state.issuer.settings().issuer.starts_with("https://"))
+        .secure(served_over_https(state))
         .max_age(actix_web::cookie::time::Duration::seconds(max_age_secs))
         .finish()
+}
+
+/// The request's JSON body, read (bounded in size and time) only now that
+/// the caller was checked.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    payload: web::Payload,
+) -> Result<T> {
+    let bytes = body::read(payload, state.max_body_bytes, state.body_timeout).await?;
+    json_body(&bytes)
 }
 
 #[derive(Deserialize)]
@@ -289,10 +344,10 @@ struct OpenBody {
 async fn open(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
     same_origin(&req, &state)?;
-    let body: OpenBody = json_body(&body)?;
+    let body: OpenBody = read_json(&state, payload).await?;
     let now = state.issuer.now();
     if body.token.is_empty()
         || !state
@@ -306,15 +361,16 @@ async fn open(
                 .into(),
         ));
     }
-    let token = new_token()?;
+    let token = new_session_value(now)?;
+    let lifetime = IDLE_SECS.min(state.console_session_max.as_secs());
     state
         .store
-        .create_console_session(digest(&token), now, now.plus_secs(IDLE_SECS))
+        .create_console_session(digest(&token), now, now.plus_secs(lifetime))
         .await?;
     let operator = Operator::from_token(&token);
     audit(&req, &operator, "sign-in", "-");
     Ok(HttpResponse::Ok()
-        .cookie(session_cookie(&state, token, IDLE_SECS as i64))
+        .cookie(session_cookie(&state, token, lifetime as i64))
         .json(json!({ "id": operator.id, "csrf": operator.csrf })))
 }
 
@@ -325,7 +381,7 @@ async fn session(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
 
 async fn sign_out(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse> {
     let operator = operator(&req, &state, true).await?;
-    if let Some(cookie) = req.cookie(COOKIE) {
+    if let Some(cookie) = req.cookie(cookie_name(&state)) {
         state
             .store
             .delete_console_session(digest(cookie.value()))
@@ -629,10 +685,10 @@ async fn delete_user(
     req: HttpRequest,
     state: web::Data<AppState>,
     user_id: web::Path<String>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
     let operator = operator(&req, &state, true).await?;
-    let body: Confirmation = json_body(&body)?;
+    let body: Confirmation = read_json(&state, payload).await?;
     let found = state
         .store
         .get_user(&user_id)
@@ -661,10 +717,10 @@ struct RotateBody {
 async fn rotate(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse> {
     let operator = operator(&req, &state, true).await?;
-    let body: RotateBody = json_body(&body)?;
+    let body: RotateBody = read_json(&state, payload).await?;
     let how = if body.now {
         if body.confirm.trim() != ROTATE_NOW_CONFIRMATION {
             return Err(Error::BadRequest(format!(

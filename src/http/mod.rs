@@ -42,6 +42,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The longest a request body may take to arrive.
     pub body_timeout: std::time::Duration,
+    /// A console session's absolute lifetime.
+    pub console_session_max: std::time::Duration,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -111,6 +111,8 @@ pub trait ConsoleStore: Send + Sync + 'static {
     /// Moves a console session's idle expiry.
     async fn extend_console_session(&self, digest: Digest, idle_expires: Timestamp) -> Result<()>;
     async fn delete_console_session(&self, digest: Digest) -> Result<()>;
+    /// Ends every console session (`console-link --revoke-all`); how many.
+    async fn delete_all_console_sessions(&self) -> Result<u64>;
 
     async fn overview(&self, now: Timestamp) -> Result<Overview>;
     /// One page of users (see [`UserSearch`]).

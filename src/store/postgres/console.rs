@@ -121,6 +121,13 @@ impl ConsoleStore for PostgresStore {
         .await
     }
 
+    async fn delete_all_console_sessions(&self) -> Result<u64> {
+        self.with(|client, _| async move {
+            Ok(client.execute("DELETE FROM console_sessions", &[]).await?)
+        })
+        .await
+    }
+
     async fn overview(&self, now: Timestamp) -> Result<Overview> {
         self.with(move |client, _| async move {
             let row = client

@@ -99,6 +99,17 @@ impl ConsoleStore for SqliteStore {
             .await
     }
 
+    async fn delete_all_console_sessions(&self) -> Result<u64> {
+        self.writer
+            .run(|conn| {
+                let ended = conn
+                    .prepare_cached("DELETE FROM console_sessions")?
+                    .execute([])?;
+                Ok(ended as u64)
+            })
+            .await
+    }
+
     async fn overview(&self, now: Timestamp) -> Result<Overview> {
         self.read(|conn| {
             // One read transaction: the figures of one moment.
