@@ -223,3 +223,90 @@ fn the_rust_testing_module_serves_and_removes_its_database() {
     drop(server);
     assert!(!dir.exists(), "its temp directory is gone");
 }
+
+#[test]
+fn an_ephemeral_server_reads_no_config_file_or_environment_and_binds_to_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    // A production configuration where the test runs, and in its environment.
+    let hook_secret = "p".repeat(40);
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "bind = \"0.0.0.0\"\nissuer = \"https://prod.example.com\"\n\
+             [[webhooks]]\nurl = \"http://127.0.0.1:9/production\"\nsecret = \"{hook_secret}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut command = authstore(dir.path());
+    command
+        .args(["serve", "--ephemeral", "--signing-key", KEY])
+        .env("AUTHSTORE_ISSUER", "https://env.example.com")
+        .env("AUTHSTORE_BIND", "0.0.0.0")
+        .env("AUTHSTORE_SECRET", "production-secret-from-the-environment")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (line_tx, line) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut first);
+        let _ = line_tx.send(first);
+    });
+    let first = line.recv_timeout(START_DEADLINE).expect("a ready line");
+    let ready: Value = serde_json::from_str(&first).unwrap();
+    let url = ready["url"].as_str().unwrap();
+    assert_eq!(
+        ready["issuer"], url,
+        "not the file's or the environment's issuer"
+    );
+    assert_ne!(ready["secret"], "production-secret-from-the-environment");
+    // Stopped, then its log read whole.
+    drop(child.stdin.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut log).unwrap();
+    let port = url.rsplit(':').next().unwrap();
+    assert!(
+        log.contains(&format!("listening on http://127.0.0.1:{port}")),
+        "{log}"
+    );
+    assert!(
+        !log.contains("0.0.0.0") && !log.contains("webhook"),
+        "{log}"
+    );
+    assert!(!log.contains("delivering"), "{log}");
+
+    // Asked for another address, or for a config file: refused with the reason.
+    for args in [&["--bind", "0.0.0.0"][..], &["--config", "config.toml"]] {
+        let mut command = authstore(dir.path());
+        command.args(["serve", "--ephemeral"]).args(args);
+        let out = output(command);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--ephemeral"), "{err}");
+    }
+}
+
+#[test]
+fn an_ephemeral_server_removes_its_directory_when_terminated() {
+    let mut server = start(&["--signing-key", KEY]);
+    let pid = server.ready["pid"].as_u64().unwrap();
+    assert_eq!(dirs_of(pid).len(), 1);
+    // SIGTERM, as the TypeScript helper sends first.
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + COMMAND_DEADLINE;
+    while server.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "still running after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(dirs_of(pid).is_empty(), "its temp directory is gone");
+}

@@ -348,7 +348,21 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Serve(args) => match args.ephemeral {
             false => serve(load()?, args.seed.as_deref()),
-            true => ephemeral(load()?, args.port, args.seed.as_deref()),
+            true => {
+                // Its own flags only: never ./config.toml (production webhooks,
+                // bind, issuer) nor AUTHSTORE_* of the calling environment.
+                if cli.config.is_some() {
+                    return Err(CliError::Unsupported(
+                        "--ephemeral takes no --config: an ephemeral server reads only its own \
+                         flags",
+                    ));
+                }
+                if args.bind.as_deref().is_some_and(|bind| bind != "127.0.0.1") {
+                    return Err(CliError::Unsupported("--ephemeral binds to 127.0.0.1 only"));
+                }
+                let config = Config::load(None, std::iter::empty(), flags.clone())?;
+                ephemeral(config, args.port, args.seed.as_deref())
+            }
         },
         Command::Keys {
             command: KeysCommand::Rewrap { old_key_file },
@@ -482,6 +496,7 @@ fn stdin_closes() -> tokio::sync::oneshot::Receiver<()> {
 fn ephemeral(mut config: Config, port: Option<u16>, seed: Option<&Path>) -> Result<(), CliError> {
     let dir = EphemeralDir::create()?;
     config.database = dir.0.join("authstore.db");
+    config.bind = "127.0.0.1".into();
     config.port = port.unwrap_or(0);
     if config.secret.is_none() && config.secret_file.is_none() {
         config.secret = Some(Secret::generate()?);

@@ -2,7 +2,9 @@
  * For test suites: a throwaway authstore per suite (`authstore serve
  * --ephemeral`): a new database in a temp directory, a random secret, a free
  * port, removed when stopped. The server exits by itself when this process
- * goes away (its stdin closes), so a crashed test runner leaks nothing.
+ * goes away (its stdin closes), so a crashed test runner leaks nothing; a
+ * stop sends SIGTERM, then SIGKILL after a deadline, and removes what a
+ * killed server could not.
  *
  * ```ts
  * const server = await startAuthstore();
@@ -11,7 +13,7 @@
  * ```
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -26,7 +28,8 @@ export interface StartOptions {
   seed?: string | Record<string, unknown[]>;
   /** A PEM RSA key to sign with (start in well under 100 ms instead of generating one). */
   signingKey?: string;
-  /** More `AUTHSTORE_*` settings for the server. */
+  /** More environment for the server process (`RUST_LOG`, say). An ephemeral server
+   * reads no `AUTHSTORE_*` setting and no `config.toml`: only its own flags. */
   env?: Record<string, string>;
   /** How long the start may take. Default 30 000 ms. */
   timeoutMs?: number;
@@ -38,6 +41,8 @@ export interface RunningAuthstore extends Authstore {
   /** The issuer in tokens (`iss`), and where its JWKS is. */
   issuer: string;
   jwksUri: string;
+  /** The server's process id. */
+  pid: number;
   /** Stops the server and removes its database. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -62,6 +67,9 @@ export function findBinary(given?: string): string {
   return found;
 }
 
+/** How long a stopping server has before it is killed. */
+const STOP_DEADLINE_MS = 10_000;
+
 /** Starts a throwaway authstore; resolves once it serves. */
 export async function startAuthstore(options: StartOptions = {}): Promise<RunningAuthstore> {
   const binary = findBinary(options.binary);
@@ -76,8 +84,13 @@ export async function startAuthstore(options: StartOptions = {}): Promise<Runnin
     args.push("--seed", file);
   }
   if (options.signingKey) args.push("--signing-key", options.signingKey);
-  // Only what the server needs: the test process's own AUTHSTORE_* stay out.
-  const env: Record<string, string | undefined> = { PATH: process.env.PATH, RUST_LOG: "warn", ...options.env };
+  // Only what the server needs (its temp directory where this process looks for it).
+  const env: Record<string, string | undefined> = {
+    PATH: process.env.PATH,
+    TMPDIR: tmpdir(),
+    RUST_LOG: "warn",
+    ...options.env,
+  };
   const child = spawn(binary, args, {
     env: env as NodeJS.ProcessEnv,
     stdio: ["pipe", "pipe", "pipe"],
@@ -86,15 +99,31 @@ export async function startAuthstore(options: StartOptions = {}): Promise<Runnin
   child.stderr!.on("data", (chunk: Buffer) => {
     log = (log + chunk.toString()).slice(-8192);
   });
+  // The server's own directory: authstore-ephemeral-<pid>-<random> in the temp directory.
+  const removeServerDirs = () => {
+    const prefix = `authstore-ephemeral-${child.pid}-`;
+    try {
+      for (const name of readdirSync(tmpdir())) {
+        if (name.startsWith(prefix)) rmSync(join(tmpdir(), name), { recursive: true, force: true });
+      }
+    } catch {
+      // The temp directory is unreadable: nothing of ours to remove there.
+    }
+  };
   const forget = () => seedDir && rmSync(seedDir, { recursive: true, force: true });
-  const kill = () => child.kill("SIGKILL");
-  process.once("exit", kill);
+  // This process is exiting and cannot wait: SIGTERM lets the server remove its directory.
+  const terminate = () => child.kill("SIGTERM");
+  const kill = () => {
+    child.kill("SIGKILL");
+    removeServerDirs();
+  };
+  process.once("exit", terminate);
   const timeoutMs = options.timeoutMs ?? 30_000;
-  let ready: { url: string; secret: string; issuer: string; jwks_uri: string };
+  let ready: { url: string; secret: string; issuer: string; jwks_uri: string; pid: number };
   try {
     ready = await new Promise((resolve, reject) => {
       const deadline = setTimeout(() => {
-        child.kill("SIGKILL");
+        kill();
         reject(new Error(`authstore did not start within ${timeoutMs} ms:\n${log}`));
       }, timeoutMs);
       createInterface({ input: child.stdout! }).once("line", (line) => {
@@ -116,7 +145,7 @@ export async function startAuthstore(options: StartOptions = {}): Promise<Runnin
     });
   } catch (error) {
     forget();
-    process.off("exit", kill);
+    process.off("exit", terminate);
     throw error;
   }
   const store = authstore({ url: ready.url, secret: ready.secret });
@@ -126,12 +155,15 @@ export async function startAuthstore(options: StartOptions = {}): Promise<Runnin
       await store.close();
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-        child.stdin!.end(); // the server stops, and removes its database
-        const deadline = setTimeout(kill, 10_000);
+        child.stdin!.end();
+        terminate(); // the server stops, and removes its database
+        const deadline = setTimeout(kill, STOP_DEADLINE_MS);
         await exited;
         clearTimeout(deadline);
       }
-      process.off("exit", kill);
+      // Whatever a server killed before it could clean up left behind.
+      removeServerDirs();
+      process.off("exit", terminate);
       forget();
     })());
   return {
@@ -140,6 +172,7 @@ export async function startAuthstore(options: StartOptions = {}): Promise<Runnin
     secret: ready.secret,
     issuer: ready.issuer,
     jwksUri: ready.jwks_uri,
+    pid: ready.pid,
     stop,
   };
 }
