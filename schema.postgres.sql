@@ -139,3 +139,17 @@ CREATE TABLE webhook_deliveries (
     seq      BIGINT NOT NULL,
     PRIMARY KEY (endpoint, seq)
 );
+
+-- Every statement that writes events first takes a shared advisory lock
+-- (held to the end of its transaction, before any seq is drawn), so a
+-- process that gets the lock alone knows no event is in flight: only then
+-- does a webhook endpoint's floor move (see src/store/postgres/outbox.rs).
+-- In the database, so every writer takes it, whatever its version.
+CREATE OR REPLACE FUNCTION events_writer_lock() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(7022647185681837684);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER events_writer_lock BEFORE INSERT ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION events_writer_lock();

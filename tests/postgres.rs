@@ -326,7 +326,7 @@ fn a_version_1_database_gains_the_newer_tables_and_keeps_its_rows() {
         .batch_execute(
             "DROP TABLE console_links; DROP TABLE console_sessions; DROP INDEX users_by_name;
              DROP TABLE events; DROP TABLE webhook_endpoints; DROP TABLE webhook_deliveries;
-             UPDATE meta SET schema_version = 1;",
+             DROP FUNCTION events_writer_lock; UPDATE meta SET schema_version = 1;",
         )
         .unwrap();
     let app = common::TestApp::start(
@@ -334,8 +334,12 @@ fn a_version_1_database_gains_the_newer_tables_and_keeps_its_rows() {
         config,
         std::sync::Arc::new(authstore::clock::SystemClock),
     );
-    assert_eq!(app.count("SELECT schema_version::bigint FROM meta"), 4);
+    assert_eq!(app.count("SELECT schema_version::bigint FROM meta"), 5);
     assert_eq!(app.count("SELECT count(*) FROM events"), 0);
+    assert_eq!(
+        app.count("SELECT count(*) FROM pg_trigger WHERE tgname = 'events_writer_lock'"),
+        1
+    );
     assert_eq!(
         app.count("SELECT count(*) FROM pg_indexes WHERE indexname = 'users_by_name'"),
         1

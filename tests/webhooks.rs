@@ -444,3 +444,61 @@ fn a_redirect_is_a_failure_retried_until_the_endpoint_accepts() {
         "accepted events are not sent again"
     );
 }
+
+#[test]
+fn an_event_whose_transaction_stays_open_is_still_delivered_whatever_the_clocks() {
+    // PostgreSQL draws an event's seq at insert, not at commit.
+    if !common::on_postgres() {
+        return;
+    }
+    let receiver = Receiver::start();
+    let app = TestApp::spawn_with(|c| c.webhooks = vec![webhook(&receiver.url(), 1)]);
+    let ada = user_with_sessions(&app, "ada@example.com", &["ada~1"]);
+    app.ok("deleteSession", json!({ "sessionToken": "ada~1" }));
+    receiver.wait_for(1, Duration::from_secs(10));
+
+    let url = app.config.postgres_url().unwrap().to_owned();
+    let now = authstore::timestamp::Timestamp::now().millis();
+    let insert = "INSERT INTO events (id, type, user_id, sid, at) \
+                  VALUES ($1, 'session.deleted', $2, $3, $4)";
+    // A node's transaction that wrote an event and has not committed yet.
+    let mut slow_node = common::postgres_client(&url);
+    let mut open = slow_node.transaction().unwrap();
+    open.execute(insert, &[&"in-flight", &ada, &"sid-in-flight", &now])
+        .unwrap();
+    // Meanwhile a node whose clock is two minutes behind writes an event
+    // with a higher seq, and it is delivered.
+    common::postgres_client(&url)
+        .execute(
+            insert,
+            &[&"from-a-slow-clock", &ada, &"sid-slow", &(now - 120_000)],
+        )
+        .unwrap();
+    let events = receiver.wait_for(2, Duration::from_secs(10));
+    assert_eq!(events[1]["id"], "from-a-slow-clock");
+    // The worker has marked it delivered and tried to move its floor since.
+    std::thread::sleep(Duration::from_secs(2));
+    open.commit().unwrap();
+
+    let events = receiver.wait_for(3, Duration::from_secs(10));
+    assert_eq!(events[2]["id"], "in-flight", "{events:?}");
+    // And later events keep arriving: the floor moves again once all is quiet.
+    app.ok(
+        "createSession",
+        json!({ "session": { "sessionToken": "ada~2", "userId": ada, "expires": FAR } }),
+    );
+    app.ok("deleteSession", json!({ "sessionToken": "ada~2" }));
+    receiver.wait_for(4, Duration::from_secs(10));
+    let floor = app.count("SELECT floor FROM webhook_endpoints");
+    let newest = app.count("SELECT max(seq) FROM events");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut floor = floor;
+    while floor < newest {
+        assert!(
+            Instant::now() < deadline,
+            "the floor stays at {floor} below {newest}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        floor = app.count("SELECT floor FROM webhook_endpoints");
+    }
+}

@@ -3,9 +3,12 @@
 //! An event's `seq` is drawn when its row is inserted, not when its
 //! transaction commits: a lower `seq` can become visible after a higher one
 //! was delivered. So delivered events are recorded one by one, and the floor
-//! passes only events older than [`SETTLE`], by when every transaction that
-//! wrote one has ended (statements are cancelled after
-//! `postgres.statement_timeout_secs`, at most an hour; the default is 5 s).
+//! (below which everything is delivered) moves only at a moment when no
+//! event is in flight: every statement that inserts events takes
+//! [`EVENTS_WRITER_LOCK`] shared first (a trigger in the schema), and
+//! `mark_delivered` moves the floor only when it gets that lock alone. No
+//! clock and no timeout is involved, so neither a long transaction nor
+//! nodes whose clocks differ can make the floor pass an event.
 
 use super::{event_row, PostgresStore};
 use crate::store::events::{kind_names, Event, EventSignal, EventType, Outbox};
@@ -13,8 +16,9 @@ use crate::store::Result;
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
 
-/// How old an event must be before the floor passes it.
-const SETTLE_MILLIS: i64 = 60_000;
+/// The advisory lock event writers hold shared ("authevnt"; the same
+/// number is in schema.postgres.sql's `events_writer_lock`).
+pub const EVENTS_WRITER_LOCK: i64 = 0x6175_7468_6576_6e74;
 
 #[async_trait]
 impl Outbox for PostgresStore {
@@ -93,12 +97,11 @@ impl Outbox for PostgresStore {
         endpoint: &str,
         kinds: &[EventType],
         seqs: &[i64],
-        now: Timestamp,
+        _now: Timestamp,
     ) -> Result<()> {
         let endpoint = endpoint.to_owned();
         let kinds: Vec<String> = kind_names(kinds).into_iter().map(str::to_owned).collect();
         let seqs = seqs.to_vec();
-        let settled = now.millis() - SETTLE_MILLIS;
         self.with(move |mut client, _| async move {
             let tx = client.transaction().await?;
             tx.execute(
@@ -107,19 +110,30 @@ impl Outbox for PostgresStore {
                 &[&endpoint, &seqs],
             )
             .await?;
-            // Up to just below the oldest event still to send, and never past
-            // an event young enough that a lower seq may still commit.
-            tx.execute(
-                "UPDATE webhook_endpoints w SET floor = greatest(w.floor, least( \
-                 coalesce((SELECT min(e.seq) - 1 FROM events e WHERE e.seq > w.floor \
-                   AND e.type = ANY($2) AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
-                   WHERE d.endpoint = $1 AND d.seq = e.seq)), 9223372036854775807), \
-                 coalesce((SELECT max(e.seq) FROM events e WHERE e.seq > w.floor \
-                   AND e.at < $3), w.floor))) \
-                 WHERE w.endpoint = $1",
-                &[&endpoint, &kinds, &settled],
-            )
-            .await?;
+            // Alone with the lock, no event is in flight (and writers wait
+            // for this commit): every seq up to the newest is committed or
+            // never will be. Else the floor stays; the deliveries above it
+            // are recorded one by one all the same.
+            let quiet: bool = tx
+                .query_one(
+                    "SELECT pg_try_advisory_xact_lock($1)",
+                    &[&EVENTS_WRITER_LOCK],
+                )
+                .await?
+                .try_get(0)?;
+            if quiet {
+                // Up to just below the oldest event still to send.
+                tx.execute(
+                    "UPDATE webhook_endpoints w SET floor = greatest(w.floor, least( \
+                     coalesce((SELECT min(e.seq) - 1 FROM events e WHERE e.seq > w.floor \
+                       AND e.type = ANY($2) AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+                       WHERE d.endpoint = $1 AND d.seq = e.seq)), 9223372036854775807), \
+                     coalesce((SELECT max(e.seq) FROM events e), w.floor))) \
+                     WHERE w.endpoint = $1",
+                    &[&endpoint, &kinds],
+                )
+                .await?;
+            }
             tx.execute(
                 "DELETE FROM webhook_deliveries WHERE endpoint = $1 AND seq <= \
                  (SELECT floor FROM webhook_endpoints WHERE endpoint = $1)",

@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 pub const SCHEMA: &str = include_str!("../../../schema.postgres.sql");
 
 /// The schema version this build writes.
-pub const VERSION: i32 = 4;
+pub const VERSION: i32 = 5;
 
 /// `STEPS[v - 1]` is the SQL that upgrades version `v` to `v + 1`. Steps
 /// that must re-seal data under the KEK will need code, as SQLite's v1 → v2.
@@ -55,6 +55,22 @@ CREATE TABLE webhook_deliveries (
     seq      BIGINT NOT NULL,
     PRIMARY KEY (endpoint, seq)
 );
+"#,
+    // 4 -> 5: event writers announce themselves (a webhook floor passes no
+    // event still in flight, whatever the timeouts or the nodes' clocks).
+    r#"-- Every statement that writes events first takes a shared advisory lock
+-- (held to the end of its transaction, before any seq is drawn), so a
+-- process that gets the lock alone knows no event is in flight: only then
+-- does a webhook endpoint's floor move (see src/store/postgres/outbox.rs).
+-- In the database, so every writer takes it, whatever its version.
+CREATE OR REPLACE FUNCTION events_writer_lock() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(7022647185681837684);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER events_writer_lock BEFORE INSERT ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION events_writer_lock();
 "#,
 ];
 
