@@ -35,7 +35,7 @@ LOAD_CORE = "1"
 SECRET = "bench-secret-0123456789abcdef"
 PG_PORT = 54329
 # authstore on PostgreSQL must be given its key-encryption key.
-PG_ENV = {"AUTHSTORE_KEY_ENCRYPTION_KEY": "bench-kek-0123456789abcdef0123456789"}
+PG_ENV = {"AUTHSTORE_KEY_ENCRYPTION_KEY": "bench-kek-0123456789abcdef0123456789abcdefghi"}
 
 
 def log(message):

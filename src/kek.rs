@@ -4,9 +4,17 @@
 //! key kept outside the database, so a copy of the database alone (a backup,
 //! a replica, a file left readable) yields no usable secret. The KEK comes
 //! from `key_encryption_key` / `key_encryption_key_file`, or is generated
-//! once into `<database>.kek` (mode 0600). Its text is stretched to 256 bits
-//! with HKDF-SHA256; a second HKDF output names it (`id`), so a database can
-//! say which KEK sealed it without holding anything secret.
+//! once into `<database>.kek` (mode 0600).
+//!
+//! A new KEK must carry at least 256 bits (the `authstore secret` format:
+//! 43 base64url characters, or 64 hex digits). Its text is stretched with
+//! scrypt under a random salt of the database's, and HKDF-SHA256 then gives
+//! the AES key and the key's id; the database records `v2.<salt>.<id>`. So
+//! the id (and any sealed value) cannot test guesses at the key faster than
+//! one scrypt each, and no table computed once serves two databases.
+//! Databases sealed before this recorded a bare 16-hex-digit id, a fast
+//! unsalted hash of the key: they still open, with a warning at start that
+//! names `authstore keys rewrap`.
 
 use crate::config::Config;
 use crate::secret::{self, Secret, SecretError, SecretOrigin};
@@ -22,10 +30,21 @@ const FORMAT_V1: u8 = 1;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const SALT: &[u8] = b"authstore key-encryption key";
+/// Marks an id of the salted, stretched format.
+const V2: &str = "v2";
+const SALT_LEN: usize = 16;
+/// scrypt's cost: N = 2^14, r = 8, p = 1 (16 MiB, tens of milliseconds).
+const SCRYPT_N: u64 = 1 << 14;
+const SCRYPT_R: u64 = 8;
+const SCRYPT_P: u64 = 1;
+const SCRYPT_MAXMEM: u64 = 64 * 1024 * 1024;
 
 pub struct Kek {
     key: [u8; 32],
     id: String,
+    /// The configured text, kept to derive the key again under the salt a
+    /// database recorded (another process may have bound it first).
+    input: Secret,
 }
 
 impl fmt::Debug for Kek {
@@ -45,8 +64,59 @@ pub enum SealError {
 }
 
 impl Kek {
-    /// Stretches the configured text to the AES key and its public id.
-    pub fn derive(input: &Secret) -> Result<Kek, openssl::error::ErrorStack> {
+    /// The KEK for a database that records none yet: a fresh salt.
+    pub fn new(input: &Secret) -> Result<Kek, openssl::error::ErrorStack> {
+        let mut salt = [0u8; SALT_LEN];
+        openssl::rand::rand_bytes(&mut salt)?;
+        Kek::stretched(input, &salt)
+    }
+
+    /// The KEK as a database that recorded `recorded` derives it: under its
+    /// salt, or (an id of the first format) the fast unsalted way. Its id
+    /// equals `recorded` only when `input` is the key that sealed it.
+    pub fn for_record(input: &Secret, recorded: &str) -> Result<Kek, openssl::error::ErrorStack> {
+        match parse_v2(recorded) {
+            Some(salt) => Kek::stretched(input, &salt),
+            None => Kek::first_format(input),
+        }
+    }
+
+    /// This KEK under the salt of `recorded`, when it is the key that made
+    /// it; `None` for another key.
+    pub fn matching(&self, recorded: &str) -> Result<Option<Kek>, openssl::error::ErrorStack> {
+        if recorded == self.id {
+            return Kek::for_record(&self.input, recorded).map(Some);
+        }
+        let kek = Kek::for_record(&self.input, recorded)?;
+        Ok((kek.id == recorded).then_some(kek))
+    }
+
+    fn stretched(input: &Secret, salt: &[u8]) -> Result<Kek, openssl::error::ErrorStack> {
+        let mut master = [0u8; 32];
+        openssl::pkcs5::scrypt(
+            input.expose().as_bytes(),
+            salt,
+            SCRYPT_N,
+            SCRYPT_R,
+            SCRYPT_P,
+            SCRYPT_MAXMEM,
+            &mut master,
+        )?;
+        let mut key = [0u8; 32];
+        hkdf(&master, b"authstore kek v2 aes-256-gcm", &mut key)?;
+        let mut id = [0u8; 8];
+        hkdf(&master, b"authstore kek v2 id", &mut id)?;
+        wipe(&mut master);
+        Ok(Kek {
+            key,
+            id: format!("{V2}.{}.{}", hex(salt), hex(&id)),
+            input: input.clone(),
+        })
+    }
+
+    /// The first format: HKDF of the text, no salt (kept to open databases
+    /// sealed before the second).
+    fn first_format(input: &Secret) -> Result<Kek, openssl::error::ErrorStack> {
         let mut key = [0u8; 32];
         hkdf(
             input.expose().as_bytes(),
@@ -55,13 +125,29 @@ impl Kek {
         )?;
         let mut id = [0u8; 8];
         hkdf(input.expose().as_bytes(), b"authstore kek v1 id", &mut id)?;
-        let id = id.iter().map(|b| format!("{b:02x}")).collect();
-        Ok(Kek { key, id })
+        Ok(Kek {
+            key,
+            id: hex(&id),
+            input: input.clone(),
+        })
     }
 
-    /// A public name for this KEK (16 hex digits), recorded beside what it seals.
+    /// A public name for this KEK, recorded beside what it seals:
+    /// `v2.<salt>.<id>` (hex), or 16 hex digits for the first format.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Why this KEK should be replaced (`keys rewrap`), if it should: a key
+    /// shorter than 256 bits, or an id of the first, fast format.
+    pub fn weakness(&self) -> Option<&'static str> {
+        if !carries_256_bits(self.input.expose()) {
+            Some("the key is shorter than 256 bits")
+        } else if parse_v2(&self.id).is_none() {
+            Some("its id, recorded in the database, is a fast unsalted hash of the key")
+        } else {
+            None
+        }
     }
 
     /// Seals `plaintext`; `context` (see [`context`]) is bound to the result,
@@ -123,12 +209,56 @@ impl Kek {
 
 impl Drop for Kek {
     fn drop(&mut self) {
-        // Best effort: do not leave the key in freed memory.
-        for byte in &mut self.key {
-            // SAFETY: a plain write to a valid byte of our own array.
-            unsafe { std::ptr::write_volatile(byte, 0) };
-        }
+        wipe(&mut self.key);
     }
+}
+
+/// Best effort: do not leave a key in freed memory.
+fn wipe(bytes: &mut [u8; 32]) {
+    for byte in bytes {
+        // SAFETY: a plain write to a valid byte of our own array.
+        unsafe { std::ptr::write_volatile(byte, 0) };
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The salt of a `v2.<salt>.<id>` id.
+fn parse_v2(recorded: &str) -> Option<Vec<u8>> {
+    let mut parts = recorded.split('.');
+    let (Some(V2), Some(salt), Some(id), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    if salt.len() != SALT_LEN * 2 || id.len() != 16 {
+        return None;
+    }
+    (0..salt.len())
+        .step_by(2)
+        .map(|at| {
+            salt.get(at..at + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
+        .collect()
+}
+
+/// Whether a key's text carries at least 256 bits as the `authstore
+/// secret` format does: 64 hex digits, or 43 base64 characters (6 bits
+/// each; base64url or standard, padding aside). Text of any other shape
+/// cannot show how much it carries, so it is not taken for a new key.
+pub fn carries_256_bits(text: &str) -> bool {
+    let text = text.trim();
+    if text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return text.len() >= 64;
+    }
+    let unpadded = text.trim_end_matches('=');
+    unpadded
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'/'))
+        && unpadded.len() * 6 >= 256
 }
 
 /// Associated data: a label naming what is sealed, then each part with its
@@ -202,6 +332,11 @@ pub enum KekError {
         database: PathBuf,
         sealed_under: String,
     },
+    #[error(
+        "the key-encryption key from {origin} is too weak for a new key: it must carry at least \
+         256 bits, as `authstore secret` prints (43 base64url characters, or 64 hex digits)"
+    )]
+    Weak { origin: KekOrigin },
     #[error("key-encryption key: {0}")]
     Secret(#[from] SecretError),
     #[error("cannot derive the key-encryption key: {0}")]
@@ -231,18 +366,54 @@ pub fn resolve(config: &Config, sealed_under: Option<&str>) -> Result<(Kek, KekO
             (false, None) => generate(&path)?,
         }
     };
-    let kek = Kek::derive(&input)?;
-    if let Some(id) = sealed_under {
-        if kek.id() != id {
-            return Err(KekError::Wrong {
-                origin,
-                given: kek.id().to_owned(),
-                database: config.database.clone(),
-                sealed_under: id.to_owned(),
-            });
+    let kek = match sealed_under {
+        Some(id) => {
+            let kek = Kek::for_record(&input, id)?;
+            if kek.id() != id {
+                return Err(KekError::Wrong {
+                    origin,
+                    given: kek.id().to_owned(),
+                    database: config.database.clone(),
+                    sealed_under: id.to_owned(),
+                });
+            }
+            warn_if_weak(&kek);
+            kek
         }
-    }
+        // Bound to the database when it opens (which may find it bound by
+        // another process, and derive again under that salt).
+        None => Kek::new(&input)?,
+    };
     Ok((kek, origin))
+}
+
+/// Whether the key's text carries at least 256 bits (see [`carries_256_bits`]).
+pub fn carries_256_bits_of(kek: &Kek) -> bool {
+    carries_256_bits(kek.input.expose())
+}
+
+/// Refuses a key too weak to be bound to a database for the first time.
+pub fn require_strong(kek: &Kek, origin: &KekOrigin) -> Result<(), KekError> {
+    match carries_256_bits(kek.input.expose()) {
+        true => Ok(()),
+        false => Err(KekError::Weak {
+            origin: origin.clone(),
+        }),
+    }
+}
+
+/// The start-up warning for a database sealed under a key that should be
+/// replaced.
+pub fn warn_if_weak(kek: &Kek) {
+    if let Some(why) = kek.weakness() {
+        log::warn!(
+            "the database is sealed under key-encryption key {}, and {why}: a copy of the \
+             database lets guesses at the key be tested offline. Move it to a new key: \
+             `authstore secret > new.kek` and `authstore keys rewrap --old-key-file <the old \
+             key's file>` with key_encryption_key_file pointing at new.kek",
+            kek.id()
+        );
+    }
 }
 
 /// A KEK is generated and stored the way the secret is (0600, and two
@@ -261,7 +432,7 @@ mod tests {
     use super::*;
 
     fn kek(text: &str) -> Kek {
-        Kek::derive(&Secret::new(text).unwrap()).unwrap()
+        Kek::new(&Secret::new(text).unwrap()).unwrap()
     }
 
     #[test]
@@ -287,13 +458,76 @@ mod tests {
     }
 
     #[test]
-    fn the_id_names_the_key_and_reveals_nothing_of_it() {
-        let a = kek("first-key-encryption-key");
-        assert_eq!(a.id(), kek("first-key-encryption-key").id());
-        assert_ne!(a.id(), kek("other-key-encryption-key").id());
-        assert_eq!(a.id().len(), 16);
-        assert!(!a.id().contains(&format!("{:02x}", a.key[0]).repeat(8)));
+    fn the_id_names_the_key_under_its_databases_salt() {
+        let input = Secret::new("first-key-encryption-key").unwrap();
+        let a = Kek::new(&input).unwrap();
+        // The same key derived for the record finds the same id and key.
+        let again = Kek::for_record(&input, a.id()).unwrap();
+        assert_eq!(again.id(), a.id());
+        assert_eq!(again.key, a.key);
+        // Another database's salt: another id, another key.
+        let b = Kek::new(&input).unwrap();
+        assert_ne!(a.id(), b.id(), "a fresh salt per database");
+        assert_ne!(a.key, b.key);
+        let other = Secret::new("other-key-encryption-key").unwrap();
+        assert_ne!(Kek::for_record(&other, a.id()).unwrap().id(), a.id());
+        assert!(
+            a.matching(b.id()).unwrap().is_some(),
+            "same key, other salt"
+        );
+        assert!(Kek::new(&other)
+            .unwrap()
+            .matching(a.id())
+            .unwrap()
+            .is_none());
+        assert!(
+            a.id().starts_with("v2.") && a.id().len() == 3 + 32 + 1 + 16,
+            "{}",
+            a.id()
+        );
         assert_eq!(format!("{a:?}"), format!("Kek({})", a.id()));
+        assert!(!format!("{a:?}").contains("first-key"));
+    }
+
+    #[test]
+    fn a_first_format_id_still_opens_and_is_called_weak() {
+        let input = Secret::new("first-key-encryption-key").unwrap();
+        let old = Kek::first_format(&input).unwrap();
+        assert_eq!(old.id().len(), 16);
+        let sealed = old.seal(b"c", b"secret").unwrap();
+        let reopened = Kek::for_record(&input, old.id()).unwrap();
+        assert_eq!(reopened.open(b"c", &sealed).unwrap(), b"secret");
+        assert!(reopened.weakness().is_some());
+        let strong = Secret::new(Secret::generate().unwrap().expose()).unwrap();
+        assert!(Kek::new(&strong).unwrap().weakness().is_none());
+        assert!(
+            Kek::for_record(&strong, &Kek::first_format(&strong).unwrap().id)
+                .unwrap()
+                .weakness()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_new_key_must_carry_256_bits() {
+        assert!(carries_256_bits(Secret::generate().unwrap().expose()));
+        assert!(carries_256_bits(&"ab".repeat(32)), "64 hex digits");
+        assert!(!carries_256_bits(&"ab".repeat(31)), "62 hex digits");
+        assert!(
+            !carries_256_bits(&"a1".repeat(30)),
+            "60 hex digits, also base64"
+        );
+        assert!(
+            !carries_256_bits("0123456789abcdef"),
+            "the 16-character key of the review"
+        );
+        assert!(!carries_256_bits(
+            "correct horse battery staple and more words"
+        ));
+        assert!(carries_256_bits(
+            "test-kek-0123456789abcdef0123456789abcdefghij"
+        ));
+        assert!(!carries_256_bits("test-kek-0123456789abcdef0123456789"));
     }
 
     #[test]

@@ -174,7 +174,7 @@ fn the_migrated_schema_is_the_schema_of_a_new_database() {
 }
 
 fn kek() -> Kek {
-    Kek::derive(&Secret::new("migration-test-kek-0123456789").unwrap()).unwrap()
+    Kek::new(&Secret::new("migration-test-kek-0123456789").unwrap()).unwrap()
 }
 
 /// A test step in the shape of a real table rebuild: a new `users`, the

@@ -351,8 +351,16 @@ fn rewrap_moves_every_secret_to_a_new_kek_in_one_step() {
         json!({ "provider": "github", "providerAccountId": "7" }),
     );
     assert_eq!(account["access_token"], "tok-before-rewrap");
-    let kek = Kek::derive(&authstore::secret::read_file(&app.config.default_kek_file()).unwrap())
+    let recorded: String = rusqlite::Connection::open(app.db_path())
+        .unwrap()
+        .query_row("SELECT kek_id FROM meta", [], |r| r.get(0))
         .unwrap();
+    let kek = Kek::for_record(
+        &authstore::secret::read_file(&app.config.default_kek_file()).unwrap(),
+        &recorded,
+    )
+    .unwrap();
+    assert_eq!(kek.id(), recorded, "the new KEK sealed it");
     let kek_ids: Vec<Option<String>> = rusqlite::Connection::open(app.db_path())
         .unwrap()
         .prepare("SELECT kek_id FROM signing_keys")
@@ -365,4 +373,105 @@ fn rewrap_moves_every_secret_to_a_new_kek_in_one_step() {
         kek_ids.iter().all(|id| id.as_deref() == Some(kek.id())),
         "{kek_ids:?}"
     );
+}
+
+#[test]
+fn a_weak_key_encryption_key_is_refused_for_a_new_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir);
+    // 16 characters: the key the review found in 3 guesses.
+    config.key_encryption_key = Some(Secret::new("0123456789abcdef").unwrap());
+    let err = match authstore::testing::TestServer::start_on(
+        config.clone(),
+        Arc::new(authstore::clock::SystemClock),
+    ) {
+        Ok(_) => panic!("a new database was sealed under a 16-character key"),
+        Err(e) => e,
+    };
+    assert!(
+        err.contains("too weak") && err.contains("256 bits"),
+        "{err}"
+    );
+    assert!(!err.contains("0123456789abcdef"), "{err}");
+    // What `authstore secret` prints is accepted.
+    config.key_encryption_key = Some(Secret::generate().unwrap());
+    assert!(authstore::testing::TestServer::start_on(
+        config,
+        Arc::new(authstore::clock::SystemClock)
+    )
+    .is_ok());
+}
+
+#[test]
+fn the_key_encryption_key_id_cannot_test_guesses() {
+    if common::on_postgres() {
+        return;
+    }
+    let app = TestApp::spawn();
+    let (_dir, config) = app.stop();
+    let recorded: String = rusqlite::Connection::open(&config.database)
+        .unwrap()
+        .query_row("SELECT kek_id FROM meta", [], |r| r.get(0))
+        .unwrap();
+    // Salted and stretched: the id is not the key's plain hash, and the same
+    // key gives another id on another database.
+    assert!(recorded.starts_with("v2."), "{recorded}");
+    let input = authstore::secret::read_file(&config.default_kek_file()).unwrap();
+    let elsewhere = Kek::new(&input).unwrap();
+    assert_ne!(elsewhere.id(), recorded);
+    // A guess costs one scrypt: measured here, not asserted on time.
+    let started = std::time::Instant::now();
+    let guess =
+        Kek::for_record(&Secret::new("a-guess-at-the-key-0000").unwrap(), &recorded).unwrap();
+    assert_ne!(guess.id(), recorded);
+    eprintln!("one guess took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_database_sealed_under_a_first_format_key_id_opens_with_a_warning_naming_rewrap() {
+    if common::on_postgres() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A database made and sealed the old way: a 20-character key, its id a
+    // plain hash (re-sealed here through the store's own rewrap).
+    let weak = Secret::new("old-weak-kek-0123456").unwrap();
+    let kek_file = dir.path().join("old.kek");
+    std::fs::write(&kek_file, weak.expose()).unwrap();
+    {
+        let app = TestApp::spawn_with(|_| {});
+        let (_app_dir, mut config) = app.stop();
+        let input = authstore::secret::read_file(&config.default_kek_file()).unwrap();
+        std::fs::copy(&config.database, dir.path().join("authstore.db")).unwrap();
+        config.database = dir.path().join("authstore.db");
+        let recorded: String = rusqlite::Connection::open(&config.database)
+            .unwrap()
+            .query_row("SELECT kek_id FROM meta", [], |r| r.get(0))
+            .unwrap();
+        let current = Kek::for_record(&input, &recorded).unwrap();
+        let store = authstore::open_sqlite(&config, false, Arc::new(current)).unwrap();
+        let first_format = Kek::for_record(&weak, "a first-format id").unwrap();
+        assert_eq!(first_format.id().len(), 16);
+        actix_web::rt::System::new()
+            .block_on(store.rewrap(Arc::new(first_format)))
+            .unwrap();
+    }
+    // The server starts on it, and says why and how to move to a new key.
+    let server = common::process::Server::start({
+        let mut command = authstore(dir.path());
+        command
+            .args(["serve", "--port", "0", "--database", "authstore.db"])
+            .env("AUTHSTORE_KEY_ENCRYPTION_KEY_FILE", &kek_file)
+            .env("RUST_LOG", "info");
+        command
+    });
+    let warning = server
+        .log
+        .iter()
+        .find(|line| line.contains("keys rewrap"))
+        .unwrap_or_else(|| panic!("no warning naming keys rewrap: {:?}", server.log));
+    assert!(warning.contains("shorter than 256 bits"), "{warning}");
+    assert!(!warning.contains(weak.expose()), "{warning}");
+    assert_eq!(server.jwks()["keys"].as_array().unwrap().len(), 1);
+    assert!(server.terminate().success());
 }

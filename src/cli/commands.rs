@@ -277,12 +277,15 @@ pub(super) async fn rewrap(config: Config, old_key_file: PathBuf) -> Result<(), 
          that every node has stopped, and a node still holding the old key would seal new \
          tokens under it",
     )?;
-    let old =
-        Kek::derive(&crate::secret::read_file(old_key_file).map_err(crate::kek::KekError::from)?)
-            .map_err(crate::kek::KekError::from)?;
+    let old_input = crate::secret::read_file(old_key_file).map_err(crate::kek::KekError::from)?;
     // A running server keeps the old KEK in memory: none may run meanwhile.
     let _lease = crate::files::Lease::exclusive(&config.database)?;
     let sealed_under = SqliteStore::sealed_under(&config.database)?;
+    let old = match sealed_under.as_deref() {
+        Some(id) => Kek::for_record(&old_input, id),
+        None => Kek::new(&old_input),
+    }
+    .map_err(crate::kek::KekError::from)?;
     if let Some(id) = sealed_under.as_deref().filter(|id| *id != old.id()) {
         return Err(CliError::Rewrap(format!(
             "{} holds key-encryption key {}, but the database is sealed under {id}",
@@ -291,7 +294,12 @@ pub(super) async fn rewrap(config: Config, old_key_file: PathBuf) -> Result<(), 
         )));
     }
     let (new, origin) = crate::kek::resolve(config, None)?;
-    if new.id() == old.id() {
+    crate::kek::require_strong(&new, &origin)?;
+    if old
+        .matching(new.id())
+        .map_err(crate::kek::KekError::from)?
+        .is_some()
+    {
         return Err(CliError::Rewrap(format!(
             "the configured key-encryption key ({origin}) is the old one; point \
              key_encryption_key_file or AUTHSTORE_KEY_ENCRYPTION_KEY at the new key"

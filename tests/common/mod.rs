@@ -12,7 +12,8 @@ use tempfile::TempDir;
 
 pub const SECRET: &str = "test-secret-0123456789abcdef";
 /// The key-encryption key of PostgreSQL tests (it must be configured there).
-pub const KEK: &str = "test-kek-0123456789abcdef0123456789";
+/// The shape `authstore secret` prints: 43 base64url characters (256 bits).
+pub const KEK: &str = "test-kek-0123456789abcdef0123456789abcdefghij";
 
 /// The variable that switches the integration tests to PostgreSQL: the URL
 /// of a cluster where tests may create databases (scripts/test-all starts one).

@@ -86,6 +86,11 @@ pub enum OpenError {
         sealed_under: String,
         given: String,
     },
+    #[error(
+        "the key-encryption key is too weak to seal a new database: it must carry at least 256 \
+         bits, as `authstore secret` prints (43 base64url characters, or 64 hex digits)"
+    )]
+    WeakKek,
 }
 
 pub struct PostgresStore {
@@ -171,7 +176,7 @@ impl PostgresStore {
             .thread_name("authstore-postgres")
             .enable_all()
             .build()?;
-        let store = PostgresStore {
+        let mut store = PostgresStore {
             pool,
             kek,
             handle: runtime.handle().clone(),
@@ -194,10 +199,13 @@ impl PostgresStore {
             if found == 0 {
                 log::info!("created the authstore schema (version {})", schema::VERSION);
             }
-            bind_kek(&client, &kek, &at).await
+            bind_kek(&client, kek, &at).await
         });
         match setup.await {
-            Ok(result) => result.map(|()| store),
+            Ok(result) => result.map(|kek| {
+                store.kek = kek;
+                store
+            }),
             Err(e) => Err(OpenError::Connect {
                 at: "PostgreSQL".into(),
                 reason: e.to_string(),
@@ -257,11 +265,23 @@ impl PostgresStore {
 /// Records `kek` as the database's KEK when none is yet (a compare-and-swap:
 /// of two nodes binding different KEKs at once, one is refused), and refuses
 /// a database sealed under another.
-async fn bind_kek(client: &Object, kek: &Kek, at: &str) -> Result<(), OpenError> {
+///
+/// Returns the KEK to use: `kek`, or the same key derived under the salt
+/// another node recorded first. A key too weak for a new database is
+/// refused before anything is recorded.
+async fn bind_kek(client: &Object, kek: Arc<Kek>, at: &str) -> Result<Arc<Kek>, OpenError> {
     let failed = |e: tokio_postgres::Error| OpenError::Connect {
         at: at.to_owned(),
         reason: StoreError::from(e).log_text(),
     };
+    let recorded: Option<String> = client
+        .query_one("SELECT kek_id FROM meta WHERE id = 1", &[])
+        .await
+        .and_then(|row| row.try_get(0))
+        .map_err(failed)?;
+    if recorded.is_none() && !crate::kek::carries_256_bits_of(&kek) {
+        return Err(OpenError::WeakKek);
+    }
     client
         .execute(
             "UPDATE meta SET kek_id = $1 WHERE id = 1 AND kek_id IS NULL",
@@ -274,11 +294,22 @@ async fn bind_kek(client: &Object, kek: &Kek, at: &str) -> Result<(), OpenError>
         .await
         .and_then(|row| row.try_get(0))
         .map_err(failed)?;
-    match bound {
-        Some(id) if id == kek.id() => Ok(()),
-        other => Err(OpenError::WrongKek {
+    let matching = match &bound {
+        Some(id) if id == kek.id() => return Ok(kek),
+        Some(id) => kek.matching(id).map_err(|e| OpenError::Connect {
             at: at.to_owned(),
-            sealed_under: other.unwrap_or_default(),
+            reason: format!("cannot derive the key-encryption key: {e}"),
+        })?,
+        None => None,
+    };
+    match matching {
+        Some(same) => {
+            crate::kek::warn_if_weak(&same);
+            Ok(Arc::new(same))
+        }
+        None => Err(OpenError::WrongKek {
+            at: at.to_owned(),
+            sealed_under: bound.unwrap_or_default(),
             given: kek.id().to_owned(),
         }),
     }

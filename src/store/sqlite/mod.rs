@@ -87,6 +87,13 @@ pub enum OpenError {
         given: String,
     },
     #[error(
+        "the key-encryption key is too weak to seal a new database: it must carry at least 256 \
+         bits, as `authstore secret` prints (43 base64url characters, or 64 hex digits)"
+    )]
+    WeakKek,
+    #[error("cannot derive the key-encryption key: {0}")]
+    KekDerivation(String),
+    #[error(
         "database {path} cannot be written ({source}); check the file's and its directory's \
          permissions and the free space"
     )]
@@ -204,7 +211,7 @@ impl SqliteStore {
             path: path.clone(),
             source,
         })?;
-        bind_kek(&conn, &kek, &path)?;
+        let kek = bind_kek(&conn, kek, &path)?;
         probe_writable(&conn, &path)?;
         let inode = inode_of(&path).map_err(|source| OpenError::Create {
             path: path.clone(),
@@ -476,7 +483,11 @@ fn inode_of(path: &Path) -> std::io::Result<u64> {
 /// Records `kek` as the database's KEK when none is recorded yet, and
 /// refuses a database sealed under another. A compare-and-swap: of two
 /// processes binding different KEKs at once, one is refused.
-fn bind_kek(conn: &Connection, kek: &Kek, path: &Path) -> Result<(), OpenError> {
+///
+/// Returns the KEK to use: `kek`, or the same key derived under the salt
+/// another process recorded first. A key too weak for a new database is
+/// refused before anything is recorded.
+fn bind_kek(conn: &Connection, kek: Arc<Kek>, path: &Path) -> Result<Arc<Kek>, OpenError> {
     let open_error = |source| OpenError::Open {
         path: path.to_owned(),
         source,
@@ -485,6 +496,9 @@ fn bind_kek(conn: &Connection, kek: &Kek, path: &Path) -> Result<(), OpenError> 
         conn.query_row("SELECT kek_id FROM meta WHERE id = 1", [], |row| row.get(0))
     };
     if recorded(conn).map_err(open_error)?.is_none() {
+        if !crate::kek::carries_256_bits_of(&kek) {
+            return Err(OpenError::WeakKek);
+        }
         retry_while_busy(|| {
             conn.execute(
                 "UPDATE meta SET kek_id = ?1 WHERE id = 1 AND kek_id IS NULL",
@@ -499,11 +513,18 @@ fn bind_kek(conn: &Connection, kek: &Kek, path: &Path) -> Result<(), OpenError> 
     let bound: Option<String> = conn
         .query_row("SELECT kek_id FROM meta WHERE id = 1", [], |row| row.get(0))
         .map_err(open_error)?;
-    match bound {
-        Some(id) if id == kek.id() => Ok(()),
-        other => Err(OpenError::WrongKek {
+    let matching = match &bound {
+        Some(id) if id == kek.id() => return Ok(kek),
+        Some(id) => kek
+            .matching(id)
+            .map_err(|e| OpenError::KekDerivation(e.to_string()))?,
+        None => None,
+    };
+    match matching {
+        Some(same) => Ok(Arc::new(same)),
+        None => Err(OpenError::WrongKek {
             path: path.to_owned(),
-            sealed_under: other.unwrap_or_default(),
+            sealed_under: bound.unwrap_or_default(),
             given: kek.id().to_owned(),
         }),
     }
