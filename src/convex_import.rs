@@ -9,23 +9,24 @@
 //! their digests like any other, so signed-in browsers stay signed in; OAuth
 //! tokens are sealed. A row already present is left as it is: a second run
 //! changes nothing.
+//!
+//! The export is read as a stream: each of the guide's tables line by line,
+//! a line no longer than the adapter's own body limit (`max_body_bytes`),
+//! and the app's own tables never decompressed (a small ZIP may inflate to
+//! gigabytes). Every row is checked before the first is written, and they
+//! are written in one transaction: a bad row anywhere leaves the database
+//! as it was, and the error names its table and line.
 
 use crate::model::{Account, Authenticator, NewUser, Session, VerificationToken};
-use crate::store::{Duplicate, Store, StoreError};
+use crate::store::import::{ImportRows, RowRefused, TABLES};
+use crate::store::{Store, StoreError};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The guide's tables, in the order they load (users before what refers to them).
-pub const TABLES: [&str; 5] = [
-    "users",
-    "accounts",
-    "sessions",
-    "verificationTokens",
-    "authenticators",
-];
+pub use crate::store::import::Counted;
 
 /// Fields Convex adds to every document.
 const SYSTEM_FIELDS: [&str; 2] = ["_id", "_creationTime"];
@@ -41,7 +42,7 @@ pub enum ImportError {
     NotAnExport { path: PathBuf, reason: String },
     #[error("the export has no users table (users/documents.jsonl): is it the guide's schema?")]
     NoUsers,
-    #[error("{table}/documents.jsonl, line {line}: {reason}")]
+    #[error("{table}/documents.jsonl, line {line}: {reason}; nothing was imported")]
     Row {
         table: &'static str,
         line: usize,
@@ -56,14 +57,6 @@ pub enum ImportError {
     Store(String),
 }
 
-/// What one table's import did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Counted {
-    pub imported: u64,
-    /// Rows already in the database (an earlier run): left as they are.
-    pub present: u64,
-}
-
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Report {
     pub tables: BTreeMap<&'static str, Counted>,
@@ -73,27 +66,44 @@ pub struct Report {
     pub took: Duration,
 }
 
-/// The export's tables: each table's `documents.jsonl`, by table name.
-pub fn read_export(path: &Path) -> Result<BTreeMap<String, String>, ImportError> {
+/// The guide's tables of an export, parsed and checked, ready to write.
+#[derive(Default)]
+pub struct Export {
+    rows: ImportRows,
+    has_users: bool,
+    /// Tables of the export that are not the guide's, by name (unread).
+    ignored: Vec<String>,
+}
+
+/// Reads the export at `path` (a directory or a ZIP): the guide's tables,
+/// streamed line by line with no line longer than `max_line` bytes.
+pub fn read_export(path: &Path, max_line: usize) -> Result<Export, ImportError> {
     let read_error = |source| ImportError::Read {
         path: path.to_owned(),
         source,
     };
-    let mut tables = BTreeMap::new();
+    let mut export = Export::default();
     if path.is_dir() {
         for entry in std::fs::read_dir(path).map_err(read_error)? {
             let entry = entry.map_err(read_error)?;
             let documents = entry.path().join("documents.jsonl");
-            if documents.is_file() {
-                let text =
-                    std::fs::read_to_string(&documents).map_err(|source| ImportError::Read {
-                        path: documents.clone(),
-                        source,
-                    })?;
-                tables.insert(entry.file_name().to_string_lossy().into_owned(), text);
+            if !documents.is_file() {
+                continue;
             }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(table) = guide_table(&name) else {
+                export.ignore(name);
+                continue;
+            };
+            let file = std::fs::File::open(&documents).map_err(|source| ImportError::Read {
+                path: documents.clone(),
+                source,
+            })?;
+            export
+                .read_table(table, file, max_line)
+                .map_err(|e| e.at_path(&documents))?;
         }
-        return Ok(tables);
+        return Ok(export);
     }
     let file = std::fs::File::open(path).map_err(read_error)?;
     let not_an_export = |reason: String| ImportError::NotAnExport {
@@ -102,26 +112,136 @@ pub fn read_export(path: &Path) -> Result<BTreeMap<String, String>, ImportError>
     };
     let mut archive = zip::ZipArchive::new(file).map_err(|e| not_an_export(e.to_string()))?;
     for index in 0..archive.len() {
-        let mut entry = archive
+        let entry = archive
             .by_index(index)
             .map_err(|e| not_an_export(e.to_string()))?;
         let name = entry
             .name()
             .map_err(|e| not_an_export(e.to_string()))?
             .into_owned();
-        let Some(table) = name.strip_suffix("/documents.jsonl") else {
+        let Some(table_name) = name.strip_suffix("/documents.jsonl") else {
             continue;
         };
-        if table.contains('/') {
+        if table_name.contains('/') {
             continue; // a component's tables, not the app's
         }
-        let mut text = String::new();
-        entry
-            .read_to_string(&mut text)
-            .map_err(|e| not_an_export(format!("{name}: {e}")))?;
-        tables.insert(table.to_owned(), text);
+        let Some(table) = guide_table(table_name) else {
+            // Never inflated: only its name is kept.
+            export.ignore(table_name.to_owned());
+            continue;
+        };
+        export
+            .read_table(table, entry, max_line)
+            .map_err(|e| e.at_path(Path::new(&name)))?;
     }
-    Ok(tables)
+    Ok(export)
+}
+
+/// The guide's name for `name`, if it is one of its tables.
+fn guide_table(name: &str) -> Option<&'static str> {
+    TABLES.iter().copied().find(|table| *table == name)
+}
+
+/// A failure while reading one table's file.
+enum TableError {
+    Io(std::io::Error),
+    Row(ImportError),
+}
+
+impl TableError {
+    fn at_path(self, path: &Path) -> ImportError {
+        match self {
+            TableError::Io(source) => ImportError::Read {
+                path: path.to_owned(),
+                source,
+            },
+            TableError::Row(e) => e,
+        }
+    }
+}
+
+impl Export {
+    fn ignore(&mut self, name: String) {
+        if !name.starts_with('_') {
+            self.ignored.push(name);
+        }
+    }
+
+    /// Parses `table`'s documents from `input`, one line at a time.
+    fn read_table(
+        &mut self,
+        table: &'static str,
+        input: impl Read,
+        max_line: usize,
+    ) -> Result<(), TableError> {
+        let mut reader = BufReader::new(input);
+        let mut buffer = Vec::new();
+        let mut line = 0;
+        loop {
+            buffer.clear();
+            line += 1;
+            // One byte past the limit tells a line that is too long.
+            let limit = u64::try_from(max_line)
+                .unwrap_or(u64::MAX)
+                .saturating_add(1);
+            let read = (&mut reader)
+                .take(limit)
+                .read_until(b'\n', &mut buffer)
+                .map_err(TableError::Io)?;
+            if read == 0 {
+                return Ok(());
+            }
+            let text = buffer.strip_suffix(b"\n").unwrap_or(&buffer);
+            if text.len() > max_line {
+                return Err(TableError::Row(ImportError::Row {
+                    table,
+                    line,
+                    reason: format!(
+                        "the line is longer than {max_line} bytes, the adapter's own limit \
+                         (max_body_bytes)"
+                    ),
+                }));
+            }
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let text = std::str::from_utf8(text).map_err(|_| {
+                TableError::Row(ImportError::Row {
+                    table,
+                    line,
+                    reason: "not UTF-8".into(),
+                })
+            })?;
+            self.add(table, line, text).map_err(TableError::Row)?;
+        }
+    }
+
+    /// Parses one document of `table` into its typed row.
+    fn add(&mut self, table: &'static str, line: usize, text: &str) -> Result<(), ImportError> {
+        let (id, mut fields) = document(table, line, text)?;
+        let rows = &mut self.rows;
+        match table {
+            "users" => {
+                self.has_users = true;
+                fields.insert("id".into(), Value::String(id));
+                let user = parse::<NewUser>(table, line, fields)?.into_user();
+                rows.users.push((line, user));
+            }
+            "accounts" => rows
+                .accounts
+                .push((line, parse::<Account>(table, line, fields)?)),
+            "sessions" => rows
+                .sessions
+                .push((line, parse::<Session>(table, line, fields)?)),
+            "verificationTokens" => rows
+                .verification_tokens
+                .push((line, parse::<VerificationToken>(table, line, fields)?)),
+            _ => rows
+                .authenticators
+                .push((line, parse::<Authenticator>(table, line, fields)?)),
+        }
+        Ok(())
+    }
 }
 
 /// One document, without Convex's system fields, with whole numbers written
@@ -162,21 +282,6 @@ fn document(
     Ok((id, fields))
 }
 
-/// The documents of `table`, numbered from line 1; blank lines skipped.
-fn documents<'a>(
-    tables: &'a BTreeMap<String, String>,
-    table: &'static str,
-) -> impl Iterator<Item = Result<(String, Map<String, Value>), ImportError>> + 'a {
-    tables
-        .get(table)
-        .map(String::as_str)
-        .unwrap_or_default()
-        .lines()
-        .enumerate()
-        .filter(|(_, text)| !text.trim().is_empty())
-        .map(move |(at, text)| document(table, at + 1, text))
-}
-
 fn parse<T: serde::de::DeserializeOwned>(
     table: &'static str,
     line: usize,
@@ -189,154 +294,65 @@ fn parse<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Counts a write: a duplicate of the table's own key is a row already there.
-fn count(
-    counted: &mut Counted,
-    result: Result<(), StoreError>,
-    own_key: Duplicate,
-    table: &'static str,
-    line: usize,
-) -> Result<(), ImportError> {
-    match result {
-        Ok(()) => counted.imported += 1,
-        Err(StoreError::Conflict(duplicate)) if duplicate == own_key => counted.present += 1,
-        Err(StoreError::Conflict(duplicate)) => {
-            return Err(ImportError::Row {
-                table,
-                line,
-                reason: format!("another row already has this {duplicate}"),
-            })
-        }
-        Err(StoreError::MissingUser) => {
-            return Err(ImportError::Row {
-                table,
-                line,
-                reason: "its userId is not a user of the export".into(),
-            })
-        }
-        Err(other) => return Err(ImportError::Store(other.log_text())),
+/// What a refused row's failure means to the person importing.
+fn refused(refusal: RowRefused) -> ImportError {
+    let table = TABLES.get(refusal.table).copied().unwrap_or("users");
+    let reason = match refusal.error {
+        StoreError::Conflict(duplicate) => format!("another row already has this {duplicate}"),
+        StoreError::MissingUser => "its userId is not a user of the export".into(),
+        other if refusal.line == 0 => return ImportError::Store(other.log_text()),
+        other => other.log_text(),
+    };
+    ImportError::Row {
+        table,
+        line: refusal.line,
+        reason,
     }
-    Ok(())
 }
 
-/// Loads the guide's tables of `tables` into `store`.
+/// Loads the guide's tables of `export` into `store`, in one transaction.
 pub async fn import(
     store: &dyn Store,
-    tables: &BTreeMap<String, String>,
+    export: Export,
     allow_existing_users: bool,
 ) -> Result<Report, ImportError> {
     let started = Instant::now();
-    if !tables.contains_key("users") {
+    if !export.has_users {
         return Err(ImportError::NoUsers);
     }
     let store_error = |e: StoreError| ImportError::Store(e.log_text());
-    let mut report = Report {
-        ignored: tables
-            .keys()
-            .filter(|t| !t.starts_with('_') && !TABLES.contains(&t.as_str()))
-            .cloned()
-            .collect(),
-        ..Report::default()
-    };
+    let Export {
+        mut rows, ignored, ..
+    } = export;
 
-    // Users first; the refusal comes before any write.
-    let mut users = Vec::new();
-    for (line, row) in documents(tables, "users").enumerate() {
-        let (id, mut fields) = row?;
-        fields.insert("id".into(), Value::String(id));
-        users.push((
-            line + 1,
-            parse::<NewUser>("users", line + 1, fields)?.into_user(),
-        ));
-    }
-    let mut present = std::collections::HashSet::new();
-    for (_, user) in &users {
-        if store
-            .get_user(&user.id)
-            .await
-            .map_err(store_error)?
-            .is_some()
-        {
-            present.insert(user.id.clone());
+    // Users imported before are left as they are (their email may have
+    // changed since); the refusal comes before any write.
+    let mut present = 0u64;
+    let mut new_users = Vec::with_capacity(rows.users.len());
+    for (line, user) in rows.users {
+        match store.get_user(&user.id).await.map_err(store_error)? {
+            Some(_) => present += 1,
+            None => new_users.push((line, user)),
         }
     }
+    rows.users = new_users;
     let others = store
         .count_users()
         .await
         .map_err(store_error)?
-        .saturating_sub(present.len() as u64);
+        .saturating_sub(present);
     if others > 0 && !allow_existing_users {
         return Err(ImportError::OthersPresent { others });
     }
-    let mut counted = Counted::default();
-    for (line, user) in users {
-        if present.contains(&user.id) {
-            // Imported before (its email may have changed since: left as it is).
-            counted.present += 1;
-            continue;
-        }
-        let result = store.create_user(user).await.map(drop);
-        count(&mut counted, result, Duplicate::UserId, "users", line)?;
+    let mut counts = store.import_rows(rows).await.map_err(refused)?;
+    if let Some(users) = counts.first_mut() {
+        users.present += present;
     }
-    report.tables.insert("users", counted);
-
-    let mut counted = Counted::default();
-    for (line, row) in documents(tables, "accounts").enumerate() {
-        let account: Account = parse("accounts", line + 1, row?.1)?;
-        let result = store.link_account(account).await.map(drop);
-        count(
-            &mut counted,
-            result,
-            Duplicate::Account,
-            "accounts",
-            line + 1,
-        )?;
-    }
-    report.tables.insert("accounts", counted);
-
-    let mut counted = Counted::default();
-    for (line, row) in documents(tables, "sessions").enumerate() {
-        let session: Session = parse("sessions", line + 1, row?.1)?;
-        let result = store.create_session(session).await.map(drop);
-        count(
-            &mut counted,
-            result,
-            Duplicate::Session,
-            "sessions",
-            line + 1,
-        )?;
-    }
-    report.tables.insert("sessions", counted);
-
-    let mut counted = Counted::default();
-    for (line, row) in documents(tables, "verificationTokens").enumerate() {
-        let token: VerificationToken = parse("verificationTokens", line + 1, row?.1)?;
-        let result = store.create_verification_token(token).await.map(drop);
-        count(
-            &mut counted,
-            result,
-            Duplicate::VerificationToken,
-            "verificationTokens",
-            line + 1,
-        )?;
-    }
-    report.tables.insert("verificationTokens", counted);
-
-    let mut counted = Counted::default();
-    for (line, row) in documents(tables, "authenticators").enumerate() {
-        let authenticator: Authenticator = parse("authenticators", line + 1, row?.1)?;
-        let result = store.create_authenticator(authenticator).await.map(drop);
-        count(
-            &mut counted,
-            result,
-            Duplicate::Authenticator,
-            "authenticators",
-            line + 1,
-        )?;
-    }
-    report.tables.insert("authenticators", counted);
-    report.took = started.elapsed();
-    Ok(report)
+    Ok(Report {
+        tables: TABLES.iter().copied().zip(counts).collect(),
+        ignored,
+        took: started.elapsed(),
+    })
 }
 
 #[cfg(test)]
@@ -359,7 +375,7 @@ mod tests {
         let err = document("users", 3, "[1]").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "users/documents.jsonl, line 3: not a JSON object"
+            "users/documents.jsonl, line 3: not a JSON object; nothing was imported"
         );
     }
 

@@ -823,3 +823,62 @@ fn the_first_purge_runs_soon_after_start_and_clears_more_than_a_batch() {
         user
     );
 }
+
+#[test]
+fn an_import_writes_every_row_or_none_on_either_backend() {
+    let app = TestApp::spawn();
+    let export = app.dir.path().join("export");
+    let write = |table: &str, rows: &[Value]| {
+        std::fs::create_dir_all(export.join(table)).unwrap();
+        let lines: Vec<String> = rows.iter().map(Value::to_string).collect();
+        std::fs::write(
+            export.join(table).join("documents.jsonl"),
+            lines.join("\n") + "\n",
+        )
+        .unwrap();
+    };
+    write(
+        "users",
+        &[
+            json!({"_id": "imp-1", "email": "imp1@example.com"}),
+            json!({"_id": "imp-2", "email": "imp2@example.com"}),
+        ],
+    );
+    write(
+        "sessions",
+        &[
+            json!({"_id": "s1", "userId": "imp-1", "sessionToken": "imp-session", "expires": 4.0709088e12}),
+            // The last row names a user that is nowhere: found only as it is written.
+            json!({"_id": "s2", "userId": "nobody", "sessionToken": "imp-orphan", "expires": 4.0709088e12}),
+        ],
+    );
+    let path = export.to_str().unwrap().to_owned();
+    let (ok, out, err) = app.cli(&["import", "convex", &path]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("sessions/documents.jsonl, line 2"), "{err}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM users"),
+        0,
+        "nothing was written"
+    );
+
+    // Fixed, it loads whole; run again, it finds every row there.
+    write(
+        "sessions",
+        &[
+            json!({"_id": "s1", "userId": "imp-1", "sessionToken": "imp-session", "expires": 4.0709088e12}),
+        ],
+    );
+    let (ok, out, err) = app.cli(&["import", "convex", &path]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(app.count("SELECT count(*) FROM users"), 2);
+    let found = app.ok(
+        "getSessionAndUser",
+        json!({ "sessionToken": "imp-session" }),
+    );
+    assert_eq!(found["user"]["id"], "imp-1");
+    let (ok, out, err) = app.cli(&["import", "convex", &path]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("already there"), "{out}");
+    assert_eq!(app.count("SELECT count(*) FROM sessions"), 1);
+}

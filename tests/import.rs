@@ -263,3 +263,126 @@ fn a_broken_export_names_the_table_and_line_and_a_directory_works_too() {
     assert!(!ok);
     assert!(err.contains("nothing.zip"), "{err}");
 }
+
+/// The number of users in the database of `dir` (read beside a stopped server).
+fn users_in(dir: &Path) -> i64 {
+    rusqlite::Connection::open(dir.join("authstore.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_bad_last_row_leaves_the_database_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(serve(dir.path(), &[]).terminate().success());
+    write_export(dir.path());
+    let export = dir.path().join("export");
+    // The last row of the last table names a user the export does not have:
+    // found only when it is written, after every other row.
+    let authenticators = export.join("authenticators/documents.jsonl");
+    let mut text = std::fs::read_to_string(&authenticators).unwrap();
+    text.push_str(
+        &json!({"_id": "w2", "credentialID": "cred-2", "userId": "nobody",
+                "providerAccountId": "cred-2", "credentialPublicKey": "pk", "counter": 0,
+                "credentialDeviceType": "singleDevice", "credentialBackedUp": false})
+        .to_string(),
+    );
+    text.push('\n');
+    std::fs::write(&authenticators, text).unwrap();
+    let (ok, out, err) = import(dir.path(), &[export.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("authenticators/documents.jsonl, line 2")
+            && err.contains("nothing was imported"),
+        "{err}"
+    );
+    assert_eq!(
+        users_in(dir.path()),
+        0,
+        "rows before the bad one were written"
+    );
+}
+
+#[test]
+fn a_line_longer_than_the_adapters_body_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(serve(dir.path(), &[]).terminate().success());
+    write_export(dir.path());
+    let export = dir.path().join("export");
+    let users = export.join("users/documents.jsonl");
+    let mut text = std::fs::read_to_string(&users).unwrap();
+    // A 20 MiB field.
+    text.push_str(
+        &json!({"_id": "big", "email": "big@example.com", "name": "x".repeat(20 << 20)})
+            .to_string(),
+    );
+    text.push('\n');
+    std::fs::write(&users, text).unwrap();
+    let (ok, _, err) = import(dir.path(), &[export.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        err.contains("users/documents.jsonl, line 3") && err.contains("longer than 65536 bytes"),
+        "{err}"
+    );
+    assert_eq!(users_in(dir.path()), 0);
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn an_export_that_inflates_to_a_gigabyte_leaves_the_servers_memory_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("bomb.zip");
+    // The guide's users, and an app table of 1 GiB that deflates to about 1 MiB.
+    let made = output({
+        let mut command = Command::new("python3");
+        command.args([
+            "-c",
+            "import sys, zipfile\n\
+             with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n\
+             \x20   z.writestr('users/documents.jsonl', '{\"_id\": \"u1\", \"email\": \"a@example.com\"}\\n')\n\
+             \x20   line = b'{\"_id\": \"m\", \"body\": \"' + b'a' * 1000 + b'\"}\\n'\n\
+             \x20   with z.open('messages/documents.jsonl', 'w', force_zip64=True) as f:\n\
+             \x20       for _ in range(1024):\n\
+             \x20           f.write(line * 1024)\n",
+        ]);
+        command.arg(&zip);
+        command
+    });
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    eprintln!(
+        "the ZIP: {} KiB",
+        std::fs::metadata(&zip).unwrap().len() / 1024
+    );
+
+    let server = serve(dir.path(), &[]);
+    let pid = server.child.as_ref().unwrap().id();
+    let before = rss_kib(pid);
+    let (ok, out, err) = import(dir.path(), &[zip.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains("run by the server"),
+        "it ran inside the server: {err}"
+    );
+    assert!(
+        out.contains("messages"),
+        "the app table is named as left alone: {out}"
+    );
+    let grew = rss_kib(pid).saturating_sub(before);
+    eprintln!("the server grew by {grew} KiB ({before} KiB before)");
+    assert!(grew < 64 * 1024, "the server grew by {grew} KiB");
+    assert!(server.terminate().success());
+}

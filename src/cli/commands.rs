@@ -383,10 +383,9 @@ async fn import(target: &mut Target, source: ImportSource) -> Result<(), CliErro
         allow_existing_users,
     } = source;
     announce_database(&target.config, &mut target.err)?;
-    let tables = crate::convex_import::read_export(&export)?;
+    let export = crate::convex_import::read_export(&export, target.config.max_body_bytes)?;
     let store = target.store(true).await?;
-    let report =
-        crate::convex_import::import(store.as_ref(), &tables, allow_existing_users).await?;
+    let report = crate::convex_import::import(store.as_ref(), export, allow_existing_users).await?;
     let mut rows = 0;
     for (table, counted) in &report.tables {
         rows += counted.imported + counted.present;

@@ -13,6 +13,7 @@
 pub mod console;
 pub mod error;
 pub mod events;
+pub mod import;
 #[cfg(test)]
 pub mod memory;
 pub mod postgres;
@@ -202,9 +203,16 @@ pub trait KeyStore: Send + Sync + 'static {
 
 /// A whole backend. An `Arc<dyn Store>` coerces to any one of its parts
 /// (`Arc<dyn KeyStore>` ...) for callers that take only that.
-pub trait Store: AdapterStore + KeyStore + Maintenance + ConsoleStore + events::Outbox {}
+pub trait Store:
+    AdapterStore + KeyStore + Maintenance + ConsoleStore + events::Outbox + import::ImportStore
+{
+}
 
-impl<T: AdapterStore + KeyStore + Maintenance + ConsoleStore + events::Outbox> Store for T {}
+impl<
+        T: AdapterStore + KeyStore + Maintenance + ConsoleStore + events::Outbox + import::ImportStore,
+    > Store for T
+{
+}
 
 /// A session's `sid` in tokens and events: 128 bits of a hash of its stored
 /// digest, so it names the session without being anything that finds or

@@ -14,6 +14,7 @@ mod rows;
 pub mod schema;
 
 use self::rows::{write_error, ACCOUNT_COLUMNS, AUTHENTICATOR_COLUMNS, USER_COLUMNS};
+use super::import::{self, ImportCounts, ImportRows, ImportStore, RowRefused};
 use super::sealing::{self, TokenField};
 use super::{
     AdapterStore, Duplicate, Entity, KeyChanges, KeyRecord, KeySet, KeyStore, Maintenance, Purged,
@@ -36,6 +37,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_postgres::GenericClient;
 
 #[derive(Clone)]
 pub struct PostgresOptions {
@@ -350,30 +352,176 @@ async fn select_user(
         .transpose()
 }
 
+// The inserts of the adapter's create methods, on any client (a pooled
+// connection, or the transaction of an import).
+
+async fn insert_user(client: &impl GenericClient, user: &User) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO users (id, email, name, email_verified, image, extra) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &user.id,
+                &user.email,
+                &user.name,
+                &millis(user.email_verified),
+                &user.image,
+                &extra_json(&user.extra),
+            ],
+        )
+        .await
+        .map_err(|e| write_error(e, user_conflict))?;
+    Ok(())
+}
+
+async fn insert_account(client: &impl GenericClient, kek: &Kek, account: &Account) -> Result<()> {
+    let seal = |field, value: &Option<String>| {
+        let (provider, id) = (&account.provider, &account.provider_account_id);
+        sealing::seal_token(kek, provider, id, field, value.as_deref()).map_err(StoreError::backend)
+    };
+    let (refresh, access, id_token) = (
+        seal(TokenField::RefreshToken, &account.refresh_token)?,
+        seal(TokenField::AccessToken, &account.access_token)?,
+        seal(TokenField::IdToken, &account.id_token)?,
+    );
+    client
+        .execute(
+            &format!(
+                "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ),
+            &[
+                &account.user_id,
+                &account.kind,
+                &account.provider,
+                &account.provider_account_id,
+                &refresh,
+                &access,
+                &account.expires_at,
+                &account.token_type,
+                &account.scope,
+                &id_token,
+                &account.session_state,
+                &extra_json(&account.extra),
+            ],
+        )
+        .await
+        .map_err(|e| write_error(e, |_| Duplicate::Account))?;
+    Ok(())
+}
+
+async fn insert_session(client: &impl GenericClient, session: &Session) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO sessions (token_hash, user_id, expires) VALUES ($1, $2, $3)",
+            &[
+                &&sha256(session.session_token.as_bytes())[..],
+                &session.user_id,
+                &session.expires.millis(),
+            ],
+        )
+        .await
+        .map_err(|e| write_error(e, |_| Duplicate::Session))?;
+    Ok(())
+}
+
+async fn insert_verification_token(
+    client: &impl GenericClient,
+    token: &VerificationToken,
+) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO verification_tokens (identifier, token, expires) VALUES ($1, $2, $3)",
+            &[&token.identifier, &token.token, &token.expires.millis()],
+        )
+        .await
+        .map_err(|e| write_error(e, |_| Duplicate::VerificationToken))?;
+    Ok(())
+}
+
+async fn insert_authenticator(client: &impl GenericClient, a: &Authenticator) -> Result<()> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO authenticators ({AUTHENTICATOR_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ),
+            &[
+                &a.credential_id,
+                &a.user_id,
+                &a.provider_account_id,
+                &a.credential_public_key,
+                &i64::from(a.counter),
+                &a.credential_device_type,
+                &a.credential_backed_up,
+                &a.transports,
+            ],
+        )
+        .await
+        .map_err(|e| write_error(e, |_| Duplicate::Authenticator))?;
+    Ok(())
+}
+
+#[async_trait]
+impl ImportStore for PostgresStore {
+    async fn import_rows(&self, rows: ImportRows) -> std::result::Result<ImportCounts, RowRefused> {
+        let refused = Arc::new(std::sync::Mutex::new(None));
+        let failed = refused.clone();
+        let written = self
+            .with(move |mut client, kek| async move {
+                let mut tx = client.transaction().await?;
+                let mut counts = ImportCounts::default();
+                macro_rules! rows {
+                    ($table:expr, $rows:expr, |$row:ident| $insert:expr) => {
+                        for (line, $row) in &$rows {
+                            let savepoint = tx.savepoint("import_row").await?;
+                            let written = $insert(&*savepoint).await;
+                            let present = matches!(
+                                &written,
+                                Err(StoreError::Conflict(d)) if *d == import::own_key($table)
+                            );
+                            if present || written.is_err() {
+                                savepoint.rollback().await?;
+                            } else {
+                                savepoint.commit().await?;
+                            }
+                            if let Err(refusal) = import::count(&mut counts, $table, *line, written) {
+                                let error = StoreError::backend(refusal.error.log_text());
+                                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(refusal);
+                                // Dropped without a commit: the transaction rolls back.
+                                return Err(error);
+                            }
+                        }
+                    };
+                }
+                rows!(0, rows.users, |user| |c| insert_user(c, user));
+                rows!(1, rows.accounts, |account| |c| insert_account(c, &kek, account));
+                rows!(2, rows.sessions, |session| |c| insert_session(c, session));
+                rows!(3, rows.verification_tokens, |token| |c| insert_verification_token(c, token));
+                rows!(4, rows.authenticators, |a| |c| insert_authenticator(c, a));
+                tx.commit().await?;
+                Ok(counts)
+            })
+            .await;
+        written.map_err(|error| {
+            refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or(RowRefused {
+                    table: 0,
+                    line: 0,
+                    error,
+                })
+        })
+    }
+}
+
 #[async_trait]
 impl AdapterStore for PostgresStore {
     async fn create_user(&self, user: User) -> Result<User> {
         self.with(move |client, _| async move {
-            let statement = client
-                .prepare_cached(
-                    "INSERT INTO users (id, email, name, email_verified, image, extra) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .await?;
-            client
-                .execute(
-                    &statement,
-                    &[
-                        &user.id,
-                        &user.email,
-                        &user.name,
-                        &millis(user.email_verified),
-                        &user.image,
-                        &extra_json(&user.extra),
-                    ],
-                )
-                .await
-                .map_err(|e| write_error(e, user_conflict))?;
+            insert_user(&**client, &user).await?;
             Ok(user)
         })
         .await
@@ -461,42 +609,7 @@ impl AdapterStore for PostgresStore {
 
     async fn link_account(&self, account: Account) -> Result<Account> {
         self.with(move |client, kek| async move {
-            let seal = |field, value: &Option<String>| {
-                let (provider, id) = (&account.provider, &account.provider_account_id);
-                sealing::seal_token(&kek, provider, id, field, value.as_deref())
-                    .map_err(StoreError::backend)
-            };
-            let (refresh, access, id_token) = (
-                seal(TokenField::RefreshToken, &account.refresh_token)?,
-                seal(TokenField::AccessToken, &account.access_token)?,
-                seal(TokenField::IdToken, &account.id_token)?,
-            );
-            let statement = client
-                .prepare_cached(&format!(
-                    "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-                ))
-                .await?;
-            client
-                .execute(
-                    &statement,
-                    &[
-                        &account.user_id,
-                        &account.kind,
-                        &account.provider,
-                        &account.provider_account_id,
-                        &refresh,
-                        &access,
-                        &account.expires_at,
-                        &account.token_type,
-                        &account.scope,
-                        &id_token,
-                        &account.session_state,
-                        &extra_json(&account.extra),
-                    ],
-                )
-                .await
-                .map_err(|e| write_error(e, |_| Duplicate::Account))?;
+            insert_account(&**client, &kek, &account).await?;
             Ok(account)
         })
         .await
@@ -552,22 +665,7 @@ impl AdapterStore for PostgresStore {
 
     async fn create_session(&self, session: Session) -> Result<Session> {
         self.with(move |client, _| async move {
-            let statement = client
-                .prepare_cached(
-                    "INSERT INTO sessions (token_hash, user_id, expires) VALUES ($1, $2, $3)",
-                )
-                .await?;
-            client
-                .execute(
-                    &statement,
-                    &[
-                        &&sha256(session.session_token.as_bytes())[..],
-                        &session.user_id,
-                        &session.expires.millis(),
-                    ],
-                )
-                .await
-                .map_err(|e| write_error(e, |_| Duplicate::Session))?;
+            insert_session(&**client, &session).await?;
             Ok(session)
         })
         .await
@@ -662,19 +760,7 @@ impl AdapterStore for PostgresStore {
         token: VerificationToken,
     ) -> Result<VerificationToken> {
         self.with(move |client, _| async move {
-            let statement = client
-                .prepare_cached(
-                    "INSERT INTO verification_tokens (identifier, token, expires) \
-                     VALUES ($1, $2, $3)",
-                )
-                .await?;
-            client
-                .execute(
-                    &statement,
-                    &[&token.identifier, &token.token, &token.expires.millis()],
-                )
-                .await
-                .map_err(|e| write_error(e, |_| Duplicate::VerificationToken))?;
+            insert_verification_token(&**client, &token).await?;
             Ok(token)
         })
         .await
@@ -707,29 +793,7 @@ impl AdapterStore for PostgresStore {
 
     async fn create_authenticator(&self, authenticator: Authenticator) -> Result<Authenticator> {
         self.with(move |client, _| async move {
-            let a = &authenticator;
-            let statement = client
-                .prepare_cached(&format!(
-                    "INSERT INTO authenticators ({AUTHENTICATOR_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                ))
-                .await?;
-            client
-                .execute(
-                    &statement,
-                    &[
-                        &a.credential_id,
-                        &a.user_id,
-                        &a.provider_account_id,
-                        &a.credential_public_key,
-                        &i64::from(a.counter),
-                        &a.credential_device_type,
-                        &a.credential_backed_up,
-                        &a.transports,
-                    ],
-                )
-                .await
-                .map_err(|e| write_error(e, |_| Duplicate::Authenticator))?;
+            insert_authenticator(&**client, &authenticator).await?;
             Ok(authenticator)
         })
         .await

@@ -16,6 +16,7 @@ mod writer;
 use self::checkpoint::Checkpointer;
 use self::rows::{insert_error, millis, token_hash};
 use self::writer::Writer;
+use super::import::{self, ImportCounts, ImportRows, ImportStore, RowRefused};
 use super::sealing::{self, TokenField};
 use super::{
     AdapterStore, Duplicate, Entity, KeyChanges, KeyRecord, KeySet, KeyStore, Maintenance, Purged,
@@ -637,17 +638,144 @@ fn user_conflict(columns: &str) -> Duplicate {
     }
 }
 
+const INSERT_USER: &str = "INSERT INTO users (id, email, name, email_verified, image, extra) \
+                           VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+fn insert_account(conn: &Connection, kek: &Kek, account: &Account) -> Result<()> {
+    let seal = |field, value: &Option<String>| {
+        let (provider, id) = (&account.provider, &account.provider_account_id);
+        sealing::seal_token(kek, provider, id, field, value.as_deref()).map_err(Error::backend)
+    };
+    conn.prepare_cached(concat!(
+        "INSERT INTO accounts (",
+        account_columns!(),
+        ") \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    ))?
+    .execute(params![
+        account.user_id,
+        account.kind,
+        account.provider,
+        account.provider_account_id,
+        seal(TokenField::RefreshToken, &account.refresh_token)?,
+        seal(TokenField::AccessToken, &account.access_token)?,
+        account.expires_at,
+        account.token_type,
+        account.scope,
+        seal(TokenField::IdToken, &account.id_token)?,
+        account.session_state,
+        rows::extra_json(&account.extra),
+    ])
+    .map_err(|e| insert_error(e, |_| Duplicate::Account))?;
+    Ok(())
+}
+
+fn insert_session(conn: &Connection, session: &Session) -> Result<()> {
+    conn.prepare_cached("INSERT INTO sessions (token_hash, user_id, expires) VALUES (?1, ?2, ?3)")?
+        .execute(params![
+            token_hash(&session.session_token),
+            session.user_id,
+            session.expires.millis()
+        ])
+        .map_err(|e| insert_error(e, |_| Duplicate::Session))?;
+    Ok(())
+}
+
+fn insert_verification_token(conn: &Connection, token: &VerificationToken) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO verification_tokens (identifier, token, expires) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![
+        token.identifier,
+        token.token,
+        token.expires.millis()
+    ])
+    .map_err(|e| insert_error(e, |_| Duplicate::VerificationToken))?;
+    Ok(())
+}
+
+fn insert_authenticator(conn: &Connection, a: &Authenticator) -> Result<()> {
+    conn.prepare_cached(concat!(
+        "INSERT INTO authenticators (",
+        authenticator_columns!(),
+        ") \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    ))?
+    .execute(params![
+        a.credential_id,
+        a.user_id,
+        a.provider_account_id,
+        a.credential_public_key,
+        a.counter,
+        a.credential_device_type,
+        a.credential_backed_up,
+        a.transports,
+    ])
+    .map_err(|e| insert_error(e, |_| Duplicate::Authenticator))?;
+    Ok(())
+}
+
+#[async_trait]
+impl ImportStore for SqliteStore {
+    async fn import_rows(&self, rows: ImportRows) -> std::result::Result<ImportCounts, RowRefused> {
+        let kek = self.kek.clone();
+        // The writer runs the whole import in one savepoint: a row that fails
+        // rolls back every row before it. Which row it was comes back here.
+        let refused = Arc::new(std::sync::Mutex::new(None));
+        let failed = refused.clone();
+        let written = self
+            .writer
+            .run(move |conn| {
+                let mut counts = ImportCounts::default();
+                let result = (|| {
+                    for (line, user) in &rows.users {
+                        let written = write_user(conn, INSERT_USER, user);
+                        import::count(&mut counts, 0, *line, written)?;
+                    }
+                    for (line, account) in &rows.accounts {
+                        let written = insert_account(conn, &kek, account);
+                        import::count(&mut counts, 1, *line, written)?;
+                    }
+                    for (line, session) in &rows.sessions {
+                        import::count(&mut counts, 2, *line, insert_session(conn, session))?;
+                    }
+                    for (line, token) in &rows.verification_tokens {
+                        let written = insert_verification_token(conn, token);
+                        import::count(&mut counts, 3, *line, written)?;
+                    }
+                    for (line, authenticator) in &rows.authenticators {
+                        let written = insert_authenticator(conn, authenticator);
+                        import::count(&mut counts, 4, *line, written)?;
+                    }
+                    Ok(counts)
+                })();
+                result.map_err(|refusal: RowRefused| {
+                    let error = Error::backend(refusal.error.log_text());
+                    *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(refusal);
+                    error
+                })
+            })
+            .await;
+        written.map_err(|error| {
+            refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or(RowRefused {
+                    table: 0,
+                    line: 0,
+                    error,
+                })
+        })
+    }
+}
+
 #[async_trait]
 impl AdapterStore for SqliteStore {
     async fn create_user(&self, user: User) -> Result<User> {
         self.writer
             .run(move |conn| {
-                write_user(
-                    conn,
-                    "INSERT INTO users (id, email, name, email_verified, image, extra) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    &user,
-                )?;
+                write_user(conn, INSERT_USER, &user)?;
                 Ok(user)
             })
             .await
@@ -710,32 +838,7 @@ impl AdapterStore for SqliteStore {
         let kek = self.kek.clone();
         self.writer
             .run(move |conn| {
-                let seal = |field, value: &Option<String>| {
-                    let (provider, id) = (&account.provider, &account.provider_account_id);
-                    sealing::seal_token(&kek, provider, id, field, value.as_deref())
-                        .map_err(Error::backend)
-                };
-                conn.prepare_cached(concat!(
-                    "INSERT INTO accounts (",
-                    account_columns!(),
-                    ") \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-                ))?
-                .execute(params![
-                    account.user_id,
-                    account.kind,
-                    account.provider,
-                    account.provider_account_id,
-                    seal(TokenField::RefreshToken, &account.refresh_token)?,
-                    seal(TokenField::AccessToken, &account.access_token)?,
-                    account.expires_at,
-                    account.token_type,
-                    account.scope,
-                    seal(TokenField::IdToken, &account.id_token)?,
-                    account.session_state,
-                    rows::extra_json(&account.extra),
-                ])
-                .map_err(|e| insert_error(e, |_| Duplicate::Account))?;
+                insert_account(conn, &kek, &account)?;
                 Ok(account)
             })
             .await
@@ -799,15 +902,7 @@ impl AdapterStore for SqliteStore {
     async fn create_session(&self, session: Session) -> Result<Session> {
         self.writer
             .run(move |conn| {
-                conn.prepare_cached(
-                    "INSERT INTO sessions (token_hash, user_id, expires) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![
-                    token_hash(&session.session_token),
-                    session.user_id,
-                    session.expires.millis()
-                ])
-                .map_err(|e| insert_error(e, |_| Duplicate::Session))?;
+                insert_session(conn, &session)?;
                 Ok(session)
             })
             .await
@@ -903,13 +998,7 @@ impl AdapterStore for SqliteStore {
     ) -> Result<VerificationToken> {
         self.writer
             .run(move |conn| {
-                conn.prepare_cached(
-                    "INSERT INTO verification_tokens (identifier, token, expires) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![token.identifier, token.token, token.expires.millis()])
-                .map_err(|e| {
-                    insert_error(e, |_| Duplicate::VerificationToken)
-                })?;
+                insert_verification_token(conn, &token)?;
                 Ok(token)
             })
             .await
@@ -942,24 +1031,7 @@ impl AdapterStore for SqliteStore {
     async fn create_authenticator(&self, authenticator: Authenticator) -> Result<Authenticator> {
         self.writer
             .run(move |conn| {
-                let a = &authenticator;
-                conn.prepare_cached(concat!(
-                    "INSERT INTO authenticators (",
-                    authenticator_columns!(),
-                    ") \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-                ))?
-                .execute(params![
-                    a.credential_id,
-                    a.user_id,
-                    a.provider_account_id,
-                    a.credential_public_key,
-                    a.counter,
-                    a.credential_device_type,
-                    a.credential_backed_up,
-                    a.transports,
-                ])
-                .map_err(|e| insert_error(e, |_| Duplicate::Authenticator))?;
+                insert_authenticator(conn, &authenticator)?;
                 Ok(authenticator)
             })
             .await
