@@ -34,8 +34,8 @@ CREATE TABLE accounts (
     token_type          TEXT,
     scope               TEXT,
     id_token            BYTEA,              -- sealed under the KEK
-    session_state       TEXT,
-    extra               TEXT,
+    session_state       BYTEA,              -- sealed under the KEK
+    extra               BYTEA,              -- sealed under the KEK (the JSON object)
     PRIMARY KEY (provider, provider_account_id)
 );
 CREATE INDEX accounts_by_user ON accounts (user_id);
@@ -81,6 +81,8 @@ CREATE TABLE signing_keys (
     signs_from   BIGINT NOT NULL,
     retires_at   BIGINT,
     unpublish_at BIGINT,
+    row_seal     BYTEA,                         -- AEAD tag under the KEK over kid, algorithm,
+                                                -- public_key and the times (src/store/sealing.rs)
     CHECK ((private_key IS NULL) = (kek_id IS NULL))
 );
 
@@ -92,7 +94,10 @@ CREATE TABLE meta (
     id              INTEGER PRIMARY KEY CHECK (id = 1),
     schema_version  INTEGER NOT NULL,
     key_set_version BIGINT NOT NULL,
-    kek_id          TEXT
+    kek_id          TEXT,
+    -- false only between the upgrade to version 6 and the first start that
+    -- binds the rows already there under the KEK (key row seals, account values)
+    rows_bound      BOOLEAN NOT NULL DEFAULT true
 );
 -- schema_version is inserted by the code that applies this file.
 

@@ -1,4 +1,4 @@
--- authstore schema, version 4 (PRAGMA user_version).
+-- authstore schema, version 6 (PRAGMA user_version).
 --
 -- This file is the whole schema of the newest version. An empty database
 -- receives it in one transaction; an older one is upgraded by the numbered
@@ -7,9 +7,10 @@
 -- Conventions:
 --   * instants are INTEGER epoch milliseconds;
 --   * session tokens are stored only as their SHA-256 digest (32-byte BLOB);
---   * secrets (signing keys, OAuth tokens) are stored sealed: AES-256-GCM
---     under the key-encryption key (KEK) kept outside the database, bound to
---     their row by associated data (src/kek.rs);
+--   * secrets (signing keys, every account value beyond the adapter's plain
+--     columns) are stored sealed: AES-256-GCM under the key-encryption key
+--     (KEK) kept outside the database, bound to their row and owner by
+--     associated data (src/store/sealing.rs); key rows carry a seal too;
 --   * `extra` holds the fields Auth.js sent that have no column, as a JSON
 --     object (NULL when there are none);
 --   * text-keyed tables are WITHOUT ROWID: a keyed lookup walks one B-tree
@@ -35,8 +36,8 @@ CREATE TABLE accounts (
     token_type          TEXT,
     scope               TEXT,
     id_token            BLOB,              -- sealed under the KEK
-    session_state       TEXT,
-    extra               TEXT,
+    session_state       TEXT,              -- holds a BLOB: sealed under the KEK
+    extra               TEXT,              -- holds a BLOB: the JSON object, sealed under the KEK
     PRIMARY KEY (provider, provider_account_id)
 ) WITHOUT ROWID;
 CREATE INDEX accounts_by_user ON accounts (user_id);
@@ -87,6 +88,9 @@ CREATE TABLE signing_keys (
     signs_from   INTEGER NOT NULL,
     retires_at   INTEGER,
     unpublish_at INTEGER,
+    row_seal     BLOB,                       -- AEAD tag under the KEK over kid, algorithm,
+                                             -- public_key and the times: a row that fails is
+                                             -- never published or used
     CHECK ((private_key IS NULL) = (kek_id IS NULL))
 ) WITHOUT ROWID;
 

@@ -147,6 +147,19 @@ pub fn restore(config: &Config, from: &Path) -> Result<u64, RestoreError> {
     // not written through; the database is 0600 whatever the backup's mode.
     let _ = std::fs::remove_file(&staged);
     let bytes = crate::files::copy_private(from, &staged).map_err(io)?;
+    if let Err(e) = refuse_unsealed_key_rows(config, &staged) {
+        for leftover in [
+            staged.clone(),
+            with_suffix(&staged, "-wal"),
+            with_suffix(&staged, "-shm"),
+        ] {
+            let _ = std::fs::remove_file(leftover);
+        }
+        return Err(match e {
+            RestoreError::Unusable { reason, .. } => unusable(reason),
+            other => other,
+        });
+    }
     for stale in [with_suffix(database, "-wal"), with_suffix(database, "-shm")] {
         match std::fs::remove_file(&stale) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
@@ -155,6 +168,39 @@ pub fn restore(config: &Config, from: &Path) -> Result<u64, RestoreError> {
     }
     std::fs::rename(&staged, database).map_err(io)?;
     Ok(bytes)
+}
+
+/// Opens the staged copy of a backup as a store (migrating it, as the next
+/// start would) and refuses it when a key row fails its seal: a backup is
+/// a file anyone who held it could have changed.
+fn refuse_unsealed_key_rows(config: &Config, staged: &Path) -> Result<(), RestoreError> {
+    let mut staged_config = config.clone();
+    staged_config.database = staged.to_owned();
+    staged_config.sqlite.locking = Locking::Shared;
+    let unusable = |reason: String| RestoreError::Unusable {
+        path: staged.to_owned(),
+        reason,
+    };
+    let sealed_under = crate::store::sqlite::SqliteStore::sealed_under(staged)?;
+    let (kek, _) = crate::kek::resolve(config, sealed_under.as_deref())?;
+    let store = crate::open_sqlite(&staged_config, false, Arc::new(kek))
+        .map_err(|e| unusable(e.to_string()))?;
+    let set = actix_web::rt::System::new()
+        .block_on(crate::store::KeyStore::signing_keys(&store))
+        .map_err(|e| unusable(e.log_text()))?;
+    drop(store);
+    // Whatever opening it wrote goes into the file itself: only the file is
+    // renamed into place.
+    Connection::open(staged)
+        .and_then(|conn| conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())))
+        .map_err(|e| unusable(e.to_string()))?;
+    match set.refused.is_empty() {
+        true => Ok(()),
+        false => Err(unusable(format!(
+            "signing key rows fail their seal (written without the key-encryption key): {}",
+            set.refused.join(", ")
+        ))),
+    }
 }
 
 /// One finding of `authstore check`.
@@ -241,12 +287,21 @@ pub async fn check(config: &Config, store: Option<Arc<dyn Store>>) -> Vec<Findin
                 let signer = keys::current(&set.keys, now);
                 let ok = current == 1
                     && published > 0
-                    && signer.is_some_and(|k| k.private_key_der.is_some());
+                    && signer.is_some_and(|k| k.private_key_der.is_some())
+                    && set.refused.is_empty();
+                let refused = match set.refused.is_empty() {
+                    true => String::new(),
+                    false => format!(
+                        "; rows that fail their seal (written without the key-encryption key, \
+                         never published or used; delete them): {}",
+                        set.refused.join(", ")
+                    ),
+                };
                 add(
                     "key ring",
                     ok,
                     format!(
-                        "{current} current key (1 expected), {published} published, every private key opens under the KEK"
+                        "{current} current key (1 expected), {published} published, every private key opens under the KEK{refused}"
                     ),
                 );
             }

@@ -317,19 +317,7 @@ fn automatic_rotation_due_on_two_nodes_at_once_adds_one_waiting_key() {
     // The first key has signed for two days: with a one-day period, a
     // rotation is due on every node the moment it starts.
     let two_days_ago = authstore::timestamp::Timestamp::now().millis() - 2 * 86_400_000;
-    let backdate =
-        format!("UPDATE signing_keys SET created_at = {two_days_ago}, signs_from = {two_days_ago}");
-    match common::postgres_cluster() {
-        Some(_) => common::postgres_client(&shared.database)
-            .batch_execute(&backdate)
-            .unwrap(),
-        None => {
-            rusqlite::Connection::open(&shared.database)
-                .unwrap()
-                .execute_batch(&backdate)
-                .unwrap();
-        }
-    }
+    backdate_keys(&shared, two_days_ago);
     let rotating = [
         ("AUTHSTORE_KEY_ROTATION_DAYS", "1"),
         ("AUTHSTORE_KEY_LEAD_TIME_SECS", "3600"),
@@ -346,4 +334,75 @@ fn automatic_rotation_due_on_two_nodes_at_once_adds_one_waiting_key() {
     );
     assert_eq!(kids(&a).len(), 2);
     assert_eq!(a.jwks(), b.jwks());
+}
+
+/// Moves every key's creation and first signing to `at`, as the holder of
+/// the KEK would (each row's seal made again: a row changed without it is
+/// never used).
+fn backdate_keys(shared: &Shared, at: i64) {
+    use authstore::kek::Kek;
+    use authstore::secret::Secret;
+    use authstore::store::{sealing, KeyRecord};
+    use authstore::timestamp::Timestamp;
+    let select = "SELECT kid, algorithm, public_key, retires_at, unpublish_at, \
+                  (SELECT kek_id FROM meta) FROM signing_keys";
+    type Row = (String, String, Vec<u8>, Option<i64>, Option<i64>, String);
+    let rows: Vec<Row> = match common::postgres_cluster() {
+        Some(_) => common::postgres_client(&shared.database)
+            .query(select, &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+            .collect(),
+        None => {
+            let conn = rusqlite::Connection::open(&shared.database).unwrap();
+            let mut statement = conn.prepare(select).unwrap();
+            statement
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        }
+    };
+    for (kid, algorithm, public_key_der, retires_at, unpublish_at, kek_id) in rows {
+        let kek = Kek::for_record(&Secret::new(KEK).unwrap(), &kek_id).unwrap();
+        let record = KeyRecord {
+            kid,
+            algorithm,
+            public_key_der,
+            private_key_der: None,
+            created_at: Timestamp::from_millis(at),
+            signs_from: Timestamp::from_millis(at),
+            retires_at: retires_at.map(Timestamp::from_millis),
+            unpublish_at: unpublish_at.map(Timestamp::from_millis),
+        };
+        let seal = sealing::seal_key_row(&kek, &record).unwrap();
+        let update = "UPDATE signing_keys SET created_at = $1, signs_from = $1, row_seal = $2 \
+                      WHERE kid = $3";
+        match common::postgres_cluster() {
+            Some(_) => {
+                common::postgres_client(&shared.database)
+                    .execute(update, &[&at, &seal, &record.kid])
+                    .unwrap();
+            }
+            None => {
+                rusqlite::Connection::open(&shared.database)
+                    .unwrap()
+                    .execute(
+                        &update.replace('$', "?"),
+                        rusqlite::params![at, seal, record.kid],
+                    )
+                    .unwrap();
+            }
+        }
+    }
 }

@@ -326,7 +326,11 @@ fn a_version_1_database_gains_the_newer_tables_and_keeps_its_rows() {
         .batch_execute(
             "DROP TABLE console_links; DROP TABLE console_sessions; DROP INDEX users_by_name;
              DROP TABLE events; DROP TABLE webhook_endpoints; DROP TABLE webhook_deliveries;
-             DROP FUNCTION events_writer_lock; UPDATE meta SET schema_version = 1;",
+             DROP FUNCTION events_writer_lock; ALTER TABLE signing_keys DROP COLUMN row_seal;
+             ALTER TABLE meta DROP COLUMN rows_bound;
+             ALTER TABLE accounts ALTER COLUMN session_state TYPE TEXT USING NULL,
+                 ALTER COLUMN extra TYPE TEXT USING NULL;
+             UPDATE meta SET schema_version = 1;",
         )
         .unwrap();
     let app = common::TestApp::start(
@@ -334,7 +338,12 @@ fn a_version_1_database_gains_the_newer_tables_and_keeps_its_rows() {
         config,
         std::sync::Arc::new(authstore::clock::SystemClock),
     );
-    assert_eq!(app.count("SELECT schema_version::bigint FROM meta"), 5);
+    assert_eq!(app.count("SELECT schema_version::bigint FROM meta"), 6);
+    assert_eq!(app.count("SELECT count(*) FROM meta WHERE rows_bound"), 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM signing_keys WHERE row_seal IS NULL"),
+        0
+    );
     assert_eq!(app.count("SELECT count(*) FROM events"), 0);
     assert_eq!(
         app.count("SELECT count(*) FROM pg_trigger WHERE tgname = 'events_writer_lock'"),

@@ -475,3 +475,172 @@ fn a_database_sealed_under_a_first_format_key_id_opens_with_a_warning_naming_rew
     assert_eq!(server.jwks()["keys"].as_array().unwrap().len(), 1);
     assert!(server.terminate().success());
 }
+
+/// Runs `sql` on the database of `config` directly (either backend).
+fn execute(config: &authstore::Config, sql: &str) {
+    match config.postgres_url() {
+        Some(url) => common::postgres_client(url).batch_execute(sql).unwrap(),
+        None => rusqlite::Connection::open(&config.database)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap(),
+    }
+}
+
+/// A key row of someone else's public key, as anyone who can write the file
+/// could insert it: signing since a minute ago, no seal.
+fn planted_key_row() -> (String, String) {
+    let material = KeyMaterial::from_pem(KEY_PEM).unwrap();
+    let record = material
+        .record(Timestamp::now().plus_secs(0), Timestamp::now())
+        .unwrap();
+    let hex: String = record
+        .public_key_der
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let since = Timestamp::now().millis() - 60_000;
+    let literal = |postgres: bool| match postgres {
+        true => format!("'\\x{hex}'::bytea"),
+        false => format!("X'{hex}'"),
+    };
+    let sql = |postgres: bool| {
+        format!(
+            "INSERT INTO signing_keys (kid, algorithm, public_key, created_at, signs_from) \
+             VALUES ('{}', 'RS256', {}, {since}, {since}); \
+             UPDATE meta SET key_set_version = key_set_version + 1;",
+            record.kid,
+            literal(postgres)
+        )
+    };
+    (record.kid.clone(), sql(common::on_postgres()))
+}
+
+#[test]
+fn a_tampered_key_row_is_never_published_and_check_names_it() {
+    let app = TestApp::spawn();
+    let (dir, config) = app.stop();
+    let (kid, sql) = planted_key_row();
+    execute(&config, &sql);
+    let app = TestApp::start(dir, config, Arc::new(authstore::clock::SystemClock));
+    let (status, jwks) = app.get("/.well-known/jwks.json");
+    assert_eq!(status, 200);
+    let jwks: serde_json::Value = jwks.into_json().unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(
+        !kids.contains(&kid.as_str()),
+        "the planted key is published: {kids:?}"
+    );
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    // Tokens are still signed by the real key.
+    let user = app.ok("createUser", json!({ "user": common::user_fixture() }));
+    app.ok(
+        "createSession",
+        json!({ "session": { "sessionToken": "tampered-s", "userId": user["id"],
+                             "expires": "2099-01-01T00:00:00.000Z" } }),
+    );
+    app.sid_of("tampered-s");
+    // `check` (SQLite files) fails and names the row.
+    if !common::on_postgres() {
+        let (ok, out, _) = app.cli(&["check"]);
+        assert!(!ok, "{out}");
+        assert!(
+            out.contains("fail their seal") && out.contains(&kid),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn restore_refuses_a_backup_with_a_tampered_key_row() {
+    if common::on_postgres() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    assert!(serve(dir.path(), &[]).terminate().success());
+    let (ok, _, err) = common::process::run(dir.path(), &["backup", "backup.db"]);
+    assert!(ok, "{err}");
+    let (kid, sql) = planted_key_row();
+    rusqlite::Connection::open(dir.path().join("backup.db"))
+        .unwrap()
+        .execute_batch(&sql)
+        .unwrap();
+    let before = std::fs::read(dir.path().join("authstore.db")).unwrap();
+    let (ok, out, err) = common::process::run(dir.path(), &["restore", "backup.db"]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("fail their seal") && err.contains(&kid),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("authstore.db")).unwrap(),
+        before,
+        "the database was replaced"
+    );
+    assert!(!dir.path().join("authstore.db.restoring").exists());
+}
+
+#[test]
+fn a_tampered_account_row_re_pointed_at_another_user_opens_nothing() {
+    let app = TestApp::spawn();
+    let ada = app.ok(
+        "createUser",
+        json!({ "user": { "email": "ada@example.com" } }),
+    );
+    let mallory = app.ok(
+        "createUser",
+        json!({ "user": { "email": "mallory@example.com" } }),
+    );
+    app.ok(
+        "linkAccount",
+        json!({ "account": { "userId": ada["id"], "type": "oauth", "provider": "github",
+                             "providerAccountId": "7", "access_token": "ada-access-token-5e1f" } }),
+    );
+    execute(
+        &app.config,
+        &format!(
+            "UPDATE accounts SET user_id = '{}' WHERE provider_account_id = '7'",
+            mallory["id"].as_str().unwrap()
+        ),
+    );
+    let (status, body) = app.call(
+        "getAccount",
+        json!({ "provider": "github", "providerAccountId": "7" }),
+    );
+    assert_ne!(status, 200, "{body}");
+    assert!(
+        !body.to_string().contains("ada-access-token-5e1f"),
+        "{body}"
+    );
+}
+
+#[test]
+fn session_state_and_extra_account_fields_are_sealed_at_rest() {
+    let app = TestApp::spawn();
+    let user = app.ok("createUser", json!({ "user": common::user_fixture() }));
+    app.ok(
+        "linkAccount",
+        json!({ "account": { "userId": user["id"], "type": "oauth", "provider": "twitter",
+                             "providerAccountId": "9", "session_state": "state-plain-81c3",
+                             "oauth_token_secret": "oauth1-secret-27d9" } }),
+    );
+    let account = app.ok(
+        "getAccount",
+        json!({ "provider": "twitter", "providerAccountId": "9" }),
+    );
+    assert_eq!(account["session_state"], "state-plain-81c3");
+    assert_eq!(account["oauth_token_secret"], "oauth1-secret-27d9");
+    let (dir, config) = app.stop();
+    let stored = common::stored_bytes(&config, dir.path());
+    for secret in ["state-plain-81c3", "oauth1-secret-27d9"] {
+        assert!(
+            !contains(&stored, secret.as_bytes()),
+            "{secret} is readable in the database"
+        );
+    }
+}

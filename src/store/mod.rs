@@ -69,6 +69,9 @@ pub struct KeySet {
     /// Bumped by every change; changes are compare-and-swapped against it.
     pub version: i64,
     pub keys: Vec<KeyRecord>,
+    /// Kids of rows that fail their seal (written without the KEK): left
+    /// out of `keys`, so never published or used.
+    pub refused: Vec<String>,
 }
 
 /// Changes to the key set, applied together in one transaction.

@@ -201,7 +201,14 @@ impl PostgresStore {
             if found == 0 {
                 log::info!("created the authstore schema (version {})", schema::VERSION);
             }
-            bind_kek(&client, kek, &at).await
+            let kek = bind_kek(&client, kek, &at).await?;
+            bind_existing_rows(&mut client, &kek)
+                .await
+                .map_err(|e| OpenError::Connect {
+                    at: at.clone(),
+                    reason: format!("binding the rows of schema version 6: {}", e.log_text()),
+                })?;
+            Ok(kek)
         });
         match setup.await {
             Ok(result) => result.map(|kek| {
@@ -317,6 +324,115 @@ async fn bind_kek(client: &Object, kek: Arc<Kek>, at: &str) -> Result<Arc<Kek>, 
     }
 }
 
+/// Once, after the upgrade to schema version 6 (under the migration lock,
+/// however many nodes start together): seals every key row, and re-seals
+/// every account value bound to its owner (tokens sealed the first way,
+/// `session_state` and `extra` as they were).
+async fn bind_existing_rows(client: &mut Object, kek: &Kek) -> Result<()> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&schema::MIGRATION_LOCK],
+    )
+    .await?;
+    let bound: bool = tx
+        .query_one("SELECT rows_bound FROM meta WHERE id = 1", &[])
+        .await?
+        .try_get(0)?;
+    if bound {
+        return Ok(());
+    }
+    for row in tx
+        .query(
+            "SELECT kid, algorithm, public_key, created_at, signs_from, retires_at, unpublish_at \
+             FROM signing_keys",
+            &[],
+        )
+        .await?
+    {
+        let key = KeyRecord {
+            kid: row.try_get(0)?,
+            algorithm: row.try_get(1)?,
+            public_key_der: row.try_get(2)?,
+            private_key_der: None,
+            created_at: Timestamp::from_millis(row.try_get(3)?),
+            signs_from: Timestamp::from_millis(row.try_get(4)?),
+            retires_at: row
+                .try_get::<_, Option<i64>>(5)?
+                .map(Timestamp::from_millis),
+            unpublish_at: row
+                .try_get::<_, Option<i64>>(6)?
+                .map(Timestamp::from_millis),
+        };
+        tx.execute(
+            "UPDATE signing_keys SET row_seal = $2 WHERE kid = $1",
+            &[&key.kid, &sealing::seal_key_row(kek, &key)?],
+        )
+        .await?;
+    }
+    let fields = [
+        TokenField::RefreshToken,
+        TokenField::AccessToken,
+        TokenField::IdToken,
+    ];
+    for row in tx
+        .query(
+            "SELECT provider, provider_account_id, user_id, refresh_token, access_token, \
+             id_token, session_state, extra FROM accounts",
+            &[],
+        )
+        .await?
+    {
+        let (provider, provider_account_id, user_id): (String, String, String) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        let owner = sealing::AccountRow {
+            provider: &provider,
+            provider_account_id: &provider_account_id,
+            user_id: &user_id,
+        };
+        let mut sealed: Vec<Option<Vec<u8>>> = Vec::with_capacity(5);
+        for (at, field) in (3..).zip(fields) {
+            let old: Option<&[u8]> = row.try_get(at)?;
+            let plain =
+                sealing::first::open_token(kek, &provider, &provider_account_id, field, old)
+                    .map_err(|e| {
+                        StoreError::backend(format!("an account token does not open: {e}"))
+                    })?;
+            sealed.push(
+                sealing::seal_token(kek, owner, field, plain.as_deref())
+                    .map_err(StoreError::backend)?,
+            );
+        }
+        for (at, field) in [(6, TokenField::SessionState), (7, TokenField::Extra)] {
+            let plain: Option<&[u8]> = row.try_get(at)?;
+            let plain = plain.map(String::from_utf8_lossy);
+            sealed.push(
+                sealing::seal_token(kek, owner, field, plain.as_deref())
+                    .map_err(StoreError::backend)?,
+            );
+        }
+        tx.execute(
+            "UPDATE accounts SET refresh_token = $3, access_token = $4, id_token = $5, \
+             session_state = $6, extra = $7 WHERE provider = $1 AND provider_account_id = $2",
+            &[
+                &provider,
+                &provider_account_id,
+                &sealed.first(),
+                &sealed.get(1),
+                &sealed.get(2),
+                &sealed.get(3),
+                &sealed.get(4),
+            ],
+        )
+        .await?;
+    }
+    tx.execute("UPDATE meta SET rows_bound = true WHERE id = 1", &[])
+        .await?;
+    tx.commit().await?;
+    log::info!("bound the rows already in the database to the key-encryption key (schema 6)");
+    Ok(())
+}
+
 fn millis(t: Option<Timestamp>) -> Option<i64> {
     t.map(Timestamp::millis)
 }
@@ -376,13 +492,17 @@ async fn insert_user(client: &impl GenericClient, user: &User) -> Result<()> {
 
 async fn insert_account(client: &impl GenericClient, kek: &Kek, account: &Account) -> Result<()> {
     let seal = |field, value: &Option<String>| {
-        let (provider, id) = (&account.provider, &account.provider_account_id);
-        sealing::seal_token(kek, provider, id, field, value.as_deref()).map_err(StoreError::backend)
+        sealing::seal_token(kek, sealing::account_row(account), field, value.as_deref())
+            .map_err(StoreError::backend)
     };
     let (refresh, access, id_token) = (
         seal(TokenField::RefreshToken, &account.refresh_token)?,
         seal(TokenField::AccessToken, &account.access_token)?,
         seal(TokenField::IdToken, &account.id_token)?,
+    );
+    let (session_state, extra) = (
+        seal(TokenField::SessionState, &account.session_state)?,
+        seal(TokenField::Extra, &extra_json(&account.extra))?,
     );
     client
         .execute(
@@ -401,8 +521,8 @@ async fn insert_account(client: &impl GenericClient, kek: &Kek, account: &Accoun
                 &account.token_type,
                 &account.scope,
                 &id_token,
-                &account.session_state,
-                &extra_json(&account.extra),
+                &session_state,
+                &extra,
             ],
         )
         .await
@@ -986,7 +1106,7 @@ impl KeyStore for PostgresStore {
                 let rows = tx
                     .query(
                         "SELECT kid, algorithm, public_key, private_key, kek_id, created_at, \
-                         signs_from, retires_at, unpublish_at \
+                         signs_from, retires_at, unpublish_at, row_seal \
                          FROM signing_keys ORDER BY signs_from, created_at",
                         &[],
                     )
@@ -1008,16 +1128,24 @@ impl KeyStore for PostgresStore {
                             .try_get::<_, Option<i64>>(8)?
                             .map(Timestamp::from_millis),
                     };
-                    keys.push((record, row.try_get::<_, Option<String>>(4)?));
+                    let seal: Option<Vec<u8>> = row.try_get(9)?;
+                    keys.push((record, row.try_get::<_, Option<String>>(4)?, seal));
                 }
                 Ok((version, keys))
             })
             .await?;
-        let keys = sealed
-            .into_iter()
-            .map(|(record, kek_id)| sealing::open_signing_key(&self.kek, record, kek_id))
-            .collect::<Result<_>>()?;
-        Ok(KeySet { version, keys })
+        let mut set = KeySet {
+            version,
+            ..KeySet::default()
+        };
+        for (record, kek_id, seal) in sealed {
+            let kid = record.kid.clone();
+            match sealing::open_signing_key(&self.kek, record, kek_id, seal.as_deref())? {
+                Some(record) => set.keys.push(record),
+                None => set.refused.push(kid),
+            }
+        }
+        Ok(set)
     }
 
     async fn key_set_version(&self) -> Result<i64> {
@@ -1053,10 +1181,11 @@ impl KeyStore for PostgresStore {
                     .transpose()
                     .map_err(StoreError::backend)?;
                 let kek_id = sealed.as_ref().map(|_| kek.id().to_owned());
+                let row_seal = sealing::seal_key_row(&kek, key)?;
                 tx.execute(
                     "INSERT INTO signing_keys (kid, algorithm, public_key, private_key, kek_id, \
-                     created_at, signs_from, retires_at, unpublish_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     created_at, signs_from, retires_at, unpublish_at, row_seal) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                     &[
                         &key.kid,
                         &key.algorithm,
@@ -1067,6 +1196,7 @@ impl KeyStore for PostgresStore {
                         &key.signs_from.millis(),
                         &millis(key.retires_at),
                         &millis(key.unpublish_at),
+                        &row_seal,
                     ],
                 )
                 .await
@@ -1074,13 +1204,14 @@ impl KeyStore for PostgresStore {
             }
             for key in &changes.reschedule {
                 tx.execute(
-                    "UPDATE signing_keys SET signs_from = $2, retires_at = $3, unpublish_at = $4 \
-                     WHERE kid = $1",
+                    "UPDATE signing_keys SET signs_from = $2, retires_at = $3, unpublish_at = $4, \
+                     row_seal = $5 WHERE kid = $1",
                     &[
                         &key.kid,
                         &key.signs_from.millis(),
                         &millis(key.retires_at),
                         &millis(key.unpublish_at),
+                        &sealing::seal_key_row(&kek, key)?,
                     ],
                 )
                 .await?;

@@ -29,26 +29,37 @@ pub fn user(row: &Row, at: usize) -> Result<User, StoreError> {
     })
 }
 
-/// Reads an account (in [`ACCOUNT_COLUMNS`] order), opening its sealed tokens.
+/// Reads an account (in [`ACCOUNT_COLUMNS`] order), opening its sealed values.
 pub fn account(row: &Row, kek: &Kek) -> Result<Account, StoreError> {
+    let user_id: String = row.try_get(0)?;
     let provider: String = row.try_get(2)?;
     let provider_account_id: String = row.try_get(3)?;
-    let token = |at: usize, field| -> Result<Option<String>, StoreError> {
+    let owner = sealing::AccountRow {
+        provider: &provider,
+        provider_account_id: &provider_account_id,
+        user_id: &user_id,
+    };
+    let value = |at: usize, field| -> Result<Option<String>, StoreError> {
         let sealed: Option<&[u8]> = row.try_get(at)?;
-        sealing::open_token(kek, &provider, &provider_account_id, field, sealed)
-            .map_err(|e| StoreError::backend(format!("an account token does not open: {e}")))
+        sealing::open_token(kek, owner, field, sealed)
+            .map_err(|e| StoreError::backend(format!("an account value does not open: {e}")))
+    };
+    let extra = match value(11, TokenField::Extra)? {
+        None => Extra::new(),
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| StoreError::backend(format!("an account's extra is not JSON: {e}")))?,
     };
     Ok(Account {
-        user_id: row.try_get(0)?,
         kind: row.try_get(1)?,
-        refresh_token: token(4, TokenField::RefreshToken)?,
-        access_token: token(5, TokenField::AccessToken)?,
+        refresh_token: value(4, TokenField::RefreshToken)?,
+        access_token: value(5, TokenField::AccessToken)?,
         expires_at: row.try_get(6)?,
         token_type: row.try_get(7)?,
         scope: row.try_get(8)?,
-        id_token: token(9, TokenField::IdToken)?,
-        session_state: row.try_get(10)?,
-        extra: extra(row, 11)?,
+        id_token: value(9, TokenField::IdToken)?,
+        session_state: value(10, TokenField::SessionState)?,
+        extra,
+        user_id,
         provider,
         provider_account_id,
     })

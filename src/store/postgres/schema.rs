@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 pub const SCHEMA: &str = include_str!("../../../schema.postgres.sql");
 
 /// The schema version this build writes.
-pub const VERSION: i32 = 5;
+pub const VERSION: i32 = 6;
 
 /// `STEPS[v - 1]` is the SQL that upgrades version `v` to `v + 1`. Steps
 /// that must re-seal data under the KEK will need code, as SQLite's v1 → v2.
@@ -72,11 +72,19 @@ $$;
 CREATE TRIGGER events_writer_lock BEFORE INSERT ON events
     FOR EACH STATEMENT EXECUTE FUNCTION events_writer_lock();
 "#,
+    // 5 -> 6: key row seals, account values sealed (bound by code at the
+    // first start with the KEK: `bind_existing_rows`).
+    r#"ALTER TABLE signing_keys ADD COLUMN row_seal BYTEA;
+ALTER TABLE accounts ALTER COLUMN session_state TYPE BYTEA USING convert_to(session_state, 'UTF8'),
+    ALTER COLUMN extra TYPE BYTEA USING convert_to(extra, 'UTF8');
+ALTER TABLE meta ADD COLUMN rows_bound BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE meta ALTER COLUMN rows_bound SET DEFAULT true;
+"#,
 ];
 
 /// The advisory lock every node takes to create or migrate the schema (a
 /// constant: "authstore" in ASCII, folded into 64 bits).
-const MIGRATION_LOCK: i64 = 0x6175_7468_7374_6f72;
+pub const MIGRATION_LOCK: i64 = 0x6175_7468_7374_6f72;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {

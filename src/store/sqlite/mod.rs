@@ -317,34 +317,8 @@ impl SqliteStore {
                     )?;
                     count += 1;
                 }
-                type Tokens = (String, String, Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
-                let accounts: Vec<Tokens> = tx
-                    .prepare(
-                        "SELECT provider, provider_account_id, refresh_token, access_token, id_token \
-                         FROM accounts WHERE refresh_token IS NOT NULL OR access_token IS NOT NULL \
-                         OR id_token IS NOT NULL",
-                    )?
-                    .query_map([], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
-                    })?
-                    .collect::<rusqlite::Result<_>>()?;
-                for (provider, account_id, refresh, access, id) in accounts {
-                    let mut reseal = |field, sealed: Option<Vec<u8>>| -> Result<Option<Vec<u8>>> {
-                        let plain = sealing::open_token(&old, &provider, &account_id, field, sealed.as_deref())
-                            .map_err(|e| Error::backend(format!("an account token does not open: {e}")))?;
-                        count += usize::from(plain.is_some());
-                        sealing::seal_token(&new, &provider, &account_id, field, plain.as_deref())
-                            .map_err(Error::backend)
-                    };
-                    let refresh = reseal(TokenField::RefreshToken, refresh)?;
-                    let access = reseal(TokenField::AccessToken, access)?;
-                    let id = reseal(TokenField::IdToken, id)?;
-                    tx.execute(
-                        "UPDATE accounts SET refresh_token = ?3, access_token = ?4, id_token = ?5 \
-                         WHERE provider = ?1 AND provider_account_id = ?2",
-                        params![provider, account_id, refresh, access, id],
-                    )?;
-                }
+                reseal_key_rows(&tx, &old, &new)?;
+                count += reseal_accounts(&tx, &old, &new)?;
                 tx.execute(
                     "UPDATE meta SET kek_id = ?1, key_set_version = key_set_version + 1 WHERE id = 1",
                     [new.id()],
@@ -474,6 +448,96 @@ fn probe_writable(conn: &Connection, path: &Path) -> Result<(), OpenError> {
             source,
         }
     })
+}
+
+/// Re-seals every key row's seal under `new` (after checking it under
+/// `old`: a row that fails is refused, not laundered).
+fn reseal_key_rows(tx: &Connection, old: &Kek, new: &Kek) -> Result<()> {
+    let rows: Vec<(KeyRecord, Option<Vec<u8>>)> = tx
+        .prepare(
+            "SELECT kid, algorithm, public_key, created_at, signs_from, retires_at, unpublish_at, \
+             row_seal FROM signing_keys",
+        )?
+        .query_map([], |row| Ok((rows::key_row(row)?, row.get(7)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (record, seal) in &rows {
+        if !sealing::key_row_intact(old, record, seal.as_deref()) {
+            return Err(Error::backend(format!(
+                "signing key row {} fails its seal; remove it before moving to a new key",
+                record.kid
+            )));
+        }
+        tx.execute(
+            "UPDATE signing_keys SET row_seal = ?2 WHERE kid = ?1",
+            params![record.kid, sealing::seal_key_row(new, record)?],
+        )?;
+    }
+    Ok(())
+}
+
+/// The sealed columns of an account, in the order `reseal_accounts` reads them.
+const SEALED_ACCOUNT_FIELDS: [TokenField; 5] = [
+    TokenField::RefreshToken,
+    TokenField::AccessToken,
+    TokenField::IdToken,
+    TokenField::SessionState,
+    TokenField::Extra,
+];
+
+/// Re-seals every sealed account value under `new`. Returns how many.
+fn reseal_accounts(tx: &Connection, old: &Kek, new: &Kek) -> Result<usize> {
+    type Sealed = [Option<Vec<u8>>; 5];
+    let accounts: Vec<(String, String, String, Sealed)> = tx
+        .prepare(
+            "SELECT provider, provider_account_id, user_id, refresh_token, access_token, \
+             id_token, session_state, extra FROM accounts",
+        )?
+        .query_map([], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                [
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                    row.get(7)?,
+                ],
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut count = 0;
+    for (provider, provider_account_id, user_id, sealed) in accounts {
+        let row = sealing::AccountRow {
+            provider: &provider,
+            provider_account_id: &provider_account_id,
+            user_id: &user_id,
+        };
+        let mut resealed: Sealed = Default::default();
+        for ((field, value), out) in SEALED_ACCOUNT_FIELDS.iter().zip(&sealed).zip(&mut resealed) {
+            let plain = sealing::open_token(old, row, *field, value.as_deref())
+                .map_err(|e| Error::backend(format!("an account value does not open: {e}")))?;
+            count += usize::from(plain.is_some());
+            *out =
+                sealing::seal_token(new, row, *field, plain.as_deref()).map_err(Error::backend)?;
+        }
+        let [refresh, access, id, state, extra] = resealed;
+        tx.execute(
+            "UPDATE accounts SET refresh_token = ?3, access_token = ?4, id_token = ?5, \
+             session_state = ?6, extra = ?7 WHERE provider = ?1 AND provider_account_id = ?2",
+            params![
+                provider,
+                provider_account_id,
+                refresh,
+                access,
+                id,
+                state,
+                extra
+            ],
+        )?;
+    }
+    Ok(count)
 }
 
 fn inode_of(path: &Path) -> std::io::Result<u64> {
@@ -643,8 +707,8 @@ const INSERT_USER: &str = "INSERT INTO users (id, email, name, email_verified, i
 
 fn insert_account(conn: &Connection, kek: &Kek, account: &Account) -> Result<()> {
     let seal = |field, value: &Option<String>| {
-        let (provider, id) = (&account.provider, &account.provider_account_id);
-        sealing::seal_token(kek, provider, id, field, value.as_deref()).map_err(Error::backend)
+        sealing::seal_token(kek, sealing::account_row(account), field, value.as_deref())
+            .map_err(Error::backend)
     };
     conn.prepare_cached(concat!(
         "INSERT INTO accounts (",
@@ -663,8 +727,8 @@ fn insert_account(conn: &Connection, kek: &Kek, account: &Account) -> Result<()>
         account.token_type,
         account.scope,
         seal(TokenField::IdToken, &account.id_token)?,
-        account.session_state,
-        rows::extra_json(&account.extra),
+        seal(TokenField::SessionState, &account.session_state)?,
+        seal(TokenField::Extra, &rows::extra_json(&account.extra))?,
     ])
     .map_err(|e| insert_error(e, |_| Duplicate::Account))?;
     Ok(())
@@ -1206,7 +1270,7 @@ impl KeyStore for SqliteStore {
             let keys = tx
                 .prepare_cached(
                     "SELECT kid, algorithm, public_key, private_key, kek_id, created_at, \
-                     signs_from, retires_at, unpublish_at \
+                     signs_from, retires_at, unpublish_at, row_seal \
                      FROM signing_keys ORDER BY signs_from, created_at",
                 )?
                 .query_map([], |row| {
@@ -1220,16 +1284,24 @@ impl KeyStore for SqliteStore {
                         retires_at: row.get::<_, Option<i64>>(7)?.map(Timestamp::from_millis),
                         unpublish_at: row.get::<_, Option<i64>>(8)?.map(Timestamp::from_millis),
                     };
-                    Ok((record, row.get::<_, Option<String>>(4)?))
+                    let seal: Option<Vec<u8>> = row.get(9)?;
+                    Ok((record, row.get::<_, Option<String>>(4)?, seal))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok((version, keys))
         })?;
-        let keys = sealed
-            .into_iter()
-            .map(|(record, kek_id)| sealing::open_signing_key(&self.kek, record, kek_id))
-            .collect::<Result<_>>()?;
-        Ok(KeySet { version, keys })
+        let mut set = KeySet {
+            version,
+            ..KeySet::default()
+        };
+        for (record, kek_id, seal) in sealed {
+            let kid = record.kid.clone();
+            match sealing::open_signing_key(&self.kek, record, kek_id, seal.as_deref())? {
+                Some(record) => set.keys.push(record),
+                None => set.refused.push(kid),
+            }
+        }
+        Ok(set)
     }
 
     async fn key_set_version(&self) -> Result<i64> {
@@ -1261,10 +1333,11 @@ impl KeyStore for SqliteStore {
                         .transpose()
                         .map_err(Error::backend)?;
                     let kek_id = sealed.as_ref().map(|_| kek.id());
+                    let row_seal = sealing::seal_key_row(&kek, key)?;
                     tx.prepare_cached(
                         "INSERT INTO signing_keys (kid, algorithm, public_key, private_key, kek_id, \
-                         created_at, signs_from, retires_at, unpublish_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                         created_at, signs_from, retires_at, unpublish_at, row_seal) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     )?
                     .execute(params![
                         key.kid,
@@ -1276,19 +1349,21 @@ impl KeyStore for SqliteStore {
                         key.signs_from.millis(),
                         millis(key.retires_at),
                         millis(key.unpublish_at),
+                        row_seal,
                     ])
                     .map_err(|e| insert_error(e, |_| Duplicate::SigningKey))?;
                 }
                 for key in &changes.reschedule {
                     tx.prepare_cached(
-                        "UPDATE signing_keys SET signs_from = ?2, retires_at = ?3, unpublish_at = ?4 \
-                         WHERE kid = ?1",
+                        "UPDATE signing_keys SET signs_from = ?2, retires_at = ?3, unpublish_at = ?4, \
+                         row_seal = ?5 WHERE kid = ?1",
                     )?
                     .execute(params![
                         key.kid,
                         key.signs_from.millis(),
                         millis(key.retires_at),
                         millis(key.unpublish_at),
+                        sealing::seal_key_row(&kek, key)?,
                     ])?;
                 }
                 // Erased private halves are zeroed in the file, not just unlinked.

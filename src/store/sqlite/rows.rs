@@ -3,7 +3,7 @@
 use crate::kek::Kek;
 use crate::model::{Account, Authenticator, Extra, User};
 use crate::store::sealing::{self, TokenField};
-use crate::store::{Duplicate, StoreError as Error};
+use crate::store::{Duplicate, KeyRecord, StoreError as Error};
 use crate::timestamp::Timestamp;
 use rusqlite::{ffi, Row};
 
@@ -44,27 +44,54 @@ pub fn user(row: &Row<'_>, at: usize) -> rusqlite::Result<User> {
 /// Reads an account (in `account_columns!()` order), opening its sealed
 /// OAuth tokens.
 pub fn account(row: &Row<'_>, kek: &Kek) -> rusqlite::Result<Account> {
+    let user_id: String = row.get(0)?;
     let provider: String = row.get(2)?;
     let provider_account_id: String = row.get(3)?;
-    let token = |at: usize, field| -> rusqlite::Result<Option<String>> {
+    let owner = sealing::AccountRow {
+        provider: &provider,
+        provider_account_id: &provider_account_id,
+        user_id: &user_id,
+    };
+    let value = |at: usize, field| -> rusqlite::Result<Option<String>> {
         let sealed = row.get_ref(at)?.as_blob_or_null()?;
-        sealing::open_token(kek, &provider, &provider_account_id, field, sealed).map_err(|e| {
+        sealing::open_token(kek, owner, field, sealed).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Blob, e.into())
         })
     };
+    let extra = match value(11, TokenField::Extra)? {
+        None => Extra::new(),
+        Some(text) => serde_json::from_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(11, rusqlite::types::Type::Blob, e.into())
+        })?,
+    };
     Ok(Account {
-        user_id: row.get(0)?,
         kind: row.get(1)?,
-        refresh_token: token(4, TokenField::RefreshToken)?,
-        access_token: token(5, TokenField::AccessToken)?,
+        refresh_token: value(4, TokenField::RefreshToken)?,
+        access_token: value(5, TokenField::AccessToken)?,
         expires_at: row.get(6)?,
         token_type: row.get(7)?,
         scope: row.get(8)?,
-        id_token: token(9, TokenField::IdToken)?,
-        session_state: row.get(10)?,
-        extra: extra(row, 11)?,
+        id_token: value(9, TokenField::IdToken)?,
+        session_state: value(10, TokenField::SessionState)?,
+        extra,
+        user_id,
         provider,
         provider_account_id,
+    })
+}
+
+/// A key row's public fields from `kid, algorithm, public_key, created_at,
+/// signs_from, retires_at, unpublish_at` (its private half left out).
+pub fn key_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
+    Ok(KeyRecord {
+        kid: row.get(0)?,
+        algorithm: row.get(1)?,
+        public_key_der: row.get(2)?,
+        private_key_der: None,
+        created_at: Timestamp::from_millis(row.get(3)?),
+        signs_from: Timestamp::from_millis(row.get(4)?),
+        retires_at: row.get::<_, Option<i64>>(5)?.map(Timestamp::from_millis),
+        unpublish_at: row.get::<_, Option<i64>>(6)?.map(Timestamp::from_millis),
     })
 }
 

@@ -19,7 +19,7 @@ use rusqlite::{params, Connection, Transaction};
 pub const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 5;
+pub const VERSION: i64 = 6;
 
 pub use crate::error::BoxError;
 
@@ -27,7 +27,8 @@ pub use crate::error::BoxError;
 pub type Step = fn(&Transaction<'_>, &Kek, Timestamp) -> Result<(), BoxError>;
 
 /// `STEPS[v - 1]` upgrades a database from version `v` to `v + 1`.
-pub const STEPS: [Step; (VERSION - 1) as usize] = [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5];
+pub const STEPS: [Step; (VERSION - 1) as usize] =
+    [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -249,7 +250,7 @@ fn v1_to_v2(tx: &Transaction<'_>, kek: &Kek, now: Timestamp) -> Result<(), BoxEr
         let account_id: String = row.get(1)?;
         let seal = |field, at: usize| -> Result<Option<Vec<u8>>, BoxError> {
             let plain: Option<String> = row.get(at)?;
-            Ok(sealing::seal_token(
+            Ok(sealing::first::seal_token(
                 kek,
                 &provider,
                 &account_id,
@@ -336,5 +337,89 @@ fn v4_to_v5(tx: &Transaction<'_>, _kek: &Kek, _now: Timestamp) -> Result<(), Box
              PRIMARY KEY (endpoint, seq)
          ) WITHOUT ROWID;",
     )?;
+    Ok(())
+}
+
+/// Version 6: each signing key row carries a seal under the KEK over what
+/// it publishes (kid, algorithm, public half, times), and every account
+/// value (its OAuth tokens, `session_state`, `extra`) is sealed bound to the
+/// account's owner. The rows there now are bound as they are: whoever wrote
+/// them before could write the file, and from now on such a write shows.
+fn v5_to_v6(tx: &Transaction<'_>, kek: &Kek, _now: Timestamp) -> Result<(), BoxError> {
+    tx.execute_batch("ALTER TABLE signing_keys ADD COLUMN row_seal BLOB;")?;
+    let keys: Vec<crate::store::KeyRecord> = tx
+        .prepare(
+            "SELECT kid, algorithm, public_key, created_at, signs_from, retires_at, unpublish_at \
+             FROM signing_keys",
+        )?
+        .query_map([], super::rows::key_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    for key in &keys {
+        tx.execute(
+            "UPDATE signing_keys SET row_seal = ?2 WHERE kid = ?1",
+            params![key.kid, sealing::seal_key_row(kek, key)?],
+        )?;
+    }
+    type Row = (
+        String,
+        String,
+        String,
+        [Option<Vec<u8>>; 3],
+        Option<String>,
+        Option<String>,
+    );
+    let accounts: Vec<Row> = tx
+        .prepare(
+            "SELECT provider, provider_account_id, user_id, refresh_token, access_token, \
+             id_token, session_state, extra FROM accounts",
+        )?
+        .query_map([], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                [row.get(3)?, row.get(4)?, row.get(5)?],
+                row.get(6)?,
+                row.get(7)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let tokens = [
+        TokenField::RefreshToken,
+        TokenField::AccessToken,
+        TokenField::IdToken,
+    ];
+    for (provider, provider_account_id, user_id, sealed, state, extra) in accounts {
+        let owner = sealing::AccountRow {
+            provider: &provider,
+            provider_account_id: &provider_account_id,
+            user_id: &user_id,
+        };
+        let mut resealed: [Option<Vec<u8>>; 3] = Default::default();
+        for ((field, value), out) in tokens.iter().zip(&sealed).zip(&mut resealed) {
+            let plain = sealing::first::open_token(
+                kek,
+                &provider,
+                &provider_account_id,
+                *field,
+                value.as_deref(),
+            )?;
+            *out = sealing::seal_token(kek, owner, *field, plain.as_deref())?;
+        }
+        let [refresh, access, id] = resealed;
+        tx.execute(
+            "UPDATE accounts SET refresh_token = ?3, access_token = ?4, id_token = ?5, \
+             session_state = ?6, extra = ?7 WHERE provider = ?1 AND provider_account_id = ?2",
+            params![
+                provider,
+                provider_account_id,
+                refresh,
+                access,
+                id,
+                sealing::seal_token(kek, owner, TokenField::SessionState, state.as_deref())?,
+                sealing::seal_token(kek, owner, TokenField::Extra, extra.as_deref())?,
+            ],
+        )?;
+    }
     Ok(())
 }
