@@ -5,7 +5,7 @@
  * SQLite file the way the reference suite reads its database.
  */
 import assert from "node:assert/strict";
-import { createDecipheriv, createHash, hkdfSync, randomUUID } from "node:crypto";
+import { createDecipheriv, createHash, hkdfSync, randomUUID, scryptSync } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import type { Adapter, AdapterAccount, AdapterAuthenticator } from "@auth/core/adapters";
 import { authstore as overFetch, AuthstoreError, type Authstore } from "../src/index.js";
@@ -28,8 +28,13 @@ const sha256 = (text: string) => createHash("sha256").update(text).digest();
  */
 class Kek {
   readonly #key: Buffer;
-  constructor(text: string) {
-    this.#key = Buffer.from(hkdfSync("sha256", text.trim(), "authstore key-encryption key", "authstore kek v1 aes-256-gcm", 32));
+  /** The key as the database that recorded `recorded` (`v2.<salt>.<id>`) derives it:
+   * scrypt (2^14, 8, 1) of the text under its salt, then HKDF-SHA256. */
+  constructor(text: string, recorded: string) {
+    const [format, salt] = recorded.split(".");
+    assert.equal(format, "v2", `a key id of the salted format: ${recorded}`);
+    const master = scryptSync(text.trim(), Buffer.from(salt!, "hex"), 32, { N: 1 << 14, r: 8, p: 1, maxmem: 64 << 20 });
+    this.#key = Buffer.from(hkdfSync("sha256", master, "authstore key-encryption key", "authstore kek v2 aes-256-gcm", 32));
   }
   static context(label: string, parts: string[]): Buffer {
     const chunks = [Buffer.from(label), Buffer.from([0])];
@@ -53,10 +58,18 @@ class Kek {
 /** Reads rows straight from the database, bypassing the server. */
 class Rows {
   readonly #db: Database;
-  readonly #kek: Kek;
+  readonly #kekText: string;
+  #kek?: Kek;
   constructor(server: RunningServer) {
     this.#db = openDatabase(server);
-    this.#kek = new Kek(server.kek);
+    this.#kekText = server.kek;
+  }
+  async #keyEncryptionKey(): Promise<Kek> {
+    if (!this.#kek) {
+      const [meta] = await this.#db.rows("SELECT kek_id FROM meta", []);
+      this.#kek = new Kek(this.#kekText, String(meta!.kek_id));
+    }
+    return this.#kek;
   }
   close() {
     return this.#db.close();
@@ -83,12 +96,13 @@ class Rows {
       providerAccountId,
     ]);
     if (!row) return null;
-    for (const column of ["refresh_token", "access_token", "id_token"]) {
+    const kek = await this.#keyEncryptionKey();
+    for (const column of ["refresh_token", "access_token", "id_token", "session_state", "extra"]) {
       if (row[column] === null) continue;
-      // Stored sealed, never as the token itself.
+      // Stored sealed, never as the value itself; bound to the account and its owner.
       assert.ok(Buffer.isBuffer(row[column]), `${column} is stored sealed`);
-      const context = Kek.context("authstore account token v1", [provider, providerAccountId, column]);
-      row[column] = this.#kek.open(row[column], context);
+      const context = Kek.context("authstore account value v2", [provider, providerAccountId, row.user_id, column]);
+      row[column] = kek.open(row[column], context);
     }
     if (row.expires_at !== null) row.expires_at = Number(row.expires_at);
     const { user_id, provider_account_id, extra, ...columns } = row;
