@@ -189,10 +189,19 @@ impl TestApp {
             .arg(&self.config.database)
             .envs(cli_env(&self.config));
         let out = process::output(command);
+        let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            // A failure's message names how it ended (a code, or a signal).
+            stderr.push_str(&format!(
+                "\n[{}; stdout: {:?}]",
+                out.status,
+                String::from_utf8_lossy(&out.stdout)
+            ));
+        }
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+            stderr,
         )
     }
 

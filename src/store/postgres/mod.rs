@@ -109,7 +109,14 @@ impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.pool.close();
         if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
+            // Outside any runtime (a command ending), wait for the workers:
+            // left running into the process's exit, they could use OpenSSL
+            // while its exit handlers tear it down. Inside one, a runtime
+            // may not block, so it stops in the background.
+            match tokio::runtime::Handle::try_current() {
+                Err(_) => runtime.shutdown_timeout(Duration::from_secs(2)),
+                Ok(_) => runtime.shutdown_background(),
+            }
         }
     }
 }
