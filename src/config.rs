@@ -4,7 +4,8 @@
 
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
-use std::fmt;
+
+pub use crate::urls::{redact_password, url_without_credentials};
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
@@ -120,143 +121,10 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// One `[[webhooks]]` endpoint: events are POSTed to `url`, signed with
-/// `secret` (see `webhooks.rs` for the format).
-#[derive(Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Webhook {
-    pub url: String,
-    /// The signing secret (at least 32 characters), or `secret_file`.
-    pub secret: Option<Secret>,
-    pub secret_file: Option<PathBuf>,
-    /// The event types sent (`session.deleted` ...); empty sends them all.
-    #[serde(default)]
-    pub events: Vec<String>,
-    /// The longest wait between two attempts when the endpoint fails.
-    #[serde(default = "default_retry_max_secs")]
-    pub retry_max_secs: u64,
-}
+pub use crate::webhooks::{Webhook, MIN_WEBHOOK_SECRET};
 
-/// The URL may carry credentials (`https://user:pw@host/hook?token=...`):
-/// `Debug` shows it as logs do.
-impl fmt::Debug for Webhook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Webhook")
-            .field("url", &url_without_credentials(&self.url))
-            .field("secret", &self.secret)
-            .field("secret_file", &self.secret_file)
-            .field("events", &self.events)
-            .field("retry_max_secs", &self.retry_max_secs)
-            .finish()
-    }
-}
-
-/// A URL as logs and errors show it: scheme, host and path; no user,
-/// password, query or fragment.
-pub fn url_without_credentials(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    match rest.contains('/') {
-        true => format!("{scheme}://{host}/{path}"),
-        false => format!("{scheme}://{host}"),
-    }
-}
-
-fn default_retry_max_secs() -> u64 {
-    30
-}
-
-/// The shortest webhook secret accepted.
-pub const MIN_WEBHOOK_SECRET: usize = 32;
-
-/// `[sqlite]`: used when `database` is a file.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SqliteSettings {
-    pub durability: Durability,
-    /// Read-only connections; 0 means one per worker plus one (reads run on
-    /// the workers, so no more are ever in use at once).
-    pub read_connections: u32,
-    /// SQLite page cache of each read connection, in MiB.
-    pub read_cache_mib: u32,
-    /// Map up to this many MiB of the database into memory for reads; 0 is off.
-    pub read_mmap_mib: u32,
-    /// The WAL's size past which it is bounded (a RESTART checkpoint), in MiB.
-    pub wal_budget_mib: u32,
-    /// Whether a server holds the file alone or shares it with other servers.
-    pub locking: Locking,
-}
-
-/// How a server locks the SQLite file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Locking {
-    /// One server holds the file for as long as it runs (SQLite's `unix-excl`
-    /// VFS): the WAL index lives in its own memory, and a read takes no lock
-    /// through the kernel (the shared mode's two `fcntl` per read). A second
-    /// server is refused; commands (`keys`, `audit`, `backup`, ...) reach the
-    /// running server through its control socket, `<database>.sock`.
-    #[default]
-    Exclusive,
-    /// Any number of servers and commands on the file at once, each read
-    /// taking and dropping a shared lock.
-    Shared,
-}
-
-/// `PRAGMA synchronous` in WAL mode: what a commit waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// Commits survive a crash of authstore; the last ones may be lost on a
-    /// power cut or kernel panic. The database is never corrupted.
-    #[default]
-    Normal,
-    /// Every commit is fsynced before it is acknowledged.
-    Full,
-}
-
-/// `[postgres]`: used when `database` is a `postgres://` URL.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PostgresSettings {
-    /// Connections this node keeps open at most.
-    pub pool_size: u32,
-    /// How long connecting, or waiting for a free pooled connection, may take.
-    pub connect_timeout_secs: u64,
-    /// How long one statement may run before PostgreSQL cancels it.
-    pub statement_timeout_secs: u64,
-    /// PEM file of the CA that signed the server's certificate, when it is
-    /// not one the system trusts (with `sslmode=require` in the URL).
-    pub ca_file: Option<PathBuf>,
-}
-
-impl Default for SqliteSettings {
-    fn default() -> Self {
-        SqliteSettings {
-            durability: Durability::default(),
-            read_connections: 0,
-            read_cache_mib: 8,
-            read_mmap_mib: 1024,
-            wal_budget_mib: 1024,
-            locking: Locking::default(),
-        }
-    }
-}
-
-impl Default for PostgresSettings {
-    fn default() -> Self {
-        PostgresSettings {
-            pool_size: 16,
-            connect_timeout_secs: 5,
-            statement_timeout_secs: 5,
-            ca_file: None,
-        }
-    }
-}
+pub use crate::store::postgres::settings::PostgresSettings;
+pub use crate::store::sqlite::settings::{Durability, Locking, SqliteSettings};
 
 /// Settings that moved into a backend's section, and where to.
 const MOVED: [(&str, &str); 5] = [
@@ -284,15 +152,7 @@ const OPTIONAL_TEXT: [&str; 9] = [
     "postgres.ca_file",
 ];
 
-/// Standard OIDC profile claims a token may carry besides `sub`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProfileClaim {
-    Email,
-    EmailVerified,
-    Name,
-    Picture,
-}
+pub use crate::issuer::ProfileClaim;
 
 impl Default for Config {
     fn default() -> Self {
@@ -603,9 +463,41 @@ impl Config {
         }
     }
 
+    /// The issuer's settings, with `issuer` its public URL.
+    pub fn issuer_settings(&self, issuer: String) -> crate::issuer::IssuerSettings {
+        let config = self;
+        crate::issuer::IssuerSettings {
+            issuer,
+            audience: config.audience.clone(),
+            algorithm: config.algorithm,
+            token_lifetime_secs: config.token_lifetime_secs,
+            jwks_max_age_secs: config.jwks_max_age_secs,
+            profile_claims: config.profile_claims.clone(),
+            token_cache_capacity: config.token_cache_capacity,
+            token_reuse_min_remaining: config.token_reuse_min_remaining,
+            schedule: crate::issuer::keys::Schedule {
+                lead_time_secs: config.key_lead_time_secs,
+                token_lifetime_secs: config.token_lifetime_secs,
+                jwks_max_age_secs: config.jwks_max_age_secs,
+                rotation_period_secs: (config.key_rotation_days > 0)
+                    .then(|| config.key_rotation_days * 86_400),
+            },
+        }
+    }
+
     /// Where the generated secret lives when none is configured.
     pub fn default_secret_file(&self) -> PathBuf {
         self.beside_database(".secret")
+    }
+
+    /// Where the key-encryption key comes from.
+    pub fn kek_source(&self) -> crate::kek::KekSource {
+        crate::kek::KekSource {
+            key: self.key_encryption_key.clone(),
+            key_file: self.key_encryption_key_file.clone(),
+            default_file: self.default_kek_file(),
+            database: self.database.clone(),
+        }
     }
 
     /// Where the generated key-encryption key lives when none is configured.
@@ -818,42 +710,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row = next;
     }
     row.last().copied().unwrap_or(0)
-}
-
-/// A database URL with its password (if any) replaced by `***`.
-pub fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(at) => rest.split_at(at),
-        None => (rest, ""),
-    };
-    let mut redacted = match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{hosts}"),
-            None => format!("{scheme}://{userinfo}@{hosts}"),
-        },
-        None => format!("{scheme}://{authority}"),
-    };
-    // A password may also come as a query parameter.
-    let mut query = Vec::new();
-    let (path, params) = match tail.split_once('?') {
-        Some((path, params)) => (path, Some(params)),
-        None => (tail, None),
-    };
-    redacted.push_str(path);
-    if let Some(params) = params {
-        for pair in params.split('&') {
-            match pair.split_once('=') {
-                Some(("password", _)) => query.push("password=***".to_owned()),
-                _ => query.push(pair.to_owned()),
-            }
-        }
-        redacted.push('?');
-        redacted.push_str(&query.join("&"));
-    }
-    redacted
 }
 
 /// The issuer is used byte-for-byte in `iss` and in discovery; verifiers key

@@ -51,6 +51,11 @@ struct Request {
     cwd: PathBuf,
 }
 
+/// Runs a command line for a client, as typed in its directory, on the
+/// server's store with its settings: the command line's own code, handed in
+/// by the server (this module knows the protocol, not the commands).
+pub type Runner = fn(Vec<String>, &Path, Config, Arc<dyn Store>) -> Reply;
+
 /// What a command run by the server printed, and its exit status.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Reply {
@@ -229,11 +234,11 @@ impl ControlSocket {
     /// can be listening there) and runs the commands sent to it on `store`.
     /// `None`, with a warning, when the socket cannot be made: the server
     /// serves, but commands cannot reach it.
-    pub fn listen(config: &Config, store: Arc<dyn Store>) -> Option<ControlSocket> {
+    pub fn listen(config: &Config, store: Arc<dyn Store>, run: Runner) -> Option<ControlSocket> {
         let path = socket_path(&config.database);
         match Self::bind(&path) {
             Ok((listener, inode)) => {
-                let task = actix_web::rt::spawn(serve(listener, config.clone(), store));
+                let task = actix_web::rt::spawn(serve(listener, config.clone(), store, run));
                 log::info!("commands reach this server through {}", path.display());
                 Some(ControlSocket { path, inode, task })
             }
@@ -283,7 +288,12 @@ impl Drop for ControlSocket {
     }
 }
 
-async fn serve(listener: tokio::net::UnixListener, config: Config, store: Arc<dyn Store>) {
+async fn serve(
+    listener: tokio::net::UnixListener,
+    config: Config,
+    store: Arc<dyn Store>,
+    run: Runner,
+) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -295,7 +305,7 @@ async fn serve(listener: tokio::net::UnixListener, config: Config, store: Arc<dy
         };
         let (config, store) = (config.clone(), store.clone());
         actix_web::rt::spawn(async move {
-            if let Err(e) = answer(stream, config, store).await {
+            if let Err(e) = answer(stream, config, store, run).await {
                 log::warn!("control socket: {e}");
             }
         });
@@ -307,6 +317,7 @@ async fn answer(
     mut stream: tokio::net::UnixStream,
     config: Config,
     store: Arc<dyn Store>,
+    run: Runner,
 ) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let own = own_uid();
@@ -335,7 +346,7 @@ async fn answer(
     std::thread::Builder::new()
         .name("authstore-command".into())
         .spawn(move || {
-            let reply = crate::cli::run_for_client(request.args, &request.cwd, config, store);
+            let reply = run(request.args, &request.cwd, config, store);
             let _ = done.send(reply);
         })?;
     let reply = reply

@@ -177,20 +177,27 @@ impl Lease {
     }
 
     /// Held by every server that shares the database; any number at once.
-    /// Refused beside a server that holds the database alone; waits for a
-    /// command that holds it alone (`restore`, `keys rewrap`).
-    pub fn shared(database: &Path) -> Result<Lease, LeaseError> {
+    /// Refused beside a server that holds the database alone (`served`
+    /// says whether one answers); waits for a command that holds it alone
+    /// (`restore`, `keys rewrap`).
+    pub fn shared(database: &Path, served: impl Fn() -> bool) -> Result<Lease, LeaseError> {
         let (file, path) = Self::open(database)?;
-        Self::wait(database, None, || file.try_lock_shared(), &path)?;
+        Self::wait(database, None, || file.try_lock_shared(), served, &path)?;
         Ok(Lease { _file: file })
     }
 
     /// Held by a server that must be the only one on the database. Refused
-    /// beside another server (it answers on the control socket); waits up
-    /// to `START_WAIT` for commands that work on the file to finish.
-    pub fn sole(database: &Path) -> Result<Lease, LeaseError> {
+    /// beside another server (`served`: it answers on its control socket);
+    /// waits up to `START_WAIT` for commands that work on the file to finish.
+    pub fn sole(database: &Path, served: impl Fn() -> bool) -> Result<Lease, LeaseError> {
         let (file, path) = Self::open(database)?;
-        Self::wait(database, Some(START_WAIT), || file.try_lock(), &path)?;
+        Self::wait(
+            database,
+            Some(START_WAIT),
+            || file.try_lock(),
+            served,
+            &path,
+        )?;
         Ok(Lease { _file: file })
     }
 
@@ -208,12 +215,13 @@ impl Lease {
     }
 
     /// Retries `try_lock` until it succeeds, until a server that holds the
-    /// database alone answers on its control socket (refused), or past
-    /// `deadline` (refused).
+    /// database alone answers (`served`; refused), or past `deadline`
+    /// (refused).
     fn wait(
         database: &Path,
         deadline: Option<std::time::Duration>,
         mut try_lock: impl FnMut() -> Result<(), std::fs::TryLockError>,
+        served: impl Fn() -> bool,
         path: &Path,
     ) -> Result<(), LeaseError> {
         let started = std::time::Instant::now();
@@ -228,9 +236,7 @@ impl Lease {
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {}
             }
-            if crate::control::answers(database)
-                || deadline.is_some_and(|limit| started.elapsed() >= limit)
-            {
+            if served() || deadline.is_some_and(|limit| started.elapsed() >= limit) {
                 return Err(LeaseError::Served(database.to_owned()));
             }
             std::thread::sleep(LOCK_RETRY);

@@ -16,7 +16,6 @@
 //! unsalted hash of the key: they still open, with a warning at start that
 //! names `authstore keys rewrap`.
 
-use crate::config::Config;
 use crate::secret::{self, Secret, SecretError, SecretOrigin};
 use openssl::md::Md;
 use openssl::pkey::Id;
@@ -343,22 +342,38 @@ pub enum KekError {
     Derive(#[from] openssl::error::ErrorStack),
 }
 
-/// The KEK to use for `config.database`, given the id of the KEK the
+/// Where a database's KEK comes from (built by `config` from its settings).
+#[derive(Debug, Clone)]
+pub struct KekSource {
+    /// `key_encryption_key`.
+    pub key: Option<Secret>,
+    /// `key_encryption_key_file`.
+    pub key_file: Option<PathBuf>,
+    /// `<database>.kek`: used, or generated, when neither is set.
+    pub default_file: PathBuf,
+    /// The database, for messages.
+    pub database: PathBuf,
+}
+
+/// The KEK to use for `source.database`, given the id of the KEK the
 /// database is sealed under (`None` for a new or never-sealed database).
 /// Generates `<database>.kek` only when nothing is configured, the file does
 /// not exist, and the database is not sealed yet.
-pub fn resolve(config: &Config, sealed_under: Option<&str>) -> Result<(Kek, KekOrigin), KekError> {
-    let (input, origin) = if let Some(value) = &config.key_encryption_key {
+pub fn resolve(
+    source: &KekSource,
+    sealed_under: Option<&str>,
+) -> Result<(Kek, KekOrigin), KekError> {
+    let (input, origin) = if let Some(value) = &source.key {
         (value.clone(), KekOrigin::Setting)
-    } else if let Some(path) = &config.key_encryption_key_file {
+    } else if let Some(path) = &source.key_file {
         (secret::read_file(path)?, KekOrigin::File(path.clone()))
     } else {
-        let path = config.default_kek_file();
+        let path = source.default_file.clone();
         match (path.exists(), sealed_under) {
             (true, _) => (secret::read_file(&path)?, KekOrigin::File(path)),
             (false, Some(id)) => {
                 return Err(KekError::Missing {
-                    database: config.database.clone(),
+                    database: source.database.clone(),
                     default_file: path,
                     sealed_under: id.to_owned(),
                 })
@@ -373,7 +388,7 @@ pub fn resolve(config: &Config, sealed_under: Option<&str>) -> Result<(Kek, KekO
                 return Err(KekError::Wrong {
                     origin,
                     given: kek.id().to_owned(),
-                    database: config.database.clone(),
+                    database: source.database.clone(),
                     sealed_under: id.to_owned(),
                 });
             }

@@ -8,6 +8,26 @@
 //!
 //! The app is a value: [`Application::build`] takes a [`Config`] and a bound
 //! listener (port 0 allowed) and returns a handle that knows its port.
+//!
+//! # One direction
+//!
+//! The top-level modules depend downward only, in this order (a module
+//! names only modules on its own line or above; `../shared/tools/module-cycles
+//! src` checks that the graph has no cycle):
+//!
+//! 1. leaves: [`timestamp`], [`clock`], [`model`], [`error`], [`files`],
+//!    [`urls`], [`limits`], [`logging`], [`metrics`], [`secret`];
+//! 2. [`kek`] (sealing at rest);
+//! 3. [`store`] (the backends, each owning its settings type);
+//! 4. [`issuer`] and [`convex_import`];
+//! 5. [`http`], [`webhooks`] (owning `[[webhooks]]`' settings type) and the
+//!    background jobs;
+//! 6. [`config`]: reads, layers and validates every module's settings and
+//!    hands them out; nothing above this line imports it;
+//! 7. the operator's tools on a database: [`operations`], [`seed`], and
+//!    [`control`] (the control socket, which runs commands it is handed);
+//! 8. [`cli`]: the command line and the commands, which `lib.rs` hands to
+//!    the control socket.
 
 #![cfg_attr(
     not(test),
@@ -41,6 +61,7 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timestamp;
+pub mod urls;
 pub mod webhooks;
 
 pub use config::Config;
@@ -107,7 +128,7 @@ pub async fn open_store(config: &Config, create: bool) -> Result<Arc<dyn Store>,
         Some(_) => None,
         None => SqliteStore::sealed_under(&config.database)?,
     };
-    let (kek, origin) = kek::resolve(config, sealed_under.as_deref())?;
+    let (kek, origin) = kek::resolve(&config.kek_source(), sealed_under.as_deref())?;
     log::info!("key-encryption key {} from {origin}", kek.id());
     if let KekOrigin::File(path) | KekOrigin::Generated(path) = &origin {
         files::warn_if_readable_by_others(path, "key-encryption key");
@@ -280,8 +301,12 @@ impl Application {
             .then_some(config.sqlite.locking);
         let lease = match locking {
             None => None,
-            Some(config::Locking::Shared) => Some(files::Lease::shared(&config.database)?),
-            Some(config::Locking::Exclusive) => Some(files::Lease::sole(&config.database)?),
+            Some(config::Locking::Shared) => Some(files::Lease::shared(&config.database, || {
+                control::answers(&config.database)
+            })?),
+            Some(config::Locking::Exclusive) => Some(files::Lease::sole(&config.database, || {
+                control::answers(&config.database)
+            })?),
         };
         log::info!("secret from {origin}");
         match (
@@ -313,11 +338,11 @@ impl Application {
                 // The port really bound: commands derive the issuer's URL from it.
                 let mut settings = config.clone();
                 settings.port = port;
-                control::ControlSocket::listen(&settings, store.clone())
+                control::ControlSocket::listen(&settings, store.clone(), cli::run_for_client)
             }
             _ => None,
         };
-        let settings = IssuerSettings::from_config(&config, issuer_url(&config, port));
+        let settings = config.issuer_settings(issuer_url(&config, port));
         log::info!("issuer {}", settings.issuer);
         let keys = store.clone() as Arc<dyn KeyStore>;
         let issuer = Arc::new(match &config.signing_key_file {

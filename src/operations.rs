@@ -133,7 +133,7 @@ pub fn restore(config: &Config, from: &Path) -> Result<u64, RestoreError> {
     let sealed_under = crate::store::sqlite::SqliteStore::sealed_under(from)?;
     if let Some(id) = &sealed_under {
         // Refuses a backup that the configured KEK does not open.
-        crate::kek::resolve(config, Some(id))?;
+        crate::kek::resolve(&config.kek_source(), Some(id))?;
     }
     let database = &config.database;
     let _lease = crate::files::Lease::exclusive(database)?;
@@ -182,7 +182,7 @@ fn refuse_unsealed_key_rows(config: &Config, staged: &Path) -> Result<(), Restor
         reason,
     };
     let sealed_under = crate::store::sqlite::SqliteStore::sealed_under(staged)?;
-    let (kek, _) = crate::kek::resolve(config, sealed_under.as_deref())?;
+    let (kek, _) = crate::kek::resolve(&config.kek_source(), sealed_under.as_deref())?;
     let store = crate::open_sqlite(&staged_config, false, Arc::new(kek))
         .map_err(|e| unusable(e.to_string()))?;
     let set = actix_web::rt::System::new()

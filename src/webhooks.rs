@@ -27,10 +27,12 @@
 //! `expiresAt` is `at` plus `token_lifetime_secs`: no token of the ended
 //! session outlives it, so a receiver may forget the revocation then.
 
-use crate::config::{Webhook, MIN_WEBHOOK_SECRET};
 use crate::secret::Secret;
 use crate::store::events::{Event, EventType, Outbox};
 use crate::timestamp::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +48,44 @@ const RENEW_BELOW: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_secs(1);
 /// How long one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One `[[webhooks]]` endpoint: events are POSTed to `url`, signed with
+/// `secret` (see `webhooks.rs` for the format).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
+    /// The signing secret (at least 32 characters), or `secret_file`.
+    pub secret: Option<Secret>,
+    pub secret_file: Option<PathBuf>,
+    /// The event types sent (`session.deleted` ...); empty sends them all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// The longest wait between two attempts when the endpoint fails.
+    #[serde(default = "default_retry_max_secs")]
+    pub retry_max_secs: u64,
+}
+
+/// The URL may carry credentials (`https://user:pw@host/hook?token=...`):
+/// `Debug` shows it as logs do.
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &crate::urls::url_without_credentials(&self.url))
+            .field("secret", &self.secret)
+            .field("secret_file", &self.secret_file)
+            .field("events", &self.events)
+            .field("retry_max_secs", &self.retry_max_secs)
+            .finish()
+    }
+}
+
+fn default_retry_max_secs() -> u64 {
+    30
+}
+
+/// The shortest webhook secret accepted.
+pub const MIN_WEBHOOK_SECRET: usize = 32;
 
 /// A configured endpoint, ready to deliver to.
 #[derive(Clone)]
@@ -129,7 +169,7 @@ pub fn endpoint_key(url: &str) -> String {
 
 /// A URL as logs show it: scheme, host and path (no credentials, no query).
 pub fn url_for_log(url: &str) -> String {
-    crate::config::url_without_credentials(url)
+    crate::urls::url_without_credentials(url)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -12,7 +12,7 @@ use super::{
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::issuer::keys::{KeyMaterial, Rotation};
-use crate::issuer::{Issuer, IssuerSettings};
+use crate::issuer::Issuer;
 use crate::kek::Kek;
 use crate::store::sqlite::SqliteStore;
 use crate::store::KeyStore;
@@ -185,7 +185,7 @@ async fn issuer(target: &mut Target, start: bool) -> Result<Issuer, CliError> {
     announce_database(&target.config, &mut target.err)?;
     let store: Arc<dyn KeyStore> = target.store(false).await?;
     let config = &target.config;
-    let settings = IssuerSettings::from_config(config, issuer_url(config, config.port));
+    let settings = config.issuer_settings(issuer_url(config, config.port));
     let clock = Arc::new(SystemClock);
     Ok(if start {
         Issuer::start(settings, store, clock).await?
@@ -293,7 +293,7 @@ pub(super) async fn rewrap(config: Config, old_key_file: PathBuf) -> Result<(), 
             old.id()
         )));
     }
-    let (new, origin) = crate::kek::resolve(config, None)?;
+    let (new, origin) = crate::kek::resolve(&config.kek_source(), None)?;
     crate::kek::require_strong(&new, &origin)?;
     if old
         .matching(new.id())

@@ -11,7 +11,6 @@ use self::cache::{Cached, Identity, TokenCache};
 use self::jwt::{Claims, SigningKey};
 use self::keys::{Algorithm, Jwk, KeyError, KeyMaterial, KeyState, Rotation, Schedule};
 use crate::clock::Clock;
-use crate::config::{Config, ProfileClaim};
 use crate::error::{Error, Result};
 use crate::model::SessionAndUser;
 use crate::store::{KeyChanges, KeyRecord, KeySet, KeyStore, Saved};
@@ -22,6 +21,17 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+/// Standard OIDC profile claims a token may carry besides `sub`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileClaim {
+    Email,
+    EmailVerified,
+    Name,
+    Picture,
+}
+
+/// The issuer's settings (built by `config` from its layers).
 #[derive(Debug, Clone)]
 pub struct IssuerSettings {
     /// The public URL, byte-for-byte as in `iss`.
@@ -38,26 +48,6 @@ pub struct IssuerSettings {
 }
 
 impl IssuerSettings {
-    pub fn from_config(config: &Config, issuer: String) -> Self {
-        IssuerSettings {
-            issuer,
-            audience: config.audience.clone(),
-            algorithm: config.algorithm,
-            token_lifetime_secs: config.token_lifetime_secs,
-            jwks_max_age_secs: config.jwks_max_age_secs,
-            profile_claims: config.profile_claims.clone(),
-            token_cache_capacity: config.token_cache_capacity,
-            token_reuse_min_remaining: config.token_reuse_min_remaining,
-            schedule: Schedule {
-                lead_time_secs: config.key_lead_time_secs,
-                token_lifetime_secs: config.token_lifetime_secs,
-                jwks_max_age_secs: config.jwks_max_age_secs,
-                rotation_period_secs: (config.key_rotation_days > 0)
-                    .then(|| config.key_rotation_days * 86_400),
-            },
-        }
-    }
-
     pub fn jwks_uri(&self) -> String {
         format!("{}/.well-known/jwks.json", self.issuer)
     }
@@ -532,7 +522,7 @@ mod tests {
     use actix_web::ResponseError;
 
     fn settings() -> IssuerSettings {
-        IssuerSettings::from_config(&Config::default(), "https://auth.example.com".into())
+        crate::Config::default().issuer_settings("https://auth.example.com".into())
     }
 
     #[test]

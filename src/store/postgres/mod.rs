@@ -12,6 +12,7 @@ mod console;
 mod outbox;
 mod rows;
 pub mod schema;
+pub mod settings;
 
 use self::rows::{write_error, ACCOUNT_COLUMNS, AUTHENTICATOR_COLUMNS, USER_COLUMNS};
 use super::import::{self, ImportCounts, ImportRows, ImportStore, RowRefused};
@@ -54,7 +55,7 @@ pub struct PostgresOptions {
 impl std::fmt::Debug for PostgresOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresOptions")
-            .field("url", &crate::config::redact_password(&self.url))
+            .field("url", &crate::urls::redact_password(&self.url))
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("statement_timeout", &self.statement_timeout)

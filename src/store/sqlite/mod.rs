@@ -11,10 +11,12 @@ mod outbox;
 #[macro_use]
 mod rows;
 pub mod schema;
+pub mod settings;
 mod writer;
 
 use self::checkpoint::Checkpointer;
 use self::rows::{insert_error, millis, token_hash};
+use self::settings::Durability;
 use self::writer::Writer;
 use super::import::{self, ImportCounts, ImportRows, ImportStore, RowRefused};
 use super::sealing::{self, TokenField};
@@ -22,7 +24,6 @@ use super::{
     AdapterStore, Duplicate, Entity, KeyChanges, KeyRecord, KeySet, KeyStore, Maintenance, Purged,
     Saved, StorageBytes,
 };
-use crate::config::Durability;
 use crate::kek::Kek;
 use crate::model::{
     Account, AccountKey, Authenticator, Session, SessionAndUser, SessionPatch, User, UserPatch,
@@ -372,7 +373,7 @@ impl SqliteStore {
     }
 }
 
-pub use crate::config::Locking;
+pub use self::settings::Locking;
 
 impl Locking {
     fn vfs(self) -> &'static str {
