@@ -239,6 +239,8 @@ impl Lease {
             if served() || deadline.is_some_and(|limit| started.elapsed() >= limit) {
                 return Err(LeaseError::Served(database.to_owned()));
             }
+            // Leases are taken before any runtime serves (start-up, a command).
+            #[allow(clippy::disallowed_methods)]
             std::thread::sleep(LOCK_RETRY);
         }
     }

@@ -1,5 +1,8 @@
 //! `serve --ephemeral`: a throwaway server for another project's tests.
 
+// Tests wait for processes and copy fixtures freely (clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use common::process::{authstore, output, COMMAND_DEADLINE, START_DEADLINE};

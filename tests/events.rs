@@ -1,6 +1,9 @@
 //! Events: every change that ends access leaves one, written with the change,
 //! and `authstore audit` lists them.
 
+// Tests wait for processes and copy fixtures freely (clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use common::TestApp;
@@ -129,7 +132,10 @@ fn both_backends_record_the_same_events_for_the_same_changes() {
     let far = "2099-01-01T00:00:00.000Z";
     let recorded = |app: &TestApp| -> Vec<Value> {
         for id in ["same-ada", "same-bob"] {
-            app.ok("createUser", json!({ "user": { "id": id, "email": format!("{id}@example.com") } }));
+            app.ok(
+                "createUser",
+                json!({ "user": { "id": id, "email": format!("{id}@example.com") } }),
+            );
         }
         for (token, user, expires) in [
             ("same~1", "same-ada", far),
@@ -148,7 +154,10 @@ fn both_backends_record_the_same_events_for_the_same_changes() {
             json!({ "account": { "userId": "same-ada", "type": "oauth", "provider": "github",
                                  "providerAccountId": "77", "access_token": "t" } }),
         );
-        app.ok("unlinkAccount", json!({ "provider": "github", "providerAccountId": "77" }));
+        app.ok(
+            "unlinkAccount",
+            json!({ "provider": "github", "providerAccountId": "77" }),
+        );
         app.ok("deleteUser", json!({ "id": "same-bob" }));
         // And the purge's: the expired session.
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -2,6 +2,9 @@
 //! what a client can retry, `/readyz` that notices, and a start that refuses
 //! a database it cannot write.
 
+// Tests wait for processes and copy fixtures freely (clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use common::{code, test_config, TestApp};

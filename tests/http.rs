@@ -1,5 +1,8 @@
 //! The secret gate and the health endpoints.
 
+// Tests wait for processes and copy fixtures freely (clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use common::{code, TestApp, SECRET};

@@ -3,6 +3,9 @@
 //! very schema a new database gets; a rebuild of a parent table cascades
 //! nothing; versions no authstore writes are refused.
 
+// Tests wait for processes and copy fixtures freely (clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use authstore::kek::Kek;

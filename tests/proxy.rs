@@ -1,6 +1,9 @@
 //! The reverse-proxy examples of the README (examples/proxy/) in front of a
 //! real server: the issuer's documents pass, the adapter API does not.
 
+// Tests wait for processes and copy fixtures freely (clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use common::process::{output, serve, Server};

@@ -3,6 +3,9 @@
 //! retired key keeps only its public half, and a wrong or missing KEK stops
 //! the start.
 
+// Tests wait for processes and copy fixtures freely (clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use authstore::clock::ManualClock;

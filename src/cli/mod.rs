@@ -405,6 +405,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 if std::time::Instant::now() >= deadline {
                     return Err(crate::files::LeaseError::Busy(config.database).into());
                 }
+                // The command line's own thread, before any runtime.
+                #[allow(clippy::disallowed_methods)]
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
         }

@@ -226,6 +226,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(10);
         while cache.len() > 0 {
             assert!(Instant::now() < deadline, "the entry outlived its deadline");
+            #[allow(clippy::disallowed_methods)] // a test's own thread
             std::thread::sleep(Duration::from_millis(50));
         }
     }
