@@ -26,6 +26,7 @@
 //!    hands them out; nothing above this line imports it;
 //! 7. the operator's tools on a database: [`operations`], [`seed`], and
 //!    [`control`] (the control socket, which runs commands it is handed);
+//!    `testing` (the `testing` feature's in-process server);
 //! 8. [`cli`]: the command line and the commands, which `lib.rs` hands to
 //!    the control socket.
 
