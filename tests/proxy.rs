@@ -1,4 +1,4 @@
-//! The reverse-proxy examples of the README (examples/proxy/) in front of a
+//! The reverse-proxy examples of docs/operations.md (examples/proxy/) in front of a
 //! real server: the issuer's documents pass, the adapter API does not.
 
 // Tests wait for processes and copy fixtures freely (clippy.toml).
@@ -254,12 +254,12 @@ fn caddy_passes_the_issuer_documents_and_hides_the_api() {
 
 #[test]
 fn the_readme_shows_the_examples_as_they_are() {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../docs/operations.md");
     for file in ["authstore.nginx.conf", "Caddyfile"] {
         let text = std::fs::read_to_string(Path::new(EXAMPLES).join(file)).unwrap();
         assert!(
             readme.contains(&format!("\n{}\n```", text.trim_end())),
-            "README.md does not show examples/proxy/{file} as it is"
+            "docs/operations.md does not show examples/proxy/{file} as it is"
         );
     }
 }

@@ -633,6 +633,65 @@ mod tests {
     }
 
     #[test]
+    fn the_settings_page_documents_every_setting() {
+        let page = include_str!("../../docs/settings.md");
+        let defaults = Table::try_from(Config::default()).unwrap();
+        let mut wanted: Vec<(String, String)> = Vec::new();
+        for (name, value) in &defaults {
+            match value {
+                Value::Table(section) => {
+                    for setting in section.keys() {
+                        wanted.push((
+                            format!("`[{name}] {setting}`"),
+                            format!(
+                                "`AUTHSTORE_{}_{}`",
+                                name.to_uppercase(),
+                                setting.to_uppercase()
+                            ),
+                        ));
+                    }
+                }
+                Value::Array(_) if name == "webhooks" => {
+                    wanted.push(("`webhooks`".into(), "(config.toml only)".into()));
+                }
+                _ => wanted.push((
+                    format!("`{name}`"),
+                    format!("`AUTHSTORE_{}`", name.to_uppercase()),
+                )),
+            }
+        }
+        for name in OPTIONAL_TEXT {
+            let (shown, variable) = match name.split_once('.') {
+                Some((section, setting)) => (
+                    format!("`[{section}] {setting}`"),
+                    format!(
+                        "`AUTHSTORE_{}_{}`",
+                        section.to_uppercase(),
+                        setting.to_uppercase()
+                    ),
+                ),
+                None => (
+                    format!("`{name}`"),
+                    format!("`AUTHSTORE_{}`", name.to_uppercase()),
+                ),
+            };
+            wanted.push((shown, variable));
+        }
+        for field in ["url", "secret", "secret_file", "events", "retry_max_secs"] {
+            wanted.push((
+                format!("`[[webhooks]] {field}`"),
+                "(config.toml only)".into(),
+            ));
+        }
+        for (shown, variable) in wanted {
+            assert!(
+                page.contains(&format!("| {shown} | {variable} |")),
+                "docs/settings.md has no row for {shown} ({variable})"
+            );
+        }
+    }
+
+    #[test]
     fn config_toml_documents_every_setting() {
         let documented = include_str!("../../config.toml");
         let defaults = Table::try_from(Config::default()).unwrap();
