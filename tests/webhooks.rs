@@ -440,10 +440,29 @@ fn a_redirect_is_a_failure_retried_until_the_endpoint_accepts() {
     );
     assert_eq!(ids(&events), audit_ids(&app));
     assert!(events.iter().all(|e| e["userId"] == ada.as_str()));
-    std::thread::sleep(Duration::from_millis(1500));
+    // A later event, delivered after anything sent again would have been
+    // (delivery keeps order): only it may follow the three.
+    app.ok(
+        "createSession",
+        json!({ "session": { "sessionToken": "ada~4", "userId": ada, "expires": FAR } }),
+    );
+    let barrier = app.sid_of("ada~4");
+    app.ok("deleteSession", json!({ "sessionToken": "ada~4" }));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !receiver
+        .events()
+        .iter()
+        .any(|e| e["sid"] == barrier.as_str())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the later event did not arrive in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(
         receiver.events().len(),
-        3,
+        4,
         "accepted events are not sent again"
     );
 }
@@ -479,8 +498,19 @@ fn an_event_whose_transaction_stays_open_is_still_delivered_whatever_the_clocks(
         .unwrap();
     let events = receiver.wait_for(2, Duration::from_secs(10));
     assert_eq!(events[1]["id"], "from-a-slow-clock");
-    // The worker has marked it delivered and tried to move its floor since.
-    std::thread::sleep(Duration::from_secs(2));
+    // Wait until the worker has marked it delivered (and tried to move its
+    // floor, in the same transaction): its seq is recorded as delivered, or
+    // the floor has passed it.
+    let slow_seq = app.count("SELECT seq FROM events WHERE id = 'from-a-slow-clock'");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.count(&format!(
+        "SELECT count(*) FROM webhook_deliveries WHERE seq = {slow_seq}"
+    )) == 0
+        && app.count("SELECT floor FROM webhook_endpoints") < slow_seq
+    {
+        assert!(Instant::now() < deadline, "not marked delivered in 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     open.commit().unwrap();
 
     let events = receiver.wait_for(3, Duration::from_secs(10));

@@ -83,6 +83,28 @@ pub fn open_signing_key(
     Ok(Some(record))
 }
 
+/// A key set as a backend read it, each row with the id of the KEK that
+/// sealed its private half and its row seal: rows that fail their seal go
+/// to `refused` (never published or used), the others opened.
+pub fn open_key_set(
+    kek: &Kek,
+    version: i64,
+    rows: Vec<(KeyRecord, Option<String>, Option<Vec<u8>>)>,
+) -> Result<super::KeySet, StoreError> {
+    let mut set = super::KeySet {
+        version,
+        ..Default::default()
+    };
+    for (record, kek_id, seal) in rows {
+        let kid = record.kid.clone();
+        match open_signing_key(kek, record, kek_id, seal.as_deref())? {
+            Some(record) => set.keys.push(record),
+            None => set.refused.push(kid),
+        }
+    }
+    Ok(set)
+}
+
 /// The sealed columns of an account: the OAuth tokens, `session_state`, and
 /// the fields Auth.js sent that have no column (`extra`, JSON), each sealed
 /// on its own.

@@ -24,11 +24,16 @@ async fn select_user(
 // The inserts of the adapter's create methods, on any client (a pooled
 // connection, or the transaction of an import).
 
-async fn insert_user(client: &impl GenericClient, user: &User) -> Result<()> {
-    client
-        .execute(
+async fn insert_user(client: &impl deadpool_postgres::GenericClient, user: &User) -> Result<()> {
+    let statement = client
+        .prepare_cached(
             "INSERT INTO users (id, email, name, email_verified, image, extra) \
              VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await?;
+    client
+        .execute(
+            &statement,
             &[
                 &user.id,
                 &user.email,
@@ -43,7 +48,11 @@ async fn insert_user(client: &impl GenericClient, user: &User) -> Result<()> {
     Ok(())
 }
 
-async fn insert_account(client: &impl GenericClient, kek: &Kek, account: &Account) -> Result<()> {
+async fn insert_account(
+    client: &impl deadpool_postgres::GenericClient,
+    kek: &Kek,
+    account: &Account,
+) -> Result<()> {
     let seal = |field, value: &Option<String>| {
         sealing::seal_token(kek, sealing::account_row(account), field, value.as_deref())
             .map_err(StoreError::backend)
@@ -57,12 +66,15 @@ async fn insert_account(client: &impl GenericClient, kek: &Kek, account: &Accoun
         seal(TokenField::SessionState, &account.session_state)?,
         seal(TokenField::Extra, &extra_json(&account.extra))?,
     );
+    let statement = client
+        .prepare_cached(&format!(
+            "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ))
+        .await?;
     client
         .execute(
-            &format!(
-                "INSERT INTO accounts ({ACCOUNT_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-            ),
+            &statement,
             &[
                 &account.user_id,
                 &account.kind,
@@ -83,10 +95,16 @@ async fn insert_account(client: &impl GenericClient, kek: &Kek, account: &Accoun
     Ok(())
 }
 
-async fn insert_session(client: &impl GenericClient, session: &Session) -> Result<()> {
+async fn insert_session(
+    client: &impl deadpool_postgres::GenericClient,
+    session: &Session,
+) -> Result<()> {
+    let statement = client
+        .prepare_cached("INSERT INTO sessions (token_hash, user_id, expires) VALUES ($1, $2, $3)")
+        .await?;
     client
         .execute(
-            "INSERT INTO sessions (token_hash, user_id, expires) VALUES ($1, $2, $3)",
+            &statement,
             &[
                 &&sha256(session.session_token.as_bytes())[..],
                 &session.user_id,
@@ -99,12 +117,17 @@ async fn insert_session(client: &impl GenericClient, session: &Session) -> Resul
 }
 
 async fn insert_verification_token(
-    client: &impl GenericClient,
+    client: &impl deadpool_postgres::GenericClient,
     token: &VerificationToken,
 ) -> Result<()> {
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO verification_tokens (identifier, token, expires) VALUES ($1, $2, $3)",
+        )
+        .await?;
     client
         .execute(
-            "INSERT INTO verification_tokens (identifier, token, expires) VALUES ($1, $2, $3)",
+            &statement,
             &[&token.identifier, &token.token, &token.expires.millis()],
         )
         .await
@@ -112,13 +135,19 @@ async fn insert_verification_token(
     Ok(())
 }
 
-async fn insert_authenticator(client: &impl GenericClient, a: &Authenticator) -> Result<()> {
+async fn insert_authenticator(
+    client: &impl deadpool_postgres::GenericClient,
+    a: &Authenticator,
+) -> Result<()> {
+    let statement = client
+        .prepare_cached(&format!(
+            "INSERT INTO authenticators ({AUTHENTICATOR_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .await?;
     client
         .execute(
-            &format!(
-                "INSERT INTO authenticators ({AUTHENTICATOR_COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-            ),
+            &statement,
             &[
                 &a.credential_id,
                 &a.user_id,
@@ -148,7 +177,7 @@ impl ImportStore for PostgresStore {
                     ($table:expr, $rows:expr, |$row:ident| $insert:expr) => {
                         for (line, $row) in &$rows {
                             let savepoint = tx.savepoint("import_row").await?;
-                            let written = $insert(&*savepoint).await;
+                            let written = $insert(&savepoint).await;
                             let present = matches!(
                                 &written,
                                 Err(StoreError::Conflict(d)) if *d == import::own_key($table)
@@ -194,7 +223,7 @@ impl ImportStore for PostgresStore {
 impl AdapterStore for PostgresStore {
     async fn create_user(&self, user: User) -> Result<User> {
         self.with(move |client, _| async move {
-            insert_user(&**client, &user).await?;
+            insert_user(&client, &user).await?;
             Ok(user)
         })
         .await
@@ -282,7 +311,7 @@ impl AdapterStore for PostgresStore {
 
     async fn link_account(&self, account: Account) -> Result<Account> {
         self.with(move |client, kek| async move {
-            insert_account(&**client, &kek, &account).await?;
+            insert_account(&client, &kek, &account).await?;
             Ok(account)
         })
         .await
@@ -338,7 +367,7 @@ impl AdapterStore for PostgresStore {
 
     async fn create_session(&self, session: Session) -> Result<Session> {
         self.with(move |client, _| async move {
-            insert_session(&**client, &session).await?;
+            insert_session(&client, &session).await?;
             Ok(session)
         })
         .await
@@ -433,7 +462,7 @@ impl AdapterStore for PostgresStore {
         token: VerificationToken,
     ) -> Result<VerificationToken> {
         self.with(move |client, _| async move {
-            insert_verification_token(&**client, &token).await?;
+            insert_verification_token(&client, &token).await?;
             Ok(token)
         })
         .await
@@ -466,7 +495,7 @@ impl AdapterStore for PostgresStore {
 
     async fn create_authenticator(&self, authenticator: Authenticator) -> Result<Authenticator> {
         self.with(move |client, _| async move {
-            insert_authenticator(&**client, &authenticator).await?;
+            insert_authenticator(&client, &authenticator).await?;
             Ok(authenticator)
         })
         .await

@@ -41,7 +41,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 
 #[derive(Clone)]
 pub struct PostgresOptions {
@@ -425,15 +425,10 @@ async fn bind_existing_rows(client: &mut Object, kek: &Kek) -> Result<()> {
         tx.execute(
             "UPDATE accounts SET refresh_token = $3, access_token = $4, id_token = $5, \
              session_state = $6, extra = $7 WHERE provider = $1 AND provider_account_id = $2",
-            &[
-                &provider,
-                &provider_account_id,
-                &sealed.first(),
-                &sealed.get(1),
-                &sealed.get(2),
-                &sealed.get(3),
-                &sealed.get(4),
-            ],
+            &[&provider as &(dyn ToSql + Sync), &provider_account_id]
+                .into_iter()
+                .chain(sealed.iter().map(|v| v as &(dyn ToSql + Sync)))
+                .collect::<Vec<_>>(),
         )
         .await?;
     }

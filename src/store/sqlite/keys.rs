@@ -36,18 +36,7 @@ impl KeyStore for SqliteStore {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok((version, keys))
         })?;
-        let mut set = KeySet {
-            version,
-            ..KeySet::default()
-        };
-        for (record, kek_id, seal) in sealed {
-            let kid = record.kid.clone();
-            match sealing::open_signing_key(&self.kek, record, kek_id, seal.as_deref())? {
-                Some(record) => set.keys.push(record),
-                None => set.refused.push(kid),
-            }
-        }
-        Ok(set)
+        sealing::open_key_set(&self.kek, version, sealed)
     }
 
     async fn key_set_version(&self) -> Result<i64> {
