@@ -3,19 +3,23 @@
 use crate::timestamp::Timestamp;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-pub trait Clock: Send + Sync + 'static {
+pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     fn now(&self) -> Timestamp;
 }
 
+#[derive(Debug)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    // The one place the wall clock is read (clippy.toml).
+    #[allow(clippy::disallowed_methods)]
     fn now(&self) -> Timestamp {
         Timestamp::now()
     }
 }
 
 /// A clock that moves only when told to; for tests.
+#[derive(Debug)]
 pub struct ManualClock(AtomicI64);
 
 impl ManualClock {

@@ -30,6 +30,9 @@
 //! 8. [`cli`]: the command line and the commands, which `lib.rs` hands to
 //!    the control socket.
 
+// A std lock held across an await blocks every task behind it (clippy.toml
+// holds the other house lints).
+#![deny(clippy::await_holding_lock)]
 #![cfg_attr(
     not(test),
     deny(
@@ -120,6 +123,15 @@ pub fn resolve_secret(config: &Config) -> Result<(Secret, SecretOrigin), SecretE
 /// key-encryption key: the configured one, or `<database>.kek`, generated
 /// only for a SQLite database that holds nothing sealed yet.
 pub async fn open_store(config: &Config, create: bool) -> Result<Arc<dyn Store>, StartupError> {
+    open_store_on(config, create, Arc::new(SystemClock)).await
+}
+
+/// [`open_store`], with the events timed by `clock`.
+async fn open_store_on(
+    config: &Config,
+    create: bool,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn Store>, StartupError> {
     if config.postgres_url().is_none() && !create {
         // Before anything is generated beside it.
         require_database(config)?;
@@ -134,7 +146,7 @@ pub async fn open_store(config: &Config, create: bool) -> Result<Arc<dyn Store>,
     if let KekOrigin::File(path) | KekOrigin::Generated(path) = &origin {
         files::warn_if_readable_by_others(path, "key-encryption key");
     }
-    open_store_with(config, create, Arc::new(kek)).await
+    open_store_with(config, create, Arc::new(kek), clock).await
 }
 
 /// Fails with `Missing` (naming the absolute path) when there is no
@@ -153,6 +165,7 @@ pub async fn open_store_with(
     config: &Config,
     create: bool,
     kek: Arc<Kek>,
+    clock: Arc<dyn Clock>,
 ) -> Result<Arc<dyn Store>, StartupError> {
     if let Some(url) = config.postgres_url() {
         let postgres = &config.postgres;
@@ -163,11 +176,12 @@ pub async fn open_store_with(
             statement_timeout: Duration::from_secs(postgres.statement_timeout_secs),
             ca_file: postgres.ca_file.clone(),
             threads: workers(config).min(4),
+            clock,
         };
         let store = PostgresStore::open(&options, kek, &config.database_for_log()).await?;
         return Ok(Arc::new(store));
     }
-    Ok(Arc::new(open_sqlite(config, create, kek)?))
+    Ok(Arc::new(open_sqlite_on(config, create, kek, clock)?))
 }
 
 /// Opens the SQLite database at `config.database` with a given KEK.
@@ -175,6 +189,15 @@ pub fn open_sqlite(
     config: &Config,
     create: bool,
     kek: Arc<Kek>,
+) -> Result<SqliteStore, StartupError> {
+    open_sqlite_on(config, create, kek, Arc::new(SystemClock))
+}
+
+fn open_sqlite_on(
+    config: &Config,
+    create: bool,
+    kek: Arc<Kek>,
+    clock: Arc<dyn Clock>,
 ) -> Result<SqliteStore, StartupError> {
     let sqlite = &config.sqlite;
     let readers = match sqlite.read_connections {
@@ -191,6 +214,7 @@ pub fn open_sqlite(
             read_mmap_mib: sqlite.read_mmap_mib,
             wal_budget_mib: sqlite.wal_budget_mib,
             locking: sqlite.locking,
+            clock,
         },
         kek,
     )?)
@@ -329,7 +353,7 @@ impl Application {
             .iter()
             .map(webhooks::Endpoint::from_config)
             .collect::<Result<Vec<_>, _>>()?;
-        let store = open_store(&config, true).await?;
+        let store = open_store_on(&config, true, clock.clone()).await?;
         log::info!("database {}", config.database_for_log());
 
         let bound = listener.local_addr()?;

@@ -1,12 +1,12 @@
 //! The operator's tools that work on the database file itself: `backup` (an
 //! online, verified copy) and `check` (is this database sound?).
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Locking};
 use crate::files::with_suffix;
 use crate::issuer::keys::{self, KeyState};
 use crate::store::sqlite::schema::VERSION;
 use crate::store::Store;
-use crate::timestamp::Timestamp;
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 use std::os::unix::fs::PermissionsExt;
@@ -273,7 +273,7 @@ pub async fn check(config: &Config, store: Option<Arc<dyn Store>>) -> Vec<Findin
         Ok(store) => match store.signing_keys().await {
             Err(e) => add("key ring", false, e.log_text()),
             Ok(set) => {
-                let now = Timestamp::now();
+                let now = SystemClock.now();
                 let current = set
                     .keys
                     .iter()

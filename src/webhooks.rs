@@ -27,9 +27,9 @@
 //! `expiresAt` is `at` plus `token_lifetime_secs`: no token of the ended
 //! session outlives it, so a receiver may forget the revocation then.
 
+use crate::clock::{Clock, SystemClock};
 use crate::secret::Secret;
 use crate::store::events::{Event, EventType, Outbox};
-use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
@@ -323,7 +323,7 @@ impl Worker {
         loop {
             let now = std::time::Instant::now();
             if lease_until.is_none_or(|until| until.saturating_duration_since(now) < RENEW_BELOW) {
-                let wall = Timestamp::now();
+                let wall = SystemClock.now();
                 let until = wall.plus_secs(LEASE.as_secs());
                 match self
                     .store
@@ -372,7 +372,7 @@ impl Worker {
                             &self.endpoint.key,
                             &self.endpoint.kinds,
                             &seqs,
-                            Timestamp::now(),
+                            SystemClock.now(),
                         )
                         .await
                     {
@@ -390,7 +390,7 @@ impl Worker {
                         "webhook {target}: delivered {} events in {:?} ({} ms after the newest)",
                         pending.len(),
                         started.elapsed(),
-                        Timestamp::now().millis() - latest
+                        SystemClock.now().millis() - latest
                     );
                     if let Some(m) = crate::metrics::get() {
                         m.webhook_events_delivered.inc_by(pending.len() as u64);
@@ -410,7 +410,7 @@ impl Worker {
 
     async fn send(&self, events: &[Event]) -> Outcome {
         let body = body(events, self.token_lifetime);
-        let t = Timestamp::now().millis().div_euclid(1000);
+        let t = SystemClock.now().millis().div_euclid(1000);
         let signed = signature(self.endpoint.secret.expose(), t, body.as_bytes());
         let request = self
             .agent
@@ -477,6 +477,7 @@ fn backoff(failures: u32, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timestamp::Timestamp;
 
     #[test]
     fn signature_is_hmac_sha256_over_timestamp_dot_body() {

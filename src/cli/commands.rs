@@ -9,7 +9,7 @@ use super::{
     block_on, AuditArgs, Cli, CliError, Command, ConsoleLinkArgs, ConvexConfigArgs, ConvexProvider,
     ImportSource, KeysCommand,
 };
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::issuer::keys::{KeyMaterial, Rotation};
 use crate::issuer::Issuer;
@@ -487,7 +487,7 @@ async fn console_link(target: &mut Target, args: ConsoleLinkArgs) -> Result<(), 
     }
     let config = &target.config;
     let token = crate::http::console::new_token()?;
-    let now = crate::timestamp::Timestamp::now();
+    let now = SystemClock.now();
     let lifetime = crate::http::console::LINK_LIFETIME_SECS;
     store
         .create_console_link(

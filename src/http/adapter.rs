@@ -96,7 +96,7 @@ pub async fn call(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    authorize(&req, &state.secrets)?;
+    authorize(&req, &state)?;
     let method = req.path().rsplit('/').next().unwrap_or_default();
     let body = body::read(payload, state.max_body_bytes, state.body_timeout).await?;
     dispatch(&state, method, &body).await
@@ -104,7 +104,7 @@ pub async fn call(
 
 /// Any other name under `/api/adapter/`.
 pub async fn unknown(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
-    authorize(&req, &state.secrets)?;
+    authorize(&req, &state)?;
     let method = req.match_info().get("method").unwrap_or_default();
     Err(unknown_method(method))
 }

@@ -117,7 +117,7 @@ async fn no_route(req: HttpRequest) -> Result<HttpResponse, Error> {
 
 /// Checks `Authorization: Bearer <secret>` (the current secret, or a previous
 /// one within its overlap). A missing header and a wrong secret get the same answer.
-pub fn authorize(req: &HttpRequest, secrets: &Secrets) -> Result<(), Error> {
+pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), Error> {
     let presented = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -126,9 +126,7 @@ pub fn authorize(req: &HttpRequest, secrets: &Secrets) -> Result<(), Error> {
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
     match presented {
-        Some(token) if secrets.accept(token.as_bytes(), crate::timestamp::Timestamp::now()) => {
-            Ok(())
-        }
+        Some(token) if state.secrets.accept(token.as_bytes(), state.issuer.now()) => Ok(()),
         _ => Err(Error::Unauthorized),
     }
 }

@@ -19,7 +19,7 @@ pub async fn mint(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    authorize(&req, &state.secrets)?;
+    authorize(&req, &state)?;
     let body = body::read(payload, state.max_body_bytes, state.body_timeout).await?;
     let args: MintArgs = body::parse(&body)?;
     let found = state

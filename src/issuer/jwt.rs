@@ -105,6 +105,7 @@ pub struct Claims<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock, SystemClock};
     use jsonwebtoken::{decode, Algorithm as Alg, DecodingKey, Validation};
 
     #[derive(Serialize, serde::Deserialize)]
@@ -150,7 +151,7 @@ mod tests {
             let claims = Small {
                 sub: "user-1".into(),
                 aud: "convex".into(),
-                exp: crate::timestamp::Timestamp::now().seconds() + 60,
+                exp: SystemClock.now().seconds() + 60,
             };
             let token = key.sign(&claims).unwrap();
             let header = jsonwebtoken::decode_header(&token).unwrap();

@@ -407,6 +407,7 @@ pub fn plan_maintenance(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock, SystemClock};
 
     const SCHEDULE: Schedule = Schedule {
         lead_time_secs: 86_400,
@@ -608,7 +609,8 @@ mod tests {
         );
         assert_eq!(key.jwk.kid, thumbprint(&canonical));
         // Stored and read back, it is the same key.
-        let record = key.record(Timestamp::now(), Timestamp::now()).unwrap();
+        let now = SystemClock.now();
+        let record = key.record(now, now).unwrap();
         assert_eq!(record.algorithm, "ES256");
         let again = KeyMaterial::from_pkcs8_der(record.private_key_der.as_ref().unwrap()).unwrap();
         assert_eq!(again.jwk, key.jwk);

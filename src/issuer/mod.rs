@@ -516,7 +516,7 @@ async fn generate(algorithm: keys::Algorithm) -> Result<KeyMaterial> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::clock::{ManualClock, SystemClock};
     use crate::model::{Session, User};
     use crate::store::memory::MemoryKeys;
     use actix_web::ResponseError;
@@ -550,7 +550,7 @@ mod tests {
             session: Session {
                 session_token: "a-session".into(),
                 user_id: "u1".into(),
-                expires: Timestamp::now().plus_secs(86_400),
+                expires: SystemClock.now().plus_secs(86_400),
             },
             user: User {
                 id: "u1".into(),
@@ -579,7 +579,7 @@ mod tests {
 
     fn two_issuers() -> (Arc<MemoryKeys>, Issuer, Issuer) {
         let keys = Arc::new(MemoryKeys::default());
-        let clock = Arc::new(ManualClock::new(Timestamp::now()));
+        let clock = Arc::new(ManualClock::new(SystemClock.now()));
         let start = |keys: &Arc<MemoryKeys>| {
             actix_web::rt::System::new()
                 .block_on(Issuer::start(settings(), keys.clone(), clock.clone()))
@@ -640,7 +640,7 @@ mod tests {
     fn an_expired_session_gets_no_token() {
         let (_, a, _) = two_issuers();
         let mut expired = signed_in();
-        expired.session.expires = Timestamp::from_millis(Timestamp::now().millis() - 1000);
+        expired.session.expires = Timestamp::from_millis(SystemClock.now().millis() - 1000);
         let err = a.mint(&expired, true).unwrap_err();
         assert_eq!(err.code(), "not_found");
     }

@@ -8,8 +8,7 @@ use crate::model::User;
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
 
-/// SHA-256 of a secret token: what the database keeps instead of it.
-pub type Digest = [u8; 32];
+pub use super::Digest;
 
 /// The overview page's figures.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -2,10 +2,17 @@
 //! transaction as the change (an outbox), kept as the audit log
 //! (`authstore audit`) for [`RETENTION_DAYS`].
 
+use crate::model::AccountKey;
+use crate::store::{session_id, Digest};
 use crate::timestamp::Timestamp;
 
 /// How long events are kept (the purge removes older ones).
 pub const RETENTION_DAYS: u64 = 30;
+
+/// The oldest `at` an event may have at `now` and still be kept.
+pub fn kept_from(now: Timestamp) -> Timestamp {
+    Timestamp::from_millis(now.millis() - (RETENTION_DAYS * 24 * 3600 * 1000) as i64)
+}
 
 /// What ended access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +78,83 @@ fn iso<S: serde::Serializer>(at: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&at.to_iso())
 }
 
+/// The event a change writes, decided here once for both backends: its
+/// type, `sid`, detail, actor and time. Its user is the owner of the row the
+/// change removes, which a backend learns as it removes it; a backend only
+/// writes the event, in the transaction of the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Unique (UUID v4): what a receiver deduplicates on.
+    pub id: String,
+    pub kind: EventType,
+    pub sid: Option<String>,
+    /// JSON text.
+    pub detail: Option<String>,
+    pub actor: Option<String>,
+    pub at: Timestamp,
+}
+
+impl NewEvent {
+    fn new(kind: EventType, actor: Option<&str>, at: Timestamp) -> NewEvent {
+        NewEvent {
+            id: new_id(),
+            kind,
+            sid: None,
+            detail: None,
+            actor: actor.map(str::to_owned),
+            at,
+        }
+    }
+
+    /// One session ended: signed out, or revoked in the console (`actor`).
+    pub fn session_deleted(digest: &Digest, actor: Option<&str>, at: Timestamp) -> NewEvent {
+        NewEvent {
+            sid: Some(session_id(digest)),
+            ..NewEvent::new(EventType::SessionDeleted, actor, at)
+        }
+    }
+
+    /// One session removed by the purge after it expired.
+    pub fn session_expired(digest: &Digest, at: Timestamp) -> NewEvent {
+        NewEvent {
+            sid: Some(session_id(digest)),
+            ..NewEvent::new(EventType::SessionExpired, None, at)
+        }
+    }
+
+    /// Every session of a user revoked at once: one event naming each sid.
+    pub fn user_sessions_revoked<'a>(
+        digests: impl IntoIterator<Item = &'a Digest>,
+        actor: Option<&str>,
+        at: Timestamp,
+    ) -> NewEvent {
+        let mut sids: Vec<String> = digests.into_iter().map(session_id).collect();
+        // In one order whatever order the backend removed them in.
+        sids.sort_unstable();
+        NewEvent {
+            detail: Some(serde_json::json!({ "sids": sids }).to_string()),
+            ..NewEvent::new(EventType::UserSessionsRevoked, actor, at)
+        }
+    }
+
+    /// A user deleted, with everything of theirs.
+    pub fn user_deleted(actor: Option<&str>, at: Timestamp) -> NewEvent {
+        NewEvent::new(EventType::UserDeleted, actor, at)
+    }
+
+    /// An account unlinked: the detail names its provider and id there.
+    pub fn account_unlinked(key: &AccountKey, at: Timestamp) -> NewEvent {
+        let detail = serde_json::json!({
+            "provider": key.provider,
+            "providerAccountId": key.provider_account_id,
+        });
+        NewEvent {
+            detail: Some(detail.to_string()),
+            ..NewEvent::new(EventType::AccountUnlinked, None, at)
+        }
+    }
+}
+
 /// Which events `authstore audit` lists: newest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFilter {
@@ -115,7 +199,7 @@ impl EventSignal {
 /// delivered, or predates the endpoint) and the events delivered above it.
 /// A floor alone would do on SQLite, where events get their `seq` in commit
 /// order; on PostgreSQL a lower `seq` can commit after a higher one, so the
-/// floor only passes events older than [`Outbox`]'s settle window.
+/// floor moves only while no event is in flight (`store::postgres::outbox`).
 #[async_trait::async_trait]
 pub trait Outbox: Send + Sync + 'static {
     /// Fires when this process commits an event.

@@ -217,10 +217,19 @@ impl<
 {
 }
 
+/// SHA-256 of a session token: the only form in which a session, a console
+/// session or a console link is stored.
+pub type Digest = [u8; 32];
+
+/// The digest under which `session_token` is stored.
+pub fn token_digest(session_token: &str) -> Digest {
+    openssl::sha::sha256(session_token.as_bytes())
+}
+
 /// A session's `sid` in tokens and events: 128 bits of a hash of its stored
 /// digest, so it names the session without being anything that finds or
 /// opens it (the digest is the database's key; this is not).
-pub fn session_id(digest: &[u8; 32]) -> String {
+pub fn session_id(digest: &Digest) -> String {
     use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
     let mut hasher = openssl::sha::Sha256::new();
     hasher.update(b"authstore sid\0");

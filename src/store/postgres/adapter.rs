@@ -106,7 +106,7 @@ async fn insert_session(
         .execute(
             &statement,
             &[
-                &&sha256(session.session_token.as_bytes())[..],
+                &&token_digest(&session.session_token)[..],
                 &session.user_id,
                 &session.expires.millis(),
             ],
@@ -318,25 +318,23 @@ impl AdapterStore for PostgresStore {
     }
 
     async fn unlink_account(&self, key: &AccountKey) -> Result<Option<Account>> {
+        let event = NewEvent::account_unlinked(key, self.clock.now());
         let key = key.clone();
         let result = self
             .with(move |client, kek| async move {
                 let statement = client
                     .prepare_cached(&format!(
                         "WITH gone AS (DELETE FROM accounts WHERE provider = $1 \
-                     AND provider_account_id = $2 RETURNING {ACCOUNT_COLUMNS}), \
-                     logged AS (INSERT INTO events (id, type, user_id, detail, at) \
-                     SELECT $3, 'account.unlinked', user_id, json_build_object('provider', \
-                     provider, 'providerAccountId', provider_account_id)::text, $4 FROM gone) \
-                     SELECT {ACCOUNT_COLUMNS} FROM gone"
+                         AND provider_account_id = $2 RETURNING {ACCOUNT_COLUMNS}), \
+                         {} SELECT {ACCOUNT_COLUMNS} FROM gone",
+                        log_removed("user_id", 3)
                     ))
                     .await?;
-                let (id, at) = (new_id(), Timestamp::now().millis());
+                let logged = EventParams::new(&event);
+                let [a, b, c, d, e, f] = logged.params();
+                let (provider, account_id) = (&key.provider, &key.provider_account_id);
                 client
-                    .query_opt(
-                        &statement,
-                        &[&key.provider, &key.provider_account_id, &id, &at],
-                    )
+                    .query_opt(&statement, &[provider, account_id, a, b, c, d, e, f])
                     .await?
                     .map(|row| rows::account(&row, &kek))
                     .transpose()
@@ -377,7 +375,7 @@ impl AdapterStore for PostgresStore {
         let session_token = session_token.to_owned();
         self.with(move |client, _| async move {
             let statement = client.prepare_cached(SESSION_AND_USER).await?;
-            let hash = sha256(session_token.as_bytes());
+            let hash = token_digest(&session_token);
             let Some(row) = client.query_opt(&statement, &[&&hash[..]]).await? else {
                 return Ok(None);
             };
@@ -403,7 +401,7 @@ impl AdapterStore for PostgresStore {
                      RETURNING user_id, expires",
                 )
                 .await?;
-            let hash = sha256(patch.session_token.as_bytes());
+            let hash = token_digest(&patch.session_token);
             let updated = client
                 .query_opt(
                     &statement,
@@ -425,22 +423,22 @@ impl AdapterStore for PostgresStore {
 
     async fn delete_session(&self, session_token: &str) -> Result<Option<Session>> {
         let session_token = session_token.to_owned();
+        let hash = token_digest(&session_token);
+        let event = NewEvent::session_deleted(&hash, None, self.clock.now());
         let result = self
             .with(move |client, _| async move {
                 // One statement: the session goes and its event is written, or neither.
                 let statement = client
-                    .prepare_cached(
+                    .prepare_cached(&format!(
                         "WITH gone AS (DELETE FROM sessions WHERE token_hash = $1 \
-                     RETURNING user_id, expires), \
-                     logged AS (INSERT INTO events (id, type, user_id, sid, at) \
-                     SELECT $2, 'session.deleted', user_id, $3, $4 FROM gone) \
-                     SELECT user_id, expires FROM gone",
-                    )
+                         RETURNING user_id, expires), {} SELECT user_id, expires FROM gone",
+                        log_removed("user_id", 2)
+                    ))
                     .await?;
-                let hash = sha256(session_token.as_bytes());
-                let (id, sid, at) = (new_id(), session_id(&hash), Timestamp::now().millis());
+                let logged = EventParams::new(&event);
+                let [a, b, c, d, e, f] = logged.params();
                 let Some(row) = client
-                    .query_opt(&statement, &[&&hash[..], &id, &sid, &at])
+                    .query_opt(&statement, &[&&hash[..], a, b, c, d, e, f])
                     .await?
                 else {
                     return Ok(None);

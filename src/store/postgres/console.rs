@@ -1,13 +1,13 @@
 //! The console's queries on PostgreSQL (see [`crate::store::console`]).
 
 use super::rows::{self, USER_COLUMNS};
-use super::{PostgresStore, SID_SQL};
+use super::{record_events, PostgresStore};
 use crate::model::User;
 use crate::store::console::{
     ConsoleStore, Digest, LinkedAccount, LiveSession, Overview, SearchField, UserSearch,
 };
-use crate::store::events::new_id;
-use crate::store::{Result, StoreError};
+use crate::store::events::NewEvent;
+use crate::store::Result;
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
 
@@ -258,11 +258,8 @@ impl ConsoleStore for PostgresStore {
                 .await?
                 .iter()
                 .map(|row| {
-                    let bytes: Vec<u8> = row.try_get(0)?;
-                    let digest = Digest::try_from(bytes.as_slice())
-                        .map_err(|_| StoreError::backend("a session digest is not 32 bytes"))?;
                     Ok(LiveSession {
-                        digest,
+                        digest: rows::digest(row, 0)?,
                         expires: Timestamp::from_millis(row.try_get(1)?),
                     })
                 })
@@ -277,45 +274,50 @@ impl ConsoleStore for PostgresStore {
         digests: Option<Vec<Digest>>,
         actor: &str,
     ) -> Result<u64> {
-        let (user_id, actor) = (user_id.to_owned(), actor.to_owned());
+        let (user_id, actor, at) = (user_id.to_owned(), actor.to_owned(), self.clock.now());
         let result = self
-            .with(move |client, _| async move {
-                let at = Timestamp::now().millis();
-                // Each in one statement: the sessions go and the events are written.
-                let deleted: i64 = match digests {
-                    None => client
-                        .query_one(
-                            &format!(
-                                "WITH gone AS (DELETE FROM sessions WHERE user_id = $1 \
-                             RETURNING token_hash), \
-                             logged AS (INSERT INTO events (id, type, user_id, detail, actor, at) \
-                             SELECT $2, 'user.sessions_revoked', $1, json_build_object('sids', \
-                             coalesce(json_agg({SID_SQL} ORDER BY token_hash), '[]'))::text, \
-                             $3, $4 FROM gone) \
-                             SELECT count(*) FROM gone"
-                            ),
-                            &[&user_id, &new_id(), &actor, &at],
+            .with(move |mut client, _| async move {
+                // The sessions go and their events are written in one transaction.
+                let tx = client.transaction().await?;
+                let gone = match &digests {
+                    None => {
+                        tx.query(
+                            "DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash",
+                            &[&user_id],
                         )
                         .await?
-                        .try_get(0)?,
+                    }
                     Some(digests) => {
                         let digests: Vec<&[u8]> = digests.iter().map(|d| &d[..]).collect();
-                        client
-                            .query_one(
-                                &format!(
-                                "WITH gone AS (DELETE FROM sessions WHERE token_hash = ANY($1) \
-                                 AND user_id = $2 RETURNING token_hash, user_id), \
-                                 logged AS (INSERT INTO events (id, type, user_id, sid, actor, at) \
-                                 SELECT gen_random_uuid()::text, 'session.deleted', user_id, \
-                                 {SID_SQL}, $3, $4 FROM gone) SELECT count(*) FROM gone"
-                            ),
-                                &[&digests, &user_id, &actor, &at],
-                            )
-                            .await?
-                            .try_get(0)?
+                        tx.query(
+                            "DELETE FROM sessions WHERE token_hash = ANY($1) AND user_id = $2 \
+                             RETURNING token_hash",
+                            &[&digests, &user_id],
+                        )
+                        .await?
                     }
                 };
-                Ok(u64::try_from(deleted).unwrap_or_default())
+                let gone: Vec<Digest> = gone
+                    .iter()
+                    .map(|row| rows::digest(row, 0))
+                    .collect::<Result<_>>()?;
+                let events: Vec<(String, NewEvent)> = match digests {
+                    // One event for all, naming each session's sid.
+                    None => vec![(
+                        user_id.clone(),
+                        NewEvent::user_sessions_revoked(&gone, Some(&actor), at),
+                    )],
+                    Some(_) => gone
+                        .iter()
+                        .map(|digest| {
+                            let event = NewEvent::session_deleted(digest, Some(&actor), at);
+                            (user_id.clone(), event)
+                        })
+                        .collect(),
+                };
+                record_events(&tx, &events).await?;
+                tx.commit().await?;
+                Ok(gone.len() as u64)
             })
             .await;
         // Wakes this process's webhook workers (a refused write wakes them for nothing).

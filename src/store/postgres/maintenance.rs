@@ -6,29 +6,31 @@ use super::*;
 #[async_trait]
 impl Maintenance for PostgresStore {
     async fn purge_expired(&self, now: Timestamp, batch: usize) -> Result<Purged> {
-        let (now, batch) = (now.millis(), i64::try_from(batch).unwrap_or(i64::MAX));
+        let (at, now, batch) = (now, now.millis(), i64::try_from(batch).unwrap_or(i64::MAX));
         let result = self
-            .with(move |client, _| async move {
+            .with(move |mut client, _| async move {
                 // SKIP LOCKED: nodes purging at the same moment take disjoint
-                // rows, and none waits for another.
-                // Each expired session's event in the same statement; its sid
-                // computed as session_id() computes it.
-                let sessions: i64 = client
-                    .query_one(
-                        &format!(
-                            "WITH gone AS (DELETE FROM sessions WHERE token_hash IN \
+                // rows, and none waits for another. Each expired session's
+                // event is written in the same transaction.
+                let tx = client.transaction().await?;
+                let gone = tx
+                    .query(
+                        "DELETE FROM sessions WHERE token_hash IN \
                          (SELECT token_hash FROM sessions WHERE expires < $1 \
-                          LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING token_hash, user_id), \
-                         logged AS (INSERT INTO events (id, type, user_id, sid, at) \
-                         SELECT gen_random_uuid()::text, 'session.expired', user_id, {SID_SQL}, $3 \
-                         FROM gone) SELECT count(*) FROM gone"
-                        ),
-                        &[&now, &batch, &Timestamp::now().millis()],
+                          LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING token_hash, user_id",
+                        &[&now, &batch],
                     )
                     .await?
-                    .try_get(0)?;
-                let sessions = u64::try_from(sessions).unwrap_or_default();
-                let kept_from = now - (RETENTION_DAYS * 24 * 3600 * 1000) as i64;
+                    .iter()
+                    .map(|row| {
+                        let event = NewEvent::session_expired(&rows::digest(row, 0)?, at);
+                        Ok((row.try_get(1)?, event))
+                    })
+                    .collect::<Result<Vec<(String, NewEvent)>>>()?;
+                record_events(&tx, &gone).await?;
+                tx.commit().await?;
+                let sessions = gone.len();
+                let kept_from = events::kept_from(at).millis();
                 let events = client
                     .execute(
                         "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE at < $1 \

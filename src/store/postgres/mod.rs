@@ -24,17 +24,18 @@ use super::{
     AdapterStore, Duplicate, Entity, KeyChanges, KeyRecord, KeySet, KeyStore, Maintenance, Purged,
     Result, Saved, StorageBytes, StoreError,
 };
+use crate::clock::Clock;
 use crate::kek::Kek;
 use crate::model::{
     Account, AccountKey, Authenticator, Session, SessionAndUser, SessionPatch, User, UserPatch,
     VerificationToken,
 };
-use crate::store::events::{new_id, Event, EventFilter, EventType, RETENTION_DAYS};
-use crate::store::session_id;
+use crate::store::events::{self, Event, EventFilter, EventType, NewEvent};
+use crate::store::token_digest;
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
-use openssl::sha::sha256;
+
 use openssl::ssl::{SslConnector, SslMethod};
 use postgres_openssl::MakeTlsConnector;
 use std::future::Future;
@@ -53,6 +54,8 @@ pub struct PostgresOptions {
     pub ca_file: Option<PathBuf>,
     /// Threads of the runtime that drives the connections.
     pub threads: usize,
+    /// Times the events.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for PostgresOptions {
@@ -64,6 +67,7 @@ impl std::fmt::Debug for PostgresOptions {
             .field("statement_timeout", &self.statement_timeout)
             .field("ca_file", &self.ca_file)
             .field("threads", &self.threads)
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -105,6 +109,8 @@ pub struct PostgresStore {
     handle: tokio::runtime::Handle,
     /// Wakes the webhook workers after an event commits.
     events: crate::store::events::EventSignal,
+    /// Times the events.
+    clock: Arc<dyn Clock>,
     /// Dropped in the background: a runtime may not be dropped inside another.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -194,6 +200,7 @@ impl PostgresStore {
             kek,
             handle: runtime.handle().clone(),
             events: Default::default(),
+            clock: options.clock.clone(),
             runtime: Some(runtime),
         };
         let at = at.to_owned();
@@ -241,19 +248,20 @@ impl PostgresStore {
         actor: Option<String>,
     ) -> Result<Option<User>> {
         let id = id.to_owned();
+        let event = NewEvent::user_deleted(actor.as_deref(), self.clock.now());
         let result = self
             .with(move |client, _| async move {
                 let statement = client
                     .prepare_cached(&format!(
                         "WITH gone AS (DELETE FROM users WHERE id = $1 RETURNING {USER_COLUMNS}), \
-                     logged AS (INSERT INTO events (id, type, user_id, actor, at) \
-                     SELECT $2, 'user.deleted', id, $3, $4 FROM gone) \
-                     SELECT {USER_COLUMNS} FROM gone"
+                         {} SELECT {USER_COLUMNS} FROM gone",
+                        log_removed("id", 2)
                     ))
                     .await?;
-                let (event, at) = (new_id(), Timestamp::now().millis());
+                let logged = EventParams::new(&event);
+                let [a, b, c, d, e, f] = logged.params();
                 client
-                    .query_opt(&statement, &[&id, &event, &actor, &at])
+                    .query_opt(&statement, &[&id, a, b, c, d, e, f])
                     .await?
                     .map(|row| rows::user(&row, 0))
                     .transpose()
@@ -470,8 +478,73 @@ pub(super) fn event_row(row: &tokio_postgres::Row) -> Result<Event> {
     })
 }
 
-/// `session_id(token_hash)` in SQL, for rows deleted in a statement (the
-/// purge): base64url of the first 16 bytes of SHA-256("authstore sid\0" ||
-/// digest).
-pub(super) const SID_SQL: &str = "rtrim(translate(encode(substring(sha256('authstore sid'::bytea \
-     || '\\x00'::bytea || token_hash) from 1 for 16), 'base64'), '+/', '-_'), '=')";
+/// A `logged` clause for a statement `WITH gone AS (DELETE ... RETURNING
+/// ...)`: writes the event whose fields are bound from `$first` on (see
+/// [`EventParams`]) for the user in column `user` of the row it removes, in
+/// the same statement.
+pub(super) fn log_removed(user: &str, first: usize) -> String {
+    let [id, kind, sid, detail, actor, at] = std::array::from_fn(|i| first + i);
+    format!(
+        "logged AS (INSERT INTO events (id, type, user_id, sid, detail, actor, at) \
+         SELECT ${id}, ${kind}, {user}, ${sid}, ${detail}, ${actor}, ${at} FROM gone)"
+    )
+}
+
+/// A [`NewEvent`]'s fields as statement parameters, in [`log_removed`]'s order.
+pub(super) struct EventParams<'a> {
+    event: &'a NewEvent,
+    kind: &'static str,
+    at: i64,
+}
+
+impl<'a> EventParams<'a> {
+    pub(super) fn new(event: &'a NewEvent) -> Self {
+        EventParams {
+            event,
+            kind: event.kind.name(),
+            at: event.at.millis(),
+        }
+    }
+
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+        [
+            &self.event.id,
+            &self.kind,
+            &self.event.sid,
+            &self.event.detail,
+            &self.event.actor,
+            &self.at,
+        ]
+    }
+}
+
+/// Writes `events`, each for the user beside it, in one statement inside
+/// the caller's transaction.
+pub(super) async fn record_events(
+    tx: &deadpool_postgres::Transaction<'_>,
+    events: &[(String, NewEvent)],
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = events.iter().map(|(_, e)| e.id.as_str()).collect();
+    let kinds: Vec<&str> = events.iter().map(|(_, e)| e.kind.name()).collect();
+    let users: Vec<&str> = events.iter().map(|(user, _)| user.as_str()).collect();
+    let sids: Vec<Option<&str>> = events.iter().map(|(_, e)| e.sid.as_deref()).collect();
+    let details: Vec<Option<&str>> = events.iter().map(|(_, e)| e.detail.as_deref()).collect();
+    let actors: Vec<Option<&str>> = events.iter().map(|(_, e)| e.actor.as_deref()).collect();
+    let ats: Vec<i64> = events.iter().map(|(_, e)| e.at.millis()).collect();
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO events (id, type, user_id, sid, detail, actor, at) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::text[], $7::bigint[])",
+        )
+        .await?;
+    tx.execute(
+        &statement,
+        &[&ids, &kinds, &users, &sids, &details, &actors, &ats],
+    )
+    .await?;
+    Ok(())
+}

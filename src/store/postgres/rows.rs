@@ -3,7 +3,7 @@
 use crate::kek::Kek;
 use crate::model::{Account, Authenticator, Extra, User};
 use crate::store::sealing::{self, TokenField};
-use crate::store::{Duplicate, StoreError};
+use crate::store::{Digest, Duplicate, StoreError};
 use crate::timestamp::Timestamp;
 use deadpool_postgres::PoolError;
 use tokio_postgres::error::SqlState;
@@ -27,6 +27,12 @@ pub fn user(row: &Row, at: usize) -> Result<User, StoreError> {
         image: row.try_get(at + 4)?,
         extra: extra(row, at + 5)?,
     })
+}
+
+/// Reads a session's token digest from column `at`.
+pub fn digest(row: &Row, at: usize) -> Result<Digest, StoreError> {
+    let bytes: &[u8] = row.try_get(at)?;
+    Digest::try_from(bytes).map_err(|_| StoreError::backend("a session digest is not 32 bytes"))
 }
 
 /// Reads an account (in [`ACCOUNT_COLUMNS`] order), opening its sealed values.

@@ -90,7 +90,7 @@ fn insert_account(conn: &Connection, kek: &Kek, account: &Account) -> Result<()>
 fn insert_session(conn: &Connection, session: &Session) -> Result<()> {
     conn.prepare_cached("INSERT INTO sessions (token_hash, user_id, expires) VALUES (?1, ?2, ?3)")?
         .execute(params![
-            token_hash(&session.session_token),
+            token_digest(&session.session_token),
             session.user_id,
             session.expires.millis()
         ])
@@ -262,8 +262,7 @@ impl AdapterStore for SqliteStore {
     }
 
     async fn unlink_account(&self, key: &AccountKey) -> Result<Option<Account>> {
-        let key = key.clone();
-        let kek = self.kek.clone();
+        let (key, kek, at) = (key.clone(), self.kek.clone(), self.clock.now());
         let result = self
             .writer
             .run(move |conn| {
@@ -279,18 +278,10 @@ impl AdapterStore for SqliteStore {
                     })
                     .optional()?;
                 if let Some(account) = &account {
-                    let detail = serde_json::json!({
-                        "provider": key.provider,
-                        "providerAccountId": key.provider_account_id,
-                    })
-                    .to_string();
                     record_event(
                         conn,
-                        EventType::AccountUnlinked,
-                        Some(&account.user_id),
-                        None,
-                        Some(&detail),
-                        None,
+                        &account.user_id,
+                        &NewEvent::account_unlinked(&key, at),
                     )?;
                 }
                 Ok(account)
@@ -326,7 +317,7 @@ impl AdapterStore for SqliteStore {
     }
 
     async fn get_session_and_user(&self, session_token: &str) -> Result<Option<SessionAndUser>> {
-        let hash = token_hash(session_token);
+        let hash = token_digest(session_token);
         self.read(|conn| {
             conn.prepare_cached(SESSION_AND_USER)?
                 .query_row([hash], |row| {
@@ -355,7 +346,7 @@ impl AdapterStore for SqliteStore {
                     )?
                     .query_row(
                         params![
-                            token_hash(&patch.session_token),
+                            token_digest(&patch.session_token),
                             millis(patch.expires),
                             patch.user_id
                         ],
@@ -373,11 +364,11 @@ impl AdapterStore for SqliteStore {
     }
 
     async fn delete_session(&self, session_token: &str) -> Result<Option<Session>> {
-        let session_token = session_token.to_owned();
+        let (session_token, at) = (session_token.to_owned(), self.clock.now());
         let result = self
             .writer
             .run(move |conn| {
-                let digest = token_hash(&session_token);
+                let digest = token_digest(&session_token);
                 let deleted = conn
                     .prepare_cached(
                         "DELETE FROM sessions WHERE token_hash = ?1 RETURNING user_id, expires",
@@ -387,15 +378,7 @@ impl AdapterStore for SqliteStore {
                     })
                     .optional()?;
                 if let Some((user_id, _)) = &deleted {
-                    let sid = session_id(&digest);
-                    record_event(
-                        conn,
-                        EventType::SessionDeleted,
-                        Some(user_id),
-                        Some(&sid),
-                        None,
-                        None,
-                    )?;
+                    record_event(conn, user_id, &NewEvent::session_deleted(&digest, None, at))?;
                 }
                 Ok(deleted.map(|(user_id, expires)| Session {
                     session_token,

@@ -5,8 +5,8 @@ use crate::model::User;
 use crate::store::console::{
     ConsoleStore, Digest, LinkedAccount, LiveSession, Overview, SearchField, UserSearch,
 };
-use crate::store::events::EventType;
-use crate::store::{session_id, Result};
+use crate::store::events::NewEvent;
+use crate::store::Result;
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension};
@@ -239,31 +239,21 @@ impl ConsoleStore for SqliteStore {
         digests: Option<Vec<Digest>>,
         actor: &str,
     ) -> Result<u64> {
-        let (user_id, actor) = (user_id.to_owned(), actor.to_owned());
+        let (user_id, actor, at) = (user_id.to_owned(), actor.to_owned(), self.clock.now());
         let result = self
             .writer
             .run(move |conn| {
                 let deleted = match digests {
                     None => {
-                        let sids = conn
+                        let gone = conn
                             .prepare_cached(
                                 "DELETE FROM sessions WHERE user_id = ?1 RETURNING token_hash",
                             )?
-                            .query_map([&user_id], |row| {
-                                Ok(session_id(&row.get::<_, [u8; 32]>(0)?))
-                            })?
+                            .query_map([&user_id], |row| row.get::<_, Digest>(0))?
                             .collect::<rusqlite::Result<Vec<_>>>()?;
-                        // One event for all, naming each session's sid.
-                        let detail = serde_json::json!({ "sids": sids }).to_string();
-                        record_event(
-                            conn,
-                            EventType::UserSessionsRevoked,
-                            Some(&user_id),
-                            None,
-                            Some(&detail),
-                            Some(&actor),
-                        )?;
-                        sids.len()
+                        let event = NewEvent::user_sessions_revoked(&gone, Some(&actor), at);
+                        record_event(conn, &user_id, &event)?;
+                        gone.len()
                     }
                     Some(digests) => {
                         let mut deleted = 0;
@@ -274,15 +264,8 @@ impl ConsoleStore for SqliteStore {
                                 )?
                                 .execute(params![&digest[..], user_id])?;
                             if gone == 1 {
-                                let sid = session_id(&digest);
-                                record_event(
-                                    conn,
-                                    EventType::SessionDeleted,
-                                    Some(&user_id),
-                                    Some(&sid),
-                                    None,
-                                    Some(&actor),
-                                )?;
+                                let event = NewEvent::session_deleted(&digest, Some(&actor), at);
+                                record_event(conn, &user_id, &event)?;
                             }
                             deleted += gone;
                         }

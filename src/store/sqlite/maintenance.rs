@@ -5,7 +5,7 @@ use super::*;
 #[async_trait]
 impl Maintenance for SqliteStore {
     async fn purge_expired(&self, now: Timestamp, batch: usize) -> Result<Purged> {
-        let (now, batch) = (now.millis(), batch as i64);
+        let (at, now, batch) = (now, now.millis(), batch as i64);
         let result = self
             .writer
             .run(move |conn| {
@@ -20,19 +20,11 @@ impl Maintenance for SqliteStore {
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 for (digest, user_id) in &gone {
-                    let sid = session_id(digest);
-                    record_event(
-                        conn,
-                        EventType::SessionExpired,
-                        Some(user_id),
-                        Some(&sid),
-                        None,
-                        None,
-                    )?;
+                    record_event(conn, user_id, &NewEvent::session_expired(digest, at))?;
                 }
                 let sessions = gone.len();
                 // Events past their retention, a batch at a time like the rest.
-                let kept_from = now - (RETENTION_DAYS * 24 * 3600 * 1000) as i64;
+                let kept_from = events::kept_from(Timestamp::from_millis(now)).millis();
                 let events = conn
                     .prepare_cached(
                         "DELETE FROM events WHERE seq IN \

@@ -19,7 +19,7 @@ pub mod settings;
 mod writer;
 
 use self::checkpoint::Checkpointer;
-use self::rows::{insert_error, millis, token_hash};
+use self::rows::{insert_error, millis};
 use self::settings::Durability;
 use self::writer::Writer;
 use super::import::{self, ImportCounts, ImportRows, ImportStore, RowRefused};
@@ -28,13 +28,14 @@ use super::{
     AdapterStore, Duplicate, Entity, KeyChanges, KeyRecord, KeySet, KeyStore, Maintenance, Purged,
     Saved, StorageBytes,
 };
+use crate::clock::Clock;
 use crate::kek::Kek;
 use crate::model::{
     Account, AccountKey, Authenticator, Session, SessionAndUser, SessionPatch, User, UserPatch,
     VerificationToken,
 };
-use crate::store::events::{new_id, Event, EventFilter, EventSignal, EventType, RETENTION_DAYS};
-use crate::store::{session_id, Result, StoreError as Error};
+use crate::store::events::{self, Event, EventFilter, EventSignal, EventType, NewEvent};
+use crate::store::{token_digest, Result, StoreError as Error};
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
 use r2d2_sqlite::SqliteConnectionManager;
@@ -69,6 +70,8 @@ pub struct SqliteOptions {
     pub wal_budget_mib: u32,
     /// Whether this process holds the file alone, or shares it.
     pub locking: Locking,
+    /// When events happen (and migrations run).
+    pub clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +184,8 @@ pub struct SqliteStore {
     inode: u64,
     /// Wakes the webhook workers after an event commits.
     events: EventSignal,
+    /// Times the events.
+    clock: Arc<dyn Clock>,
     _checkpointer: Checkpointer,
 }
 
@@ -217,9 +222,11 @@ impl SqliteStore {
             Connection::open_with_flags_and_vfs(&path, flags, vfs).map_err(open_error)?;
         configure(&conn, options.durability).map_err(open_error)?;
         retry_while_busy(|| conn.pragma_update(None, "journal_mode", "WAL")).map_err(open_error)?;
-        schema::migrate(&mut conn, &kek, Timestamp::now()).map_err(|source| OpenError::Schema {
-            path: path.clone(),
-            source,
+        schema::migrate(&mut conn, &kek, options.clock.now()).map_err(|source| {
+            OpenError::Schema {
+                path: path.clone(),
+                source,
+            }
         })?;
         let kek = bind_kek(&conn, kek, &path)?;
         probe_writable(&conn, &path)?;
@@ -268,6 +275,7 @@ impl SqliteStore {
             path: path.clone(),
             inode,
             events: EventSignal::default(),
+            clock: options.clock.clone(),
             _checkpointer: checkpointer,
         })
     }
@@ -306,7 +314,7 @@ impl SqliteStore {
         id: &str,
         actor: Option<String>,
     ) -> Result<Option<User>> {
-        let id = id.to_owned();
+        let (id, at) = (id.to_owned(), self.clock.now());
         let result = self
             .writer
             .run(move |conn| {
@@ -319,14 +327,7 @@ impl SqliteStore {
                     .query_row([&id], |row| rows::user(row, 0))
                     .optional()?;
                 if user.is_some() {
-                    record_event(
-                        conn,
-                        EventType::UserDeleted,
-                        Some(&id),
-                        None,
-                        None,
-                        actor.as_deref(),
-                    )?;
+                    record_event(conn, &id, &NewEvent::user_deleted(actor.as_deref(), at))?;
                 }
                 Ok(user)
             })
@@ -546,27 +547,24 @@ pub(super) fn event_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     })
 }
 
-/// Writes one event, inside the caller's transaction.
+/// Writes `event` for `user_id`, inside the caller's transaction.
 pub(super) fn record_event(
     conn: &Connection,
-    kind: EventType,
-    user_id: Option<&str>,
-    sid: Option<&str>,
-    detail: Option<&str>,
-    actor: Option<&str>,
+    user_id: &str,
+    event: &NewEvent,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO events (id, type, user_id, sid, detail, actor, at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
-        new_id(),
-        kind.name(),
+        event.id,
+        event.kind.name(),
         user_id,
-        sid,
-        detail,
-        actor,
-        Timestamp::now().millis()
+        event.sid,
+        event.detail,
+        event.actor,
+        event.at.millis()
     ])?;
     Ok(())
 }

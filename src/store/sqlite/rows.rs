@@ -192,8 +192,3 @@ impl From<r2d2::Error> for Error {
         Error::Unavailable(format!("no read connection: {e}"))
     }
 }
-
-/// SHA-256 of a session token: the only form in which it is stored.
-pub fn token_hash(session_token: &str) -> [u8; 32] {
-    openssl::sha::sha256(session_token.as_bytes())
-}

@@ -1,10 +1,7 @@
 //! The reverse-proxy examples of docs/operations.md (examples/proxy/) in front of a
 //! real server: the issuer's documents pass, the adapter API does not.
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use common::process::{output, serve, Server};
 use std::path::Path;
@@ -254,7 +251,7 @@ fn caddy_passes_the_issuer_documents_and_hides_the_api() {
 
 #[test]
 fn the_readme_shows_the_examples_as_they_are() {
-    let readme = include_str!("../docs/operations.md");
+    let readme = include_str!("../../docs/operations.md");
     for file in ["authstore.nginx.conf", "Caddyfile"] {
         let text = std::fs::read_to_string(Path::new(EXAMPLES).join(file)).unwrap();
         assert!(

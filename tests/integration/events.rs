@@ -1,10 +1,7 @@
 //! Events: every change that ends access leaves one, written with the change,
 //! and `authstore audit` lists them.
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use common::TestApp;
 use serde_json::{json, Value};

@@ -1,10 +1,7 @@
 //! The operator's tools: an online backup that holds every acknowledged
 //! write, and a check that says whether a database is sound.
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use common::process::{authstore, output, run, serve};
 use serde_json::{json, Value};

@@ -1,10 +1,7 @@
 //! Many processes on one database: two servers starting together, a CLI
 //! command beside a running server, commands pointed at a wrong path.
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use common::process::{authstore, output, run, serve, serve_shared, shell, Server};
 use serde_json::{json, Value};

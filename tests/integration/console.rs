@@ -2,10 +2,7 @@
 //! a session may and may not do, and the headers on every console answer.
 //! (Its pages in a real browser: tests/browser/console.test.mjs.)
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use common::{user_fixture, TestApp, SECRET};
 use serde_json::{json, Value};

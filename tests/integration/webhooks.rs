@@ -1,10 +1,7 @@
 //! Webhooks: every event reaches each configured endpoint, signed, in order,
 //! through restarts, a receiver that is down, and more than one server.
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use authstore::config::Webhook;
 use authstore::secret::Secret;

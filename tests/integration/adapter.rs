@@ -1,10 +1,7 @@
 //! The adapter endpoints: every method's happy, not-found and malformed
 //! paths, and the Auth.js rules of DESIGN.md section 3.
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use common::{code, user_fixture, TestApp};
 use serde_json::{json, Value};

@@ -3,10 +3,7 @@
 //! retired key keeps only its public half, and a wrong or missing KEK stops
 //! the start.
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use authstore::clock::ManualClock;
 use authstore::issuer::keys::{KeyMaterial, Rotation};
@@ -20,7 +17,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-const KEY_PEM: &[u8] = include_bytes!("fixtures/v1-imported-key.pem");
+const KEY_PEM: &[u8] = include_bytes!("../fixtures/v1-imported-key.pem");
 /// DER of a PKCS#8 RSA private key from its version field on: `INTEGER 0`,
 /// then the rsaEncryption algorithm identifier, then the OCTET STRING.
 /// (A public key's SubjectPublicKeyInfo has the identifier, not the version.)

@@ -2,10 +2,7 @@
 //! checked the way Convex verifies (discovery -> jwks_uri -> kid -> RS256 or
 //! ES256).
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use authstore::clock::{Clock, ManualClock};
 use authstore::issuer::keys::Rotation;

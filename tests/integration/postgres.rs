@@ -2,10 +2,7 @@
 //! nodes that must be given their secret and key-encryption key. Run by
 //! scripts/test-all with TEST_POSTGRES_URL set; without it they say so and pass.
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use common::process::{authstore, output, Server};
 use common::{KEK, SECRET};

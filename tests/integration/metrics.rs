@@ -1,10 +1,7 @@
 //! `GET /metrics` on its own listener: off by default, parsed the way a
 //! Prometheus server parses it, and moving with the traffic.
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use common::{user_fixture, TestApp, SECRET};
 use prometheus_parse::{Sample, Scrape, Value as Metric};

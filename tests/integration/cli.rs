@@ -1,9 +1,6 @@
 //! The binary as a user runs it: zero-configuration start, commands, errors.
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use common::process::{authstore, output, run, serve};
 

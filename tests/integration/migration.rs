@@ -3,10 +3,7 @@
 //! very schema a new database gets; a rebuild of a parent table cascades
 //! nothing; versions no authstore writes are refused.
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use authstore::kek::Kek;
 use authstore::secret::Secret;
@@ -19,8 +16,8 @@ use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
 
-const FIXTURE: &[u8] = include_bytes!("fixtures/v1.db");
-const EXPECTED: &str = include_str!("fixtures/v1.expected.json");
+const FIXTURE: &[u8] = include_bytes!("../fixtures/v1.db");
+const EXPECTED: &str = include_str!("../fixtures/v1.expected.json");
 
 fn expected() -> Value {
     serde_json::from_str(EXPECTED).unwrap()

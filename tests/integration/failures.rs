@@ -2,10 +2,7 @@
 //! what a client can retry, `/readyz` that notices, and a start that refuses
 //! a database it cannot write.
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use common::{code, test_config, TestApp};
 use serde_json::{json, Value};

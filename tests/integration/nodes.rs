@@ -2,10 +2,7 @@
 //! (one SQLite file, or one PostgreSQL database when TEST_POSTGRES_URL is
 //! set), as a load balancer would spread requests over them.
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use common::process::{authstore, output, Server};
 use common::{KEK, SECRET};

@@ -1,9 +1,6 @@
 //! The secret gate and the health endpoints.
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use common::{code, TestApp, SECRET};
 use serde_json::{json, Value};
@@ -207,7 +204,7 @@ fn the_openapi_document_lists_every_route_the_server_has() {
     let (status, response) = app.get("/openapi.json");
     assert_eq!(status, 200);
     let served: Value = response.into_json().unwrap();
-    let file: Value = serde_json::from_str(include_str!("../openapi.json")).unwrap();
+    let file: Value = serde_json::from_str(include_str!("../../openapi.json")).unwrap();
     assert_eq!(served, file, "the server serves the committed file");
     assert_eq!(served["openapi"], "3.1.0");
     let paths = served["paths"].as_object().unwrap();

@@ -2,10 +2,7 @@
 //! guide's tables, built here the way `npx convex export` writes it (a ZIP,
 //! one TABLE/documents.jsonl each, deflated), loaded into a new database.
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use common::process::{authstore, output, serve};
 use serde_json::{json, Value};

@@ -1,9 +1,6 @@
 //! `serve --ephemeral`: a throwaway server for another project's tests.
 
-// Tests wait for processes and copy fixtures freely (clippy.toml).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
+use crate::common;
 
 use common::process::{authstore, output, COMMAND_DEADLINE, START_DEADLINE};
 use serde_json::{json, Value};
@@ -26,7 +23,17 @@ struct Ephemeral {
 }
 
 impl Drop for Ephemeral {
+    /// Closes its stdin, as its parent would, so it removes its directory
+    /// (a kill would leave it in the temp dir); killed only past a deadline.
     fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
