@@ -117,14 +117,15 @@ CREATE INDEX users_by_name ON users ((lower(name) COLLATE "C"), id);
 -- Every change that ends someone's access, written in the same statement as
 -- the change (see schema.sql): the audit log and the revocation outbox.
 CREATE TABLE events (
-    seq     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id      TEXT COLLATE "C" NOT NULL UNIQUE,
-    type    TEXT NOT NULL,
-    user_id TEXT COLLATE "C",
-    sid     TEXT COLLATE "C",
-    detail  TEXT,
-    actor   TEXT,
-    at      BIGINT NOT NULL
+    seq      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id       TEXT COLLATE "C" NOT NULL UNIQUE,
+    type     TEXT NOT NULL,
+    user_id  TEXT COLLATE "C",
+    sid      TEXT COLLATE "C",
+    detail   TEXT,
+    actor    TEXT,
+    at       BIGINT NOT NULL,
+    trace_id TEXT COLLATE "C"
 );
 CREATE INDEX events_by_user ON events (user_id, seq);
 CREATE INDEX events_by_time ON events (at);

@@ -125,16 +125,18 @@ CREATE INDEX users_by_name ON users (lower(name), id);
 -- Every change that ends someone's access (a session deleted, expired or
 -- revoked, a user deleted, an account unlinked), written in the same
 -- transaction as the change: the audit log (`authstore audit`) and the outbox
--- revocations are delivered from. Kept 30 days.
+-- revocations are delivered from. Kept 30 days. `trace_id`: the W3C trace of
+-- the request that made the change, carried on by its webhook delivery.
 CREATE TABLE events (
-    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
-    id      TEXT NOT NULL UNIQUE,
-    type    TEXT NOT NULL,
-    user_id TEXT,
-    sid     TEXT,
-    detail  TEXT,
-    actor   TEXT,
-    at      INTEGER NOT NULL
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    id       TEXT NOT NULL UNIQUE,
+    type     TEXT NOT NULL,
+    user_id  TEXT,
+    sid      TEXT,
+    detail   TEXT,
+    actor    TEXT,
+    at       INTEGER NOT NULL,
+    trace_id TEXT
 );
 CREATE INDEX events_by_user ON events (user_id, seq);
 CREATE INDEX events_by_time ON events (at);

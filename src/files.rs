@@ -148,8 +148,8 @@ pub enum LeaseError {
     Busy(PathBuf),
     #[error(
         "another authstore server is using {0}; a server with sqlite.locking = \"exclusive\" \
-         (the default) must be the only one on its file: stop the other, or set locking = \
-         \"shared\" in [sqlite] (AUTHSTORE_SQLITE_LOCKING=shared) for every server on it"
+         must be the only one on its file: stop the other, or set locking = \"shared\" (the \
+         default) in [sqlite] (AUTHSTORE_SQLITE_LOCKING=shared) for every server on it"
     )]
     Served(PathBuf),
     #[error("cannot lock {path}: {source}")]

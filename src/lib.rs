@@ -15,8 +15,8 @@
 //! names only modules on its own line or above; `../shared/tools/module-cycles
 //! src` checks that the graph has no cycle):
 //!
-//! 1. leaves: [`timestamp`], [`clock`], [`model`], [`error`], [`files`],
-//!    [`urls`], [`limits`], [`logging`], [`metrics`], [`secret`];
+//! 1. leaves: [`timestamp`], [`clock`], [`trace`], [`model`], [`error`],
+//!    [`files`], [`urls`], [`limits`], [`logging`], [`metrics`], [`secret`];
 //! 2. [`kek`] (sealing at rest);
 //! 3. [`store`] (the backends, each owning its settings type);
 //! 4. [`issuer`] and [`convex_import`];
@@ -65,6 +65,7 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod timestamp;
+pub mod trace;
 pub mod urls;
 pub mod webhooks;
 
@@ -77,7 +78,7 @@ use crate::secret::{Secret, SecretError, SecretOrigin};
 use crate::store::postgres::{PostgresOptions, PostgresStore};
 use crate::store::sqlite::{OpenError, SqliteOptions, SqliteStore};
 use crate::store::{KeyStore, Maintenance, Store};
-use actix_web::{dev::Server, middleware::Logger, web, App, HttpServer};
+use actix_web::{dev::Server, web, App, HttpServer};
 use std::net::{IpAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -214,6 +215,7 @@ fn open_sqlite_on(
             read_mmap_mib: sqlite.read_mmap_mib,
             wal_budget_mib: sqlite.wal_budget_mib,
             locking: sqlite.locking,
+            checkpoints: sqlite.checkpoints,
             clock,
         },
         kek,
@@ -329,10 +331,25 @@ impl Application {
             Some(config::Locking::Shared) => Some(files::Lease::shared(&config.database, || {
                 control::answers(&config.database)
             })?),
-            Some(config::Locking::Exclusive) => Some(files::Lease::sole(&config.database, || {
-                control::answers(&config.database)
-            })?),
+            Some(config::Locking::Exclusive) => {
+                log::info!(
+                    "locking = \"exclusive\": this server holds {} alone while it runs; \
+                     Litestream, the sqlite3 shell and every other process are shut out \
+                     (locking = \"shared\" lets them read it)",
+                    config.database.display()
+                );
+                Some(files::Lease::sole(&config.database, || {
+                    control::answers(&config.database)
+                })?)
+            }
         };
+        if locking.is_some() && config.sqlite.checkpoints == config::Checkpoints::Litestream {
+            log::info!(
+                "checkpoints = \"litestream\": WAL checkpoints are left to Litestream; this \
+                 server checkpoints only past wal_budget_mib ({} MiB)",
+                config.sqlite.wal_budget_mib
+            );
+        }
         log::info!("secret from {origin}");
         match (
             config.previous_secrets.len(),
@@ -414,13 +431,9 @@ impl Application {
                     metrics_on,
                     actix_web::middleware::from_fn(http::metrics::record),
                 ))
+                // Request id, trace and the access line: method, path (never
+                // the query), status, duration; no body, token or secret.
                 .wrap(actix_web::middleware::from_fn(http::request_id::tag))
-                .wrap(
-                    // Method, path (never the query), status, duration and
-                    // the request id: no body, token or secret can reach the log.
-                    Logger::new("%{method}xi %U %s %Dms id=%{x-request-id}o")
-                        .custom_request_replace("method", |req| req.method().to_string()),
-                )
                 .app_data(state.clone())
                 .configure(http::routes)
         })

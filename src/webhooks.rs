@@ -30,6 +30,7 @@
 use crate::clock::{Clock, SystemClock};
 use crate::secret::Secret;
 use crate::store::events::{Event, EventType, Outbox};
+use crate::trace::TraceContext;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
@@ -345,7 +346,7 @@ impl Worker {
                     }
                 }
             }
-            let pending = match self
+            let mut pending = match self
                 .store
                 .pending_events(&self.endpoint.key, &self.endpoint.kinds, BATCH)
                 .await
@@ -362,6 +363,11 @@ impl Worker {
                 let _ = actix_web::rt::time::timeout(POLL, written.changed()).await;
                 continue;
             }
+            // One delivery per trace: it carries on the trace of the request
+            // that made its events (the rest follow in the next ones).
+            let trace = pending.first().and_then(|e| e.trace_id.clone());
+            let same = pending.iter().take_while(|e| e.trace_id == trace).count();
+            pending.truncate(same);
             let started = std::time::Instant::now();
             match self.send(&pending).await {
                 Outcome::Delivered => {
@@ -412,11 +418,17 @@ impl Worker {
         let body = body(events, self.token_lifetime);
         let t = SystemClock.now().millis().div_euclid(1000);
         let signed = signature(self.endpoint.secret.expose(), t, body.as_bytes());
+        let trace = events
+            .first()
+            .and_then(|e| e.trace_id.as_deref())
+            .and_then(TraceContext::in_trace)
+            .unwrap_or_else(TraceContext::start);
         let request = self
             .agent
             .post(&self.endpoint.url)
             .set("Content-Type", "application/json")
-            .set(SIGNATURE_HEADER, &signed);
+            .set(SIGNATURE_HEADER, &signed)
+            .set("traceparent", &trace.header());
         let sent =
             actix_web::rt::task::spawn_blocking(move || outcome(request.send_string(&body))).await;
         sent.unwrap_or_else(|e| Outcome::Failed(format!("the request did not finish: {e}")))
@@ -606,6 +618,7 @@ mod tests {
             detail: detail.map(str::to_owned),
             actor: Some("console".into()),
             at,
+            trace_id: None,
         };
         let text = body(
             &[

@@ -339,7 +339,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
         let file = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
         log::info!("settings from {}", file.display());
     }
-    let load = || Config::load(file, std::env::vars(), flags.clone());
+    let load = || {
+        let config = Config::load(file, std::env::vars(), flags.clone())?;
+        crate::logging::use_format(config.log_format);
+        Ok::<_, crate::config::ConfigError>(config)
+    };
 
     match cli.command {
         Command::Secret => {

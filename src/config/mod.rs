@@ -64,6 +64,8 @@ pub struct Config {
     pub issuer: Option<String>,
     /// `host:port` of the Prometheus listener (`GET /metrics`); off when unset.
     pub metrics_bind: Option<String>,
+    /// Log lines as text, or one JSON object per line.
+    pub log_format: crate::logging::LogFormat,
     pub audience: String,
     /// How new signing keys sign: `RS256` or `ES256` (a change takes effect
     /// through the next rotation).
@@ -110,6 +112,7 @@ impl std::fmt::Debug for Config {
             .field("purge_batch", &self.purge_batch)
             .field("issuer", &self.issuer)
             .field("metrics_bind", &self.metrics_bind)
+            .field("log_format", &self.log_format)
             .field("audience", &self.audience)
             .field("algorithm", &self.algorithm)
             .field("token_lifetime_secs", &self.token_lifetime_secs)
@@ -130,7 +133,7 @@ impl std::fmt::Debug for Config {
 pub use crate::webhooks::{Webhook, MIN_WEBHOOK_SECRET};
 
 pub use crate::store::postgres::settings::PostgresSettings;
-pub use crate::store::sqlite::settings::{Durability, Locking, SqliteSettings};
+pub use crate::store::sqlite::settings::{Checkpoints, Durability, Locking, SqliteSettings};
 
 /// Settings that moved into a backend's section, and where to.
 const MOVED: [(&str, &str); 5] = [
@@ -182,6 +185,7 @@ impl Default for Config {
             purge_batch: 1000,
             issuer: None,
             metrics_bind: None,
+            log_format: crate::logging::LogFormat::Text,
             audience: "convex".into(),
             algorithm: crate::issuer::keys::Algorithm::RS256,
             token_lifetime_secs: 300,

@@ -39,7 +39,7 @@ pub async fn record(
 
 /// A method as a label: one of a fixed set, so made-up methods (anyone can
 /// send `FOO / HTTP/1.1`) cannot grow the series without bound.
-fn method_label(method: &actix_web::http::Method) -> &'static str {
+pub(crate) fn method_label(method: &actix_web::http::Method) -> &'static str {
     use actix_web::http::Method;
     match *method {
         Method::GET => "GET",

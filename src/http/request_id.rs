@@ -1,12 +1,17 @@
-//! `x-request-id` on every response, and the error log lines that carry it.
+//! `x-request-id` and `traceparent` on every response, and the access and
+//! error log lines that carry them.
 //!
 //! A well-formed incoming id (1-64 characters of letters, digits, `.`, `_`,
 //! `-`) is kept, so one id follows a request through a proxy and the app;
-//! otherwise the server makes one. The access log line (see `lib.rs`) and
-//! the error line for a 500 or 503 name it, so a client's report leads to
-//! the cause.
+//! otherwise the server makes one. A well-formed W3C `traceparent` is
+//! continued (same trace, a span of this server's own), otherwise a trace
+//! starts; the request runs inside it (`trace::scope`), so the events it
+//! writes record it and their webhook delivery carries it on. The access
+//! line and the error line for a 500 or 503 name both, so a client's report
+//! leads to the cause.
 
 use crate::error::Error;
+use crate::trace::TraceContext;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -14,8 +19,13 @@ use actix_web::middleware::Next;
 use actix_web::HttpMessage;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::Instant;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Where the access lines are logged.
+pub const ACCESS_TARGET: &str = "authstore::access";
 
 /// The request's id, for handlers that log it (the console's audit lines).
 #[derive(Clone)]
@@ -35,6 +45,7 @@ pub async fn tag(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
     let incoming = req
         .headers()
         .get(&HEADER)
@@ -45,17 +56,50 @@ pub async fn tag(
         None => HeaderValue::from_str(&generate())
             .map_err(actix_web::error::ErrorInternalServerError)?,
     };
+    let trace = TraceContext::continue_or_start(
+        req.headers()
+            .get(&TRACEPARENT)
+            .and_then(|value| value.to_str().ok()),
+    );
     req.extensions_mut().insert(RequestId(id.clone()));
-    let mut res = next.call(req).await?;
+    // Made-up methods are not echoed into the log.
+    let method = super::metrics::method_label(req.method());
+    let path = req.path().to_owned();
+    let mut res = crate::trace::scope(trace, next.call(req)).await?;
+    let (shown, trace_id) = (id.to_str().unwrap_or("-"), trace.trace_id());
     if let Some(error) = res.response().error().and_then(|e| e.as_error::<Error>()) {
-        let shown = id.to_str().unwrap_or("-");
-        match error {
-            Error::Internal(_) => log::error!("request {shown}: {}", error.log_text()),
-            Error::Unavailable(_) => log::warn!("request {shown}: {}", error.log_text()),
-            _ => {}
+        let level = match error {
+            Error::Internal(_) => Some(log::Level::Error),
+            Error::Unavailable(_) => Some(log::Level::Warn),
+            _ => None,
+        };
+        if let Some(level) = level {
+            let causes = crate::logging::causes(error);
+            log::log!(
+                level,
+                request_id = shown, trace_id = trace_id.as_str(),
+                error = error.to_string().as_str(), causes:serde = causes;
+                "request {shown} trace {trace_id}: {}", error.log_text()
+            );
         }
     }
+    let status = res.status().as_u16();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    log::info!(
+        target: ACCESS_TARGET,
+        request_id = shown, trace_id = trace_id.as_str(), method = method,
+        route = route.as_str(), path = path.as_str(), status = status,
+        duration_ms = duration_ms;
+        "{method} {path} {status} {duration_ms:.3}ms id={shown} trace={trace_id}"
+    );
     res.headers_mut().insert(HEADER, id);
+    if let Ok(value) = HeaderValue::from_str(&trace.header()) {
+        res.headers_mut().insert(TRACEPARENT, value);
+    }
     Ok(res)
 }
 

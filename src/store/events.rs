@@ -72,16 +72,43 @@ pub struct Event {
     pub actor: Option<String>,
     #[serde(serialize_with = "iso")]
     pub at: Timestamp,
+    /// The W3C trace id of the request that made the change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 fn iso<S: serde::Serializer>(at: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&at.to_iso())
 }
 
+/// When a change happens and the trace of the request that made it:
+/// taken on the caller's task (a backend may write on a thread of its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Occasion {
+    pub at: Timestamp,
+    /// The W3C trace id of the request (see `trace`); none for the purge.
+    pub trace_id: Option<String>,
+}
+
+impl Occasion {
+    /// Now by `clock`, in the trace of the request being served, if any.
+    pub fn now(clock: &dyn crate::clock::Clock) -> Occasion {
+        Occasion {
+            at: clock.now(),
+            trace_id: crate::trace::current().map(|t| t.trace_id()),
+        }
+    }
+
+    /// At `at`, outside any request (the purge).
+    pub fn background(at: Timestamp) -> Occasion {
+        Occasion { at, trace_id: None }
+    }
+}
+
 /// The event a change writes, decided here once for both backends: its
-/// type, `sid`, detail, actor and time. Its user is the owner of the row the
-/// change removes, which a backend learns as it removes it; a backend only
-/// writes the event, in the transaction of the change.
+/// type, `sid`, detail, actor, time and trace. Its user is the owner of the
+/// row the change removes, which a backend learns as it removes it; a
+/// backend only writes the event, in the transaction of the change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
     /// Unique (UUID v4): what a receiver deduplicates on.
@@ -92,22 +119,24 @@ pub struct NewEvent {
     pub detail: Option<String>,
     pub actor: Option<String>,
     pub at: Timestamp,
+    pub trace_id: Option<String>,
 }
 
 impl NewEvent {
-    fn new(kind: EventType, actor: Option<&str>, at: Timestamp) -> NewEvent {
+    fn new(kind: EventType, actor: Option<&str>, occasion: &Occasion) -> NewEvent {
         NewEvent {
             id: new_id(),
             kind,
             sid: None,
             detail: None,
             actor: actor.map(str::to_owned),
-            at,
+            at: occasion.at,
+            trace_id: occasion.trace_id.clone(),
         }
     }
 
     /// One session ended: signed out, or revoked in the console (`actor`).
-    pub fn session_deleted(digest: &Digest, actor: Option<&str>, at: Timestamp) -> NewEvent {
+    pub fn session_deleted(digest: &Digest, actor: Option<&str>, at: &Occasion) -> NewEvent {
         NewEvent {
             sid: Some(session_id(digest)),
             ..NewEvent::new(EventType::SessionDeleted, actor, at)
@@ -115,7 +144,7 @@ impl NewEvent {
     }
 
     /// One session removed by the purge after it expired.
-    pub fn session_expired(digest: &Digest, at: Timestamp) -> NewEvent {
+    pub fn session_expired(digest: &Digest, at: &Occasion) -> NewEvent {
         NewEvent {
             sid: Some(session_id(digest)),
             ..NewEvent::new(EventType::SessionExpired, None, at)
@@ -126,7 +155,7 @@ impl NewEvent {
     pub fn user_sessions_revoked<'a>(
         digests: impl IntoIterator<Item = &'a Digest>,
         actor: Option<&str>,
-        at: Timestamp,
+        at: &Occasion,
     ) -> NewEvent {
         let mut sids: Vec<String> = digests.into_iter().map(session_id).collect();
         // In one order whatever order the backend removed them in.
@@ -138,12 +167,12 @@ impl NewEvent {
     }
 
     /// A user deleted, with everything of theirs.
-    pub fn user_deleted(actor: Option<&str>, at: Timestamp) -> NewEvent {
+    pub fn user_deleted(actor: Option<&str>, at: &Occasion) -> NewEvent {
         NewEvent::new(EventType::UserDeleted, actor, at)
     }
 
     /// An account unlinked: the detail names its provider and id there.
-    pub fn account_unlinked(key: &AccountKey, at: Timestamp) -> NewEvent {
+    pub fn account_unlinked(key: &AccountKey, at: &Occasion) -> NewEvent {
         let detail = serde_json::json!({
             "provider": key.provider,
             "providerAccountId": key.provider_account_id,

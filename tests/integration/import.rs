@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::process::{authstore, output, serve};
+use common::process::{authstore, output, serve, serve_alone};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
@@ -368,7 +368,8 @@ fn an_export_that_inflates_to_a_gigabyte_leaves_the_servers_memory_alone() {
         std::fs::metadata(&zip).unwrap().len() / 1024
     );
 
-    let server = serve(dir.path(), &[]);
+    // Held alone, so the import runs inside the server (its control socket).
+    let server = serve_alone(dir.path());
     let pid = server.child.as_ref().unwrap().id();
     let before = rss_kib(pid);
     let (ok, out, err) = import(dir.path(), &[zip.to_str().unwrap()]);

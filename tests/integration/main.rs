@@ -20,6 +20,7 @@ mod failures;
 mod http;
 mod import;
 mod issuer;
+mod litestream;
 mod metrics;
 mod migration;
 mod nodes;

@@ -338,7 +338,10 @@ fn a_version_1_database_gains_the_newer_tables_and_keeps_its_rows() {
         config,
         std::sync::Arc::new(authstore::clock::SystemClock),
     );
-    assert_eq!(app.count("SELECT schema_version::bigint FROM meta"), 6);
+    assert_eq!(
+        app.count("SELECT schema_version::bigint FROM meta"),
+        i64::from(authstore::store::postgres::schema::VERSION)
+    );
     assert_eq!(app.count("SELECT count(*) FROM meta WHERE rows_bound"), 1);
     assert_eq!(
         app.count("SELECT count(*) FROM signing_keys WHERE row_seal IS NULL"),

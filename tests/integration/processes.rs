@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::process::{authstore, output, run, serve, serve_shared, shell, Server};
+use common::process::{authstore, output, run, serve, serve_alone, serve_shared, shell, Server};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -220,6 +220,9 @@ fn every_response_carries_a_request_id_that_the_log_names() {
     assert_eq!(kept.header("x-request-id"), Some("trace-abc.123_x"));
     let line = server.wait_for_log("id=trace-abc.123_x");
     assert!(line.contains("GET /healthz 200"), "{line}");
+    // And the trace the response names (one started here: none came in).
+    let trace = &kept.header("traceparent").unwrap()[3..35];
+    assert!(line.contains(&format!("trace={trace}")), "{line}");
 
     for bad in ["has space", &"x".repeat(65)] {
         let made = ureq::get(&server.url("/healthz"))
@@ -316,8 +319,12 @@ fn serve_command(dir: &std::path::Path, env: &[(&str, &str)]) -> std::process::C
 #[test]
 fn a_second_server_on_a_file_held_alone_is_refused_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
-    let first = serve(dir.path(), &[]);
-    for env in [&[][..], &[("AUTHSTORE_SQLITE_LOCKING", "shared")][..]] {
+    let first = serve_alone(dir.path());
+    for env in [
+        &[][..],
+        &[("AUTHSTORE_SQLITE_LOCKING", "shared")][..],
+        &[("AUTHSTORE_SQLITE_LOCKING", "exclusive")][..],
+    ] {
         let started = Instant::now();
         let out = output(serve_command(dir.path(), env));
         let err = String::from_utf8_lossy(&out.stderr);
@@ -334,7 +341,7 @@ fn a_second_server_on_a_file_held_alone_is_refused_and_says_why() {
     signed_in(&first, &secret, "still-served");
     assert!(first.terminate().success());
     // Once the first has stopped, the file is free.
-    let second = serve(dir.path(), &[]);
+    let second = serve_alone(dir.path());
     signed_in(&second, &secret, "served-again");
     assert!(second.terminate().success());
 }
@@ -342,7 +349,7 @@ fn a_second_server_on_a_file_held_alone_is_refused_and_says_why() {
 #[test]
 fn commands_run_inside_the_server_that_holds_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), &[]);
+    let server = serve_alone(dir.path());
     let pid = server.child.as_ref().unwrap().id();
     let by_server = format!("run by the server that holds the database (pid {pid})");
     let secret = common::process::secret_in(dir.path());
@@ -405,7 +412,7 @@ fn commands_run_inside_the_server_that_holds_the_file() {
 #[test]
 fn a_socket_left_by_a_killed_server_does_not_stop_commands_or_servers() {
     let dir = tempfile::tempdir().unwrap();
-    let mut killed = serve(dir.path(), &[]);
+    let mut killed = serve_alone(dir.path());
     let mut child = killed.child.take().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
@@ -416,7 +423,7 @@ fn a_socket_left_by_a_killed_server_does_not_stop_commands_or_servers() {
     assert!(ok && !err.contains("run by the server"), "{err}");
     assert!(out.contains(" current "), "{out}");
     // A new server takes the socket over, and commands reach it.
-    let server = serve(dir.path(), &[]);
+    let server = serve_alone(dir.path());
     let (ok, _, err) = run(dir.path(), &["keys", "list"]);
     assert!(ok && err.contains("run by the server"), "{err}");
     assert!(server.terminate().success());
@@ -439,7 +446,7 @@ fn commands_racing_a_server_that_starts_all_succeed() {
             })
         })
         .collect();
-    let server = serve(dir.path(), &[]);
+    let server = serve_alone(dir.path());
     for command in commands {
         for (ok, out, err) in command.join().unwrap() {
             assert!(ok, "{err}");
@@ -454,7 +461,7 @@ fn commands_racing_a_server_that_starts_all_succeed() {
 #[test]
 fn commands_run_by_a_server_on_a_free_port_name_the_port_it_took() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), &[]);
+    let server = serve_alone(dir.path());
     let issuer = format!("http://127.0.0.1:{}", server.port);
     let (ok, out, err) = run(dir.path(), &["convex-config"]);
     assert!(ok && err.contains("run by the server"), "{err}");
@@ -498,7 +505,7 @@ fn commands_refuse_a_control_socket_planted_by_another_user() {
         std::os::unix::fs::PermissionsExt::from_mode(0o1777),
     )
     .unwrap();
-    let server = serve(dir.path(), &[]);
+    let server = serve_alone(dir.path());
     assert!(server.terminate().success());
     let socket = dir.path().join("authstore.db.sock");
     assert!(!socket.exists());
@@ -537,4 +544,91 @@ fn commands_refuse_a_control_socket_planted_by_another_user() {
     refused("runs as user 65534");
     fake.kill().unwrap();
     fake.wait().unwrap();
+}
+
+#[test]
+fn json_logs_name_each_request_and_its_trace_and_never_a_secret() {
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = authstore(dir.path());
+    command
+        .env("AUTHSTORE_LOG_FORMAT", "json")
+        .args(["serve", "--port", "0"]);
+    let server = Server::start(command);
+    let secret = common::process::secret_in(dir.path());
+    let user = server.post(
+        &secret,
+        "/api/adapter/createUser",
+        &json!({ "user": { "email": "json@example.com" } }),
+    );
+    server.post(
+        &secret,
+        "/api/adapter/createSession",
+        &json!({ "session": { "sessionToken": "json-session-token-0123", "userId": user["id"],
+                              "expires": "2099-01-01T00:00:00.000Z" } }),
+    );
+    server.post(
+        &secret,
+        "/api/adapter/linkAccount",
+        &json!({ "account": { "userId": user["id"], "type": "oauth", "provider": "github",
+                              "providerAccountId": "1", "access_token": "gho_json_secret_token" } }),
+    );
+    let answer = ureq::post(&server.url("/api/adapter/deleteSession"))
+        .set("Authorization", &format!("Bearer {secret}"))
+        .set("x-request-id", "json-check-1")
+        .set("traceparent", &format!("00-{TRACE}-b7ad6b7169203331-01"))
+        .send_string(r#"{"sessionToken":"json-session-token-0123"}"#)
+        .unwrap();
+    assert!(answer.header("traceparent").unwrap().contains(TRACE));
+    // A refused one: a wrong secret.
+    let _ = ureq::post(&server.url("/api/adapter/getUser"))
+        .set("Authorization", "Bearer not-the-secret")
+        .send_string(r#"{"id":"x"}"#);
+    server.wait_for_log("json-check-1");
+    server.wait_for_log("/api/adapter/getUser");
+
+    let lines: Vec<String> = server
+        .log
+        .iter()
+        .chain(&server.later_log())
+        .cloned()
+        .collect();
+    let parsed: Vec<Value> = lines
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    for line in &parsed {
+        for field in ["time", "level", "target", "message"] {
+            assert!(line[field].is_string(), "{field} in {line}");
+        }
+    }
+    let access = parsed
+        .iter()
+        .find(|l| l["request_id"] == "json-check-1")
+        .expect("the access line of the traced request");
+    assert_eq!(access["trace_id"], TRACE, "{access}");
+    assert_eq!(access["method"], "POST");
+    assert_eq!(access["route"], "/api/adapter/deleteSession");
+    assert_eq!(access["status"], 200);
+    assert!(access["duration_ms"].as_f64().is_some(), "{access}");
+    let refused = parsed
+        .iter()
+        .find(|l| l["path"] == "/api/adapter/getUser")
+        .unwrap();
+    assert_eq!(refused["status"], 401);
+    assert_eq!(
+        refused["trace_id"].as_str().unwrap().len(),
+        32,
+        "a started trace"
+    );
+    let text = lines.join("\n");
+    for never in [
+        secret.as_str(),
+        "json-session-token-0123",
+        "gho_json_secret_token",
+        "not-the-secret",
+    ] {
+        assert!(!text.contains(never), "{never} in the log");
+    }
+    server.terminate();
 }

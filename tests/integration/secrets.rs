@@ -64,28 +64,35 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
 #[test]
 fn every_file_is_0600_whatever_the_umask() {
     let dir = tempfile::tempdir().unwrap();
-    for umask in ["022", "000"] {
-        let sub = dir.path().join(format!("umask-{umask}"));
+    for (umask, locking) in [("022", "shared"), ("000", "shared"), ("000", "exclusive")] {
+        let sub = dir.path().join(format!("umask-{umask}-{locking}"));
         std::fs::create_dir(&sub).unwrap();
         // Run through sh so the umask applies to the server itself.
         let server = common::process::Server::start(common::process::shell(
             &sub,
-            &format!("umask {umask} && exec \"$0\" serve --port 0"),
+            &format!(
+                "umask {umask} && AUTHSTORE_SQLITE_LOCKING={locking} exec \"$0\" serve --port 0"
+            ),
         ));
+        // Sharing the file, SQLite keeps the WAL index in `-shm` for other
+        // processes; holding it alone, in its own memory, with a control
+        // socket for commands instead.
+        let (present, absent) = match locking {
+            "shared" => ("authstore.db-shm", "authstore.db.sock"),
+            _ => ("authstore.db.sock", "authstore.db-shm"),
+        };
         for name in [
             "authstore.db",
             "authstore.db-wal",
             "authstore.db.secret",
             "authstore.db.kek",
-            "authstore.db.sock",
+            present,
         ] {
             let path = sub.join(name);
             assert!(path.exists(), "{name} exists while the server runs");
-            assert_eq!(mode(&path), 0o600, "{name} under umask {umask}");
+            assert_eq!(mode(&path), 0o600, "{name} under umask {umask}, {locking}");
         }
-        // Holding the file alone, the server keeps the WAL index in its own
-        // memory: no -shm file for another process to map.
-        assert!(!sub.join("authstore.db-shm").exists());
+        assert!(!sub.join(absent).exists(), "{absent} with {locking}");
         assert!(server.terminate().success());
     }
 }

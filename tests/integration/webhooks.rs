@@ -20,6 +20,8 @@ const FAR: &str = "2099-01-01T00:00:00.000Z";
 #[derive(Clone, Debug)]
 struct Received {
     signature: String,
+    /// The `traceparent` header, if any.
+    traceparent: Option<String>,
     body: String,
     at: Instant,
     /// The status the receiver answered.
@@ -138,7 +140,7 @@ fn read_request(stream: TcpStream, status: u16) -> Option<Received> {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let mut reader = BufReader::new(stream);
-    let (mut length, mut signature) = (0usize, String::new());
+    let (mut length, mut signature, mut traceparent) = (0usize, String::new(), None);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     assert!(line.starts_with("POST /authstore/events "), "{line}");
@@ -153,6 +155,7 @@ fn read_request(stream: TcpStream, status: u16) -> Option<Received> {
         match name.to_ascii_lowercase().as_str() {
             "content-length" => length = value.trim().parse().ok()?,
             "authstore-signature" => signature = value.trim().to_owned(),
+            "traceparent" => traceparent = Some(value.trim().to_owned()),
             _ => {}
         }
     }
@@ -173,6 +176,7 @@ fn read_request(stream: TcpStream, status: u16) -> Option<Received> {
         .ok()?;
     Some(Received {
         signature,
+        traceparent,
         body: String::from_utf8(body).ok()?,
         at: Instant::now(),
         status,
@@ -531,4 +535,54 @@ fn an_event_whose_transaction_stays_open_is_still_delivered_whatever_the_clocks(
         std::thread::sleep(Duration::from_millis(100));
         floor = app.count("SELECT floor FROM webhook_endpoints");
     }
+}
+
+#[test]
+fn a_delivery_carries_on_the_trace_of_the_request_that_ended_access() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let receiver = Receiver::start();
+    let app = TestApp::spawn_with(|c| c.webhooks = vec![webhook(&receiver.url(), 5)]);
+    user_with_sessions(&app, "ada@example.com", &["traced", "untraced"]);
+    let answer = ureq::post(&format!("{}/api/adapter/deleteSession", app.base))
+        .set("Authorization", &format!("Bearer {}", common::SECRET))
+        .set("traceparent", &format!("00-{TRACE}-00f067aa0ba902b7-01"))
+        .send_string(r#"{"sessionToken":"traced"}"#)
+        .unwrap();
+    // The response names this server's span of the caller's trace.
+    let ours = answer.header("traceparent").unwrap().to_owned();
+    assert!(ours.starts_with(&format!("00-{TRACE}-")), "{ours}");
+    assert!(
+        !ours.contains("00f067aa0ba902b7"),
+        "a span of its own: {ours}"
+    );
+    receiver.wait_for(1, Duration::from_secs(5));
+    // Without one, the request starts a trace, and its delivery carries that.
+    let answer = ureq::post(&format!("{}/api/adapter/deleteSession", app.base))
+        .set("Authorization", &format!("Bearer {}", common::SECRET))
+        .send_string(r#"{"sessionToken":"untraced"}"#)
+        .unwrap();
+    let started = answer.header("traceparent").unwrap()[3..35].to_owned();
+    assert_ne!(started, TRACE);
+    receiver.wait_for(2, Duration::from_secs(5));
+
+    let traces: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| {
+            let header = r
+                .traceparent
+                .clone()
+                .expect("every delivery has a traceparent");
+            assert_eq!(header.len(), 55, "{header}");
+            header[3..35].to_owned()
+        })
+        .collect();
+    assert_eq!(
+        traces,
+        [TRACE.to_owned(), started],
+        "one delivery per trace, each its own"
+    );
+    // The audit log keeps each event's trace.
+    let audit = app.audit(&[]);
+    assert_eq!(audit[1]["traceId"], TRACE, "{audit:?}");
 }

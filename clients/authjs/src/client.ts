@@ -13,7 +13,19 @@ export interface AuthstoreOptions {
   timeoutMs?: number;
   /** Keep-alive connections in the pool (Node's undici transport). Default 32. */
   connections?: number;
+  /**
+   * The caller's W3C `traceparent`, asked for on every call and forwarded,
+   * so authstore's log lines and the webhook deliveries the call causes
+   * (a sign-out's revocation) share the caller's trace. Return `undefined`
+   * when there is none; a malformed value, or one that throws, is not sent.
+   * E.g. `() => headers().get("traceparent")` in Next.js, or the active
+   * OpenTelemetry context's.
+   */
+  traceparent?: () => string | null | undefined;
 }
+
+/** A version-00 W3C traceparent: what is forwarded. */
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 /** An answer: its status and its body's text. */
 export interface Answer {
@@ -73,6 +85,7 @@ export class Client {
   readonly #prefix: string;
   readonly #headers: Record<string, string>;
   readonly #timeoutMs: number;
+  readonly #traceparent: (() => string | null | undefined) | undefined;
   /** Why no call can be made (a missing url or secret), if so. */
   readonly #misconfigured: string | undefined;
 
@@ -96,6 +109,22 @@ export class Client {
       "content-type": "application/json",
     };
     this.#timeoutMs = options?.timeoutMs ?? 10_000;
+    this.#traceparent = options?.traceparent;
+  }
+
+  /** The headers of one call: the fixed ones, and the caller's trace if any. */
+  #headersForCall(): Record<string, string> {
+    if (!this.#traceparent) return this.#headers;
+    let traceparent: unknown;
+    try {
+      traceparent = this.#traceparent();
+    } catch {
+      // Outside a request (a build, a script): no trace to forward.
+      return this.#headers;
+    }
+    return typeof traceparent === "string" && TRACEPARENT.test(traceparent.trim())
+      ? { ...this.#headers, traceparent: traceparent.trim() }
+      : this.#headers;
   }
 
   /**
@@ -109,7 +138,7 @@ export class Client {
     try {
       ({ status: statusCode, text } = await this.#transport.post(
         this.#prefix + path,
-        this.#headers,
+        this.#headersForCall(),
         JSON.stringify(body),
         this.#timeoutMs,
       ));

@@ -24,6 +24,8 @@ export interface RunningServer {
   database: string;
   /** The key-encryption key's text. */
   kek: string;
+  /** The server's log so far (stderr, one entry per line). */
+  log: string[];
   stop(): Promise<void>;
 }
 
@@ -57,8 +59,8 @@ export interface Database {
 
 /**
  * Settings for a server whose SQLite file a test reads beside it (with
- * openDatabase): by default a server holds its file alone
- * (`[sqlite] locking = "exclusive"`), and another process cannot open it.
+ * openDatabase): shared locking, the default, said explicitly so the test
+ * keeps working whatever the default.
  */
 export const READABLE_FILE: Record<string, string> = { AUTHSTORE_SQLITE_LOCKING: "shared" };
 
@@ -117,9 +119,9 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
     },
     stdio: ["ignore", "ignore", "pipe"],
   });
+  const seen: string[] = [];
   const port = await new Promise<number>((resolve, reject) => {
     const lines = createInterface({ input: child.stderr! });
-    const seen: string[] = [];
     // A start that hangs fails the test instead of the whole run.
     const deadline = setTimeout(() => {
       child.kill("SIGKILL");
@@ -148,6 +150,7 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
     dir,
     database,
     kek: kekSetting.AUTHSTORE_KEY_ENCRYPTION_KEY ?? readFileSync(`${database}.kek`, "utf8"),
+    log: seen,
     stop: () => stop(child, dir),
   };
 }

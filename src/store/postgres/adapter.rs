@@ -318,7 +318,7 @@ impl AdapterStore for PostgresStore {
     }
 
     async fn unlink_account(&self, key: &AccountKey) -> Result<Option<Account>> {
-        let event = NewEvent::account_unlinked(key, self.clock.now());
+        let event = NewEvent::account_unlinked(key, &Occasion::now(&*self.clock));
         let key = key.clone();
         let result = self
             .with(move |client, kek| async move {
@@ -331,10 +331,9 @@ impl AdapterStore for PostgresStore {
                     ))
                     .await?;
                 let logged = EventParams::new(&event);
-                let [a, b, c, d, e, f] = logged.params();
-                let (provider, account_id) = (&key.provider, &key.provider_account_id);
+                let key: [&(dyn ToSql + Sync); 2] = [&key.provider, &key.provider_account_id];
                 client
-                    .query_opt(&statement, &[provider, account_id, a, b, c, d, e, f])
+                    .query_opt(&statement, &logged.after(&key))
                     .await?
                     .map(|row| rows::account(&row, &kek))
                     .transpose()
@@ -424,7 +423,7 @@ impl AdapterStore for PostgresStore {
     async fn delete_session(&self, session_token: &str) -> Result<Option<Session>> {
         let session_token = session_token.to_owned();
         let hash = token_digest(&session_token);
-        let event = NewEvent::session_deleted(&hash, None, self.clock.now());
+        let event = NewEvent::session_deleted(&hash, None, &Occasion::now(&*self.clock));
         let result = self
             .with(move |client, _| async move {
                 // One statement: the session goes and its event is written, or neither.
@@ -436,9 +435,8 @@ impl AdapterStore for PostgresStore {
                     ))
                     .await?;
                 let logged = EventParams::new(&event);
-                let [a, b, c, d, e, f] = logged.params();
                 let Some(row) = client
-                    .query_opt(&statement, &[&&hash[..], a, b, c, d, e, f])
+                    .query_opt(&statement, &logged.after(&[&&hash[..]]))
                     .await?
                 else {
                     return Ok(None);

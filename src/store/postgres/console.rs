@@ -6,7 +6,7 @@ use crate::model::User;
 use crate::store::console::{
     ConsoleStore, Digest, LinkedAccount, LiveSession, Overview, SearchField, UserSearch,
 };
-use crate::store::events::NewEvent;
+use crate::store::events::{NewEvent, Occasion};
 use crate::store::Result;
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
@@ -274,7 +274,11 @@ impl ConsoleStore for PostgresStore {
         digests: Option<Vec<Digest>>,
         actor: &str,
     ) -> Result<u64> {
-        let (user_id, actor, at) = (user_id.to_owned(), actor.to_owned(), self.clock.now());
+        let (user_id, actor, at) = (
+            user_id.to_owned(),
+            actor.to_owned(),
+            Occasion::now(&*self.clock),
+        );
         let result = self
             .with(move |mut client, _| async move {
                 // The sessions go and their events are written in one transaction.
@@ -305,12 +309,12 @@ impl ConsoleStore for PostgresStore {
                     // One event for all, naming each session's sid.
                     None => vec![(
                         user_id.clone(),
-                        NewEvent::user_sessions_revoked(&gone, Some(&actor), at),
+                        NewEvent::user_sessions_revoked(&gone, Some(&actor), &at),
                     )],
                     Some(_) => gone
                         .iter()
                         .map(|digest| {
-                            let event = NewEvent::session_deleted(digest, Some(&actor), at);
+                            let event = NewEvent::session_deleted(digest, Some(&actor), &at);
                             (user_id.clone(), event)
                         })
                         .collect(),

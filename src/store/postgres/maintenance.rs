@@ -6,7 +6,11 @@ use super::*;
 #[async_trait]
 impl Maintenance for PostgresStore {
     async fn purge_expired(&self, now: Timestamp, batch: usize) -> Result<Purged> {
-        let (at, now, batch) = (now, now.millis(), i64::try_from(batch).unwrap_or(i64::MAX));
+        let (at, now, batch) = (
+            Occasion::background(now),
+            now.millis(),
+            i64::try_from(batch).unwrap_or(i64::MAX),
+        );
         let result = self
             .with(move |mut client, _| async move {
                 // SKIP LOCKED: nodes purging at the same moment take disjoint
@@ -23,14 +27,14 @@ impl Maintenance for PostgresStore {
                     .await?
                     .iter()
                     .map(|row| {
-                        let event = NewEvent::session_expired(&rows::digest(row, 0)?, at);
+                        let event = NewEvent::session_expired(&rows::digest(row, 0)?, &at);
                         Ok((row.try_get(1)?, event))
                     })
                     .collect::<Result<Vec<(String, NewEvent)>>>()?;
                 record_events(&tx, &gone).await?;
                 tx.commit().await?;
                 let sessions = gone.len();
-                let kept_from = events::kept_from(at).millis();
+                let kept_from = events::kept_from(at.at).millis();
                 let events = client
                     .execute(
                         "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE at < $1 \
@@ -66,7 +70,7 @@ impl Maintenance for PostgresStore {
         self.with(move |client, _| async move {
             client
                 .query(
-                    "SELECT seq, id, type, user_id, sid, detail, actor, at FROM events \
+                    "SELECT seq, id, type, user_id, sid, detail, actor, at, trace_id FROM events \
                      WHERE ($1::text IS NULL OR type = $1) AND ($2::text IS NULL OR user_id = $2) \
                      AND ($3::bigint IS NULL OR at >= $3) ORDER BY seq DESC LIMIT $4",
                     &[&kind, &user_id, &since, &limit],

@@ -30,7 +30,7 @@ use crate::model::{
     Account, AccountKey, Authenticator, Session, SessionAndUser, SessionPatch, User, UserPatch,
     VerificationToken,
 };
-use crate::store::events::{self, Event, EventFilter, EventType, NewEvent};
+use crate::store::events::{self, Event, EventFilter, EventType, NewEvent, Occasion};
 use crate::store::token_digest;
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
@@ -248,7 +248,7 @@ impl PostgresStore {
         actor: Option<String>,
     ) -> Result<Option<User>> {
         let id = id.to_owned();
-        let event = NewEvent::user_deleted(actor.as_deref(), self.clock.now());
+        let event = NewEvent::user_deleted(actor.as_deref(), &Occasion::now(&*self.clock));
         let result = self
             .with(move |client, _| async move {
                 let statement = client
@@ -259,9 +259,8 @@ impl PostgresStore {
                     ))
                     .await?;
                 let logged = EventParams::new(&event);
-                let [a, b, c, d, e, f] = logged.params();
                 client
-                    .query_opt(&statement, &[&id, a, b, c, d, e, f])
+                    .query_opt(&statement, &logged.after(&[&id]))
                     .await?
                     .map(|row| rows::user(&row, 0))
                     .transpose()
@@ -464,7 +463,7 @@ fn user_conflict(constraint: &str) -> Duplicate {
     }
 }
 
-/// An event from `seq, id, type, user_id, sid, detail, actor, at`.
+/// An event from `seq, id, type, user_id, sid, detail, actor, at, trace_id`.
 pub(super) fn event_row(row: &tokio_postgres::Row) -> Result<Event> {
     Ok(Event {
         seq: row.try_get(0)?,
@@ -475,6 +474,7 @@ pub(super) fn event_row(row: &tokio_postgres::Row) -> Result<Event> {
         detail: row.try_get(5)?,
         actor: row.try_get(6)?,
         at: Timestamp::from_millis(row.try_get(7)?),
+        trace_id: row.try_get(8)?,
     })
 }
 
@@ -483,10 +483,10 @@ pub(super) fn event_row(row: &tokio_postgres::Row) -> Result<Event> {
 /// [`EventParams`]) for the user in column `user` of the row it removes, in
 /// the same statement.
 pub(super) fn log_removed(user: &str, first: usize) -> String {
-    let [id, kind, sid, detail, actor, at] = std::array::from_fn(|i| first + i);
+    let [id, kind, sid, detail, actor, at, trace] = std::array::from_fn(|i| first + i);
     format!(
-        "logged AS (INSERT INTO events (id, type, user_id, sid, detail, actor, at) \
-         SELECT ${id}, ${kind}, {user}, ${sid}, ${detail}, ${actor}, ${at} FROM gone)"
+        "logged AS (INSERT INTO events (id, type, user_id, sid, detail, actor, at, trace_id) \
+         SELECT ${id}, ${kind}, {user}, ${sid}, ${detail}, ${actor}, ${at}, ${trace} FROM gone)"
     )
 }
 
@@ -506,7 +506,17 @@ impl<'a> EventParams<'a> {
         }
     }
 
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+    /// `leading`, then the event's fields (from `$leading.len() + 1` on).
+    pub(super) fn after<'b>(
+        &'b self,
+        leading: &[&'b (dyn ToSql + Sync)],
+    ) -> Vec<&'b (dyn ToSql + Sync)> {
+        let mut params = leading.to_vec();
+        params.extend(self.params());
+        params
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 7] {
         [
             &self.event.id,
             &self.kind,
@@ -514,6 +524,7 @@ impl<'a> EventParams<'a> {
             &self.event.detail,
             &self.event.actor,
             &self.at,
+            &self.event.trace_id,
         ]
     }
 }
@@ -534,16 +545,19 @@ pub(super) async fn record_events(
     let details: Vec<Option<&str>> = events.iter().map(|(_, e)| e.detail.as_deref()).collect();
     let actors: Vec<Option<&str>> = events.iter().map(|(_, e)| e.actor.as_deref()).collect();
     let ats: Vec<i64> = events.iter().map(|(_, e)| e.at.millis()).collect();
+    let traces: Vec<Option<&str>> = events.iter().map(|(_, e)| e.trace_id.as_deref()).collect();
     let statement = tx
         .prepare_cached(
-            "INSERT INTO events (id, type, user_id, sid, detail, actor, at) \
+            "INSERT INTO events (id, type, user_id, sid, detail, actor, at, trace_id) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-             $6::text[], $7::bigint[])",
+             $6::text[], $7::bigint[], $8::text[])",
         )
         .await?;
     tx.execute(
         &statement,
-        &[&ids, &kinds, &users, &sids, &details, &actors, &ats],
+        &[
+            &ids, &kinds, &users, &sids, &details, &actors, &ats, &traces,
+        ],
     )
     .await?;
     Ok(())

@@ -77,7 +77,7 @@ impl Outbox for PostgresStore {
         self.with(move |client, _| async move {
             client
                 .query(
-                    "SELECT e.seq, e.id, e.type, e.user_id, e.sid, e.detail, e.actor, e.at \
+                    "SELECT e.seq, e.id, e.type, e.user_id, e.sid, e.detail, e.actor, e.at, e.trace_id \
                      FROM webhook_endpoints w JOIN events e ON e.seq > w.floor \
                      WHERE w.endpoint = $1 AND e.type = ANY($2) AND NOT EXISTS \
                      (SELECT 1 FROM webhook_deliveries d WHERE d.endpoint = $1 AND d.seq = e.seq) \

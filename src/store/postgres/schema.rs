@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 pub const SCHEMA: &str = include_str!("../../../schema.postgres.sql");
 
 /// The schema version this build writes.
-pub const VERSION: i32 = 6;
+pub const VERSION: i32 = 7;
 
 /// `STEPS[v - 1]` is the SQL that upgrades version `v` to `v + 1`. Steps
 /// that must re-seal data under the KEK will need code, as SQLite's v1 → v2.
@@ -79,6 +79,9 @@ ALTER TABLE accounts ALTER COLUMN session_state TYPE BYTEA USING convert_to(sess
     ALTER COLUMN extra TYPE BYTEA USING convert_to(extra, 'UTF8');
 ALTER TABLE meta ADD COLUMN rows_bound BOOLEAN NOT NULL DEFAULT false;
 ALTER TABLE meta ALTER COLUMN rows_bound SET DEFAULT true;
+"#,
+    // 6 -> 7: each event's trace (W3C trace id of the request).
+    r#"ALTER TABLE events ADD COLUMN trace_id TEXT COLLATE "C";
 "#,
 ];
 

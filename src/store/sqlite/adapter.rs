@@ -262,7 +262,7 @@ impl AdapterStore for SqliteStore {
     }
 
     async fn unlink_account(&self, key: &AccountKey) -> Result<Option<Account>> {
-        let (key, kek, at) = (key.clone(), self.kek.clone(), self.clock.now());
+        let (key, kek, at) = (key.clone(), self.kek.clone(), Occasion::now(&*self.clock));
         let result = self
             .writer
             .run(move |conn| {
@@ -281,7 +281,7 @@ impl AdapterStore for SqliteStore {
                     record_event(
                         conn,
                         &account.user_id,
-                        &NewEvent::account_unlinked(&key, at),
+                        &NewEvent::account_unlinked(&key, &at),
                     )?;
                 }
                 Ok(account)
@@ -364,7 +364,7 @@ impl AdapterStore for SqliteStore {
     }
 
     async fn delete_session(&self, session_token: &str) -> Result<Option<Session>> {
-        let (session_token, at) = (session_token.to_owned(), self.clock.now());
+        let (session_token, at) = (session_token.to_owned(), Occasion::now(&*self.clock));
         let result = self
             .writer
             .run(move |conn| {
@@ -378,7 +378,11 @@ impl AdapterStore for SqliteStore {
                     })
                     .optional()?;
                 if let Some((user_id, _)) = &deleted {
-                    record_event(conn, user_id, &NewEvent::session_deleted(&digest, None, at))?;
+                    record_event(
+                        conn,
+                        user_id,
+                        &NewEvent::session_deleted(&digest, None, &at),
+                    )?;
                 }
                 Ok(deleted.map(|(user_id, expires)| Session {
                     session_token,

@@ -19,12 +19,25 @@
 //! space. The WAL file then keeps its size and is overwritten from the start
 //! (no `journal_size_limit`: truncating a 1 GiB file in the writer stalled
 //! writes for 250 ms).
+//!
+//! With `checkpoints = "litestream"` the passes are Litestream's: it copies
+//! the WAL to its replica and then checkpoints it itself, and a checkpoint
+//! that starts the WAL over before Litestream has copied it costs it a new
+//! snapshot of the whole database. authstore then only watches the WAL
+//! file's size, and checkpoints (TRUNCATE: the file shrinks, so the next
+//! look sees the bound held) when it passes the budget: Litestream is
+//! stopped or far behind, and the disk matters more than one snapshot.
 
+use super::settings::Checkpoints;
 use rusqlite::Connection;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const EVERY: Duration = Duration::from_millis(100);
+/// With Litestream checkpointing, how long after bounding the WAL (or
+/// failing to) authstore waits before it tries again.
+const BOUND_RETRY: Duration = Duration::from_secs(60);
 /// SQLite's page size here: WAL frames are pages.
 const PAGE_BYTES: i64 = 4096;
 
@@ -34,16 +47,37 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// `wal_budget_mib`: the WAL size past which a RESTART checkpoint bounds
-    /// it (see the module's documentation).
-    pub fn spawn(conn: Connection, wal_budget_mib: u32) -> std::io::Result<Self> {
+    /// `wal_budget_mib`: the WAL size past which a checkpoint bounds it;
+    /// `wal`: the WAL file (see the module's documentation).
+    pub fn spawn(
+        conn: Connection,
+        wal: PathBuf,
+        wal_budget_mib: u32,
+        mode: Checkpoints,
+    ) -> std::io::Result<Self> {
+        let budget_bytes = u64::from(wal_budget_mib) << 20;
         let restart_frames = (i64::from(wal_budget_mib) << 20) / PAGE_BYTES;
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("authstore-checkpoint".into())
             .spawn(move || {
+                // Litestream's mode: no second try at bounding the WAL before this.
+                let mut not_before = Instant::now();
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EVERY) {
-                    if let Err(e) = checkpoint(&conn, restart_frames) {
+                    let done = match mode {
+                        Checkpoints::Authstore => checkpoint(&conn, restart_frames),
+                        Checkpoints::Litestream if Instant::now() < not_before => Ok(()),
+                        Checkpoints::Litestream => match bound(&conn, &wal, budget_bytes) {
+                            Ok(Bounded::Within) => Ok(()),
+                            outcome => {
+                                // A checkpoint that waits for readers holds writers
+                                // back: not again for a while.
+                                not_before = Instant::now() + BOUND_RETRY;
+                                outcome.map(|_| ())
+                            }
+                        },
+                    };
+                    if let Err(e) = done {
                         log::warn!("WAL checkpoint failed: {e}");
                     }
                 }
@@ -74,4 +108,40 @@ fn checkpoint(conn: &Connection, restart_frames: i64) -> rusqlite::Result<()> {
         conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))?;
     }
     Ok(())
+}
+
+/// What [`bound`] found.
+enum Bounded {
+    Within,
+    Checkpointed,
+    /// A reader held the checkpoint back (Litestream reading, most likely).
+    Busy,
+}
+
+/// Litestream checkpoints: only a WAL file past the budget is checkpointed
+/// here (and truncated, so the next look sees it bounded).
+fn bound(conn: &Connection, wal: &Path, budget_bytes: u64) -> rusqlite::Result<Bounded> {
+    let size = std::fs::metadata(wal).map_or(0, |m| m.len());
+    if size <= budget_bytes {
+        return Ok(Bounded::Within);
+    }
+    log::warn!(
+        "the WAL has grown to {} MiB, past wal_budget_mib: checkpointing it here although \
+         checkpoints = \"litestream\" (is Litestream running and keeping up? it will take a \
+         new snapshot)",
+        size >> 20
+    );
+    // (busy, frames in the WAL, frames copied into the database)
+    let (busy, _, _): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    if busy != 0 {
+        log::warn!(
+            "the WAL checkpoint could not finish: a reader holds it back; trying again in {} s",
+            BOUND_RETRY.as_secs()
+        );
+        return Ok(Bounded::Busy);
+    }
+    Ok(Bounded::Checkpointed)
 }

@@ -5,7 +5,7 @@ use crate::model::User;
 use crate::store::console::{
     ConsoleStore, Digest, LinkedAccount, LiveSession, Overview, SearchField, UserSearch,
 };
-use crate::store::events::NewEvent;
+use crate::store::events::{NewEvent, Occasion};
 use crate::store::Result;
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
@@ -239,7 +239,11 @@ impl ConsoleStore for SqliteStore {
         digests: Option<Vec<Digest>>,
         actor: &str,
     ) -> Result<u64> {
-        let (user_id, actor, at) = (user_id.to_owned(), actor.to_owned(), self.clock.now());
+        let (user_id, actor, at) = (
+            user_id.to_owned(),
+            actor.to_owned(),
+            Occasion::now(&*self.clock),
+        );
         let result = self
             .writer
             .run(move |conn| {
@@ -251,7 +255,7 @@ impl ConsoleStore for SqliteStore {
                             )?
                             .query_map([&user_id], |row| row.get::<_, Digest>(0))?
                             .collect::<rusqlite::Result<Vec<_>>>()?;
-                        let event = NewEvent::user_sessions_revoked(&gone, Some(&actor), at);
+                        let event = NewEvent::user_sessions_revoked(&gone, Some(&actor), &at);
                         record_event(conn, &user_id, &event)?;
                         gone.len()
                     }
@@ -264,7 +268,7 @@ impl ConsoleStore for SqliteStore {
                                 )?
                                 .execute(params![&digest[..], user_id])?;
                             if gone == 1 {
-                                let event = NewEvent::session_deleted(&digest, Some(&actor), at);
+                                let event = NewEvent::session_deleted(&digest, Some(&actor), &at);
                                 record_event(conn, &user_id, &event)?;
                             }
                             deleted += gone;

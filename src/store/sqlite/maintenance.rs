@@ -5,7 +5,7 @@ use super::*;
 #[async_trait]
 impl Maintenance for SqliteStore {
     async fn purge_expired(&self, now: Timestamp, batch: usize) -> Result<Purged> {
-        let (at, now, batch) = (now, now.millis(), batch as i64);
+        let (at, now, batch) = (Occasion::background(now), now.millis(), batch as i64);
         let result = self
             .writer
             .run(move |conn| {
@@ -20,7 +20,7 @@ impl Maintenance for SqliteStore {
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 for (digest, user_id) in &gone {
-                    record_event(conn, user_id, &NewEvent::session_expired(digest, at))?;
+                    record_event(conn, user_id, &NewEvent::session_expired(digest, &at))?;
                 }
                 let sessions = gone.len();
                 // Events past their retention, a batch at a time like the rest.
@@ -101,7 +101,7 @@ impl Maintenance for SqliteStore {
         let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
         self.read(|conn| {
             conn.prepare_cached(
-                "SELECT seq, id, type, user_id, sid, detail, actor, at FROM events \
+                "SELECT seq, id, type, user_id, sid, detail, actor, at, trace_id FROM events \
                  WHERE (?1 IS NULL OR type = ?1) AND (?2 IS NULL OR user_id = ?2) \
                  AND (?3 IS NULL OR at >= ?3) ORDER BY seq DESC LIMIT ?4",
             )?

@@ -34,7 +34,7 @@ use crate::model::{
     Account, AccountKey, Authenticator, Session, SessionAndUser, SessionPatch, User, UserPatch,
     VerificationToken,
 };
-use crate::store::events::{self, Event, EventFilter, EventSignal, EventType, NewEvent};
+use crate::store::events::{self, Event, EventFilter, EventSignal, EventType, NewEvent, Occasion};
 use crate::store::{token_digest, Result, StoreError as Error};
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
@@ -70,6 +70,8 @@ pub struct SqliteOptions {
     pub wal_budget_mib: u32,
     /// Whether this process holds the file alone, or shares it.
     pub locking: Locking,
+    /// Whether this process checkpoints the WAL, or leaves it to Litestream.
+    pub checkpoints: Checkpoints,
     /// When events happen (and migrations run).
     pub clock: Arc<dyn Clock>,
 }
@@ -240,7 +242,12 @@ impl SqliteStore {
         let checkpoint_conn =
             Connection::open_with_flags_and_vfs(&path, flags, vfs).map_err(open_error)?;
         configure(&checkpoint_conn, options.durability).map_err(open_error)?;
-        let checkpointer = Checkpointer::spawn(checkpoint_conn, options.wal_budget_mib)?;
+        let checkpointer = Checkpointer::spawn(
+            checkpoint_conn,
+            crate::files::with_suffix(&path, "-wal"),
+            options.wal_budget_mib,
+            options.checkpoints,
+        )?;
 
         let durability = options.durability;
         let read_cache_mib = options.read_cache_mib;
@@ -314,7 +321,7 @@ impl SqliteStore {
         id: &str,
         actor: Option<String>,
     ) -> Result<Option<User>> {
-        let (id, at) = (id.to_owned(), self.clock.now());
+        let (id, at) = (id.to_owned(), Occasion::now(&*self.clock));
         let result = self
             .writer
             .run(move |conn| {
@@ -327,7 +334,7 @@ impl SqliteStore {
                     .query_row([&id], |row| rows::user(row, 0))
                     .optional()?;
                 if user.is_some() {
-                    record_event(conn, &id, &NewEvent::user_deleted(actor.as_deref(), at))?;
+                    record_event(conn, &id, &NewEvent::user_deleted(actor.as_deref(), &at))?;
                 }
                 Ok(user)
             })
@@ -343,7 +350,7 @@ impl SqliteStore {
     }
 }
 
-pub use self::settings::Locking;
+pub use self::settings::{Checkpoints, Locking};
 
 impl Locking {
     fn vfs(self) -> &'static str {
@@ -533,7 +540,7 @@ fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> 
     Ok(())
 }
 
-/// An event from `seq, id, type, user_id, sid, detail, actor, at`.
+/// An event from `seq, id, type, user_id, sid, detail, actor, at, trace_id`.
 pub(super) fn event_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     Ok(Event {
         seq: row.get(0)?,
@@ -544,6 +551,7 @@ pub(super) fn event_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
         detail: row.get(5)?,
         actor: row.get(6)?,
         at: Timestamp::from_millis(row.get(7)?),
+        trace_id: row.get(8)?,
     })
 }
 
@@ -554,8 +562,8 @@ pub(super) fn record_event(
     event: &NewEvent,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO events (id, type, user_id, sid, detail, actor, at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO events (id, type, user_id, sid, detail, actor, at, trace_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         event.id,
@@ -564,7 +572,8 @@ pub(super) fn record_event(
         event.sid,
         event.detail,
         event.actor,
-        event.at.millis()
+        event.at.millis(),
+        event.trace_id,
     ])?;
     Ok(())
 }

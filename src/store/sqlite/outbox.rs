@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use rusqlite::params;
 
 /// The events of an endpoint's types above its floor, not delivered yet.
-const PENDING: &str = "SELECT e.seq, e.id, e.type, e.user_id, e.sid, e.detail, e.actor, e.at \
+const PENDING: &str =
+    "SELECT e.seq, e.id, e.type, e.user_id, e.sid, e.detail, e.actor, e.at, e.trace_id \
      FROM webhook_endpoints w JOIN events e ON e.seq > w.floor \
      WHERE w.endpoint = ?1 AND e.type IN (SELECT value FROM json_each(?2)) \
      AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.endpoint = ?1 AND d.seq = e.seq) \

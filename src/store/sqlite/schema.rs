@@ -19,7 +19,7 @@ use rusqlite::{params, Connection, Transaction};
 pub const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 6;
+pub const VERSION: i64 = 7;
 
 pub use crate::error::BoxError;
 
@@ -28,7 +28,7 @@ pub type Step = fn(&Transaction<'_>, &Kek, Timestamp) -> Result<(), BoxError>;
 
 /// `STEPS[v - 1]` upgrades a database from version `v` to `v + 1`.
 pub const STEPS: [Step; (VERSION - 1) as usize] =
-    [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6];
+    [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -120,6 +120,12 @@ fn step(
         let run = steps
             .get((found - 1) as usize)
             .ok_or(SchemaError::Invalid { found })?;
+        // Another process may have recorded the same KEK derived under a salt
+        // of its own (it won the race to seal first): what is sealed here is
+        // opened, and sealed again, under the derivation the file records.
+        let recorded =
+            recorded_kek(&tx, found, kek).map_err(|source| SchemaError::Step { to, source })?;
+        let kek = recorded.as_ref().unwrap_or(kek);
         run(&tx, kek, now).map_err(|source| SchemaError::Step { to, source })?;
         (to, true)
     };
@@ -135,6 +141,27 @@ fn step(
         log::info!("database schema created at version {to}");
     }
     Ok(upgraded)
+}
+
+/// The KEK derived as the database at version `found` records it, when that
+/// differs from `kek`'s derivation (`None`: use `kek`; version 1 records none).
+fn recorded_kek(tx: &Transaction<'_>, found: i64, kek: &Kek) -> Result<Option<Kek>, BoxError> {
+    if found < 2 {
+        return Ok(None);
+    }
+    let recorded: Option<String> =
+        tx.query_row("SELECT kek_id FROM meta WHERE id = 1", [], |row| row.get(0))?;
+    match recorded {
+        Some(id) if id != kek.id() => match kek.matching(&id)? {
+            Some(same) => Ok(Some(same)),
+            None => Err(format!(
+                "the database is sealed under key-encryption key {id}, not {}",
+                kek.id()
+            )
+            .into()),
+        },
+        _ => Ok(None),
+    }
 }
 
 /// `PRAGMA foreign_key_check`, summarised per table ("sessions: 3 rows").
@@ -421,5 +448,12 @@ fn v5_to_v6(tx: &Transaction<'_>, kek: &Kek, _now: Timestamp) -> Result<(), BoxE
             ],
         )?;
     }
+    Ok(())
+}
+
+/// Version 7: each event records the W3C trace of the request that made
+/// the change (its webhook delivery carries it on).
+fn v6_to_v7(tx: &Transaction<'_>, _kek: &Kek, _now: Timestamp) -> Result<(), BoxError> {
+    tx.execute_batch("ALTER TABLE events ADD COLUMN trace_id TEXT;")?;
     Ok(())
 }

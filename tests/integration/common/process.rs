@@ -111,9 +111,14 @@ impl Server {
             let left = deadline.saturating_duration_since(Instant::now());
             match lines.recv_timeout(left) {
                 Ok(line) => {
-                    let port = line
-                        .find(prefix)
-                        .and_then(|at| line[at + prefix.len()..].trim().parse().ok());
+                    // The digits after the prefix (a JSON line goes on after them).
+                    let port = line.find(prefix).and_then(|at| {
+                        let rest = &line[at + prefix.len()..];
+                        let end = rest
+                            .find(|c: char| !c.is_ascii_digit())
+                            .unwrap_or(rest.len());
+                        rest[..end].parse().ok()
+                    });
                     log.push(line);
                     if let Some(port) = port {
                         let later = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -225,6 +230,17 @@ pub fn serve_shared(dir: &Path) -> Server {
     let mut command = authstore(dir);
     command
         .env("AUTHSTORE_SQLITE_LOCKING", "shared")
+        .args(["serve", "--port", "0"]);
+    Server::start(command)
+}
+
+/// `authstore serve --port 0` in `dir`, holding its SQLite file alone
+/// (`[sqlite] locking = "exclusive"`): commands reach it through its
+/// control socket.
+pub fn serve_alone(dir: &Path) -> Server {
+    let mut command = authstore(dir);
+    command
+        .env("AUTHSTORE_SQLITE_LOCKING", "exclusive")
         .args(["serve", "--port", "0"]);
     Server::start(command)
 }
