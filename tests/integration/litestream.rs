@@ -116,9 +116,9 @@ fn replicate_under_load(litestream: &Path, checkpoints: Option<&str>) -> Replica
         .timeout(Duration::from_secs(10))
         .build();
     let mut acknowledged = Vec::new();
-    let (start, interval) = (Instant::now(), Duration::from_secs(1) / RATE);
-    let mut next = start;
-    while next < start + LOAD {
+    let (until, interval) = (Instant::now() + LOAD, Duration::from_secs(1) / RATE);
+    let mut next = Instant::now();
+    while Instant::now() < until {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         next += interval;
         let token = uuid::Uuid::new_v4().to_string();
