@@ -268,7 +268,8 @@ class Server:
         self.proc = subprocess.Popen(
             pinned(SERVER_CORE, [binary, "serve", "--port", "0", "--database", database, "--workers", "1"]),
             env={"PATH": os.environ["PATH"], "AUTHSTORE_SECRET": SECRET,
-                 "RUST_LOG": "warn,authstore=info", **(env or {})},
+                 # The access lines off, as a log pipeline's sampling would have them.
+                 "RUST_LOG": "warn,authstore=info,authstore::access=warn", **(env or {})},
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=OUT,
         )
         self.lines = []

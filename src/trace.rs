@@ -90,17 +90,21 @@ impl TraceContext {
 
     /// The trace id, 32 lower-case hex digits.
     pub fn trace_id(&self) -> String {
-        hex(&self.trace_id)
+        let mut text = String::with_capacity(32);
+        push_hex(&mut text, &self.trace_id);
+        text
     }
 
     /// The `traceparent` header value naming this span.
     pub fn header(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.span_id),
-            self.flags
-        )
+        let mut text = String::with_capacity(55);
+        text.push_str("00-");
+        push_hex(&mut text, &self.trace_id);
+        text.push('-');
+        push_hex(&mut text, &self.span_id);
+        text.push('-');
+        push_hex(&mut text, &[self.flags]);
+        text
     }
 }
 
@@ -139,16 +143,59 @@ fn lower_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
     Some(bytes)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Appends `bytes` as lower-case hex digits (on every request: no
+/// formatting machinery).
+fn push_hex(text: &mut String, bytes: &[u8]) {
+    let digit = |nibble: u8| {
+        char::from(if nibble < 10 {
+            b'0' + nibble
+        } else {
+            b'a' + nibble - 10
+        })
+    };
+    for byte in bytes {
+        text.push(digit(byte >> 4));
+        text.push(digit(byte & 0x0f));
+    }
+}
+
+thread_local! {
+    /// SplitMix64's state, seeded once per thread from OpenSSL: trace and
+    /// span ids must be unique and unpredictable enough not to collide,
+    /// not secret (they travel in headers), and are made on every request.
+    static STATE: std::cell::Cell<u64> = std::cell::Cell::new(seed());
+}
+
+fn seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if openssl::rand::rand_bytes(&mut bytes).is_err() {
+        // No randomness: the time still differs between threads and runs.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        return now.as_nanos() as u64 ^ u64::from(std::process::id());
+    }
+    u64::from_le_bytes(bytes)
+}
+
+fn next_u64() -> u64 {
+    STATE.with(|state| {
+        let next = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        state.set(next);
+        let mut z = next;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
 }
 
 fn random_nonzero<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     while bytes == [0; N] {
-        if openssl::rand::rand_bytes(&mut bytes).is_err() {
-            // No randomness: a fixed id still correlates this process's lines.
-            bytes = [1; N];
+        for chunk in bytes.chunks_mut(8) {
+            for (byte, random) in chunk.iter_mut().zip(next_u64().to_le_bytes()) {
+                *byte = random;
+            }
         }
     }
     bytes

@@ -62,11 +62,13 @@ pub async fn tag(
             .and_then(|value| value.to_str().ok()),
     );
     req.extensions_mut().insert(RequestId(id.clone()));
-    // Made-up methods are not echoed into the log.
+    // Made-up methods are not echoed into the log. The line's parts are
+    // made only when it is written (RUST_LOG may silence it).
     let method = super::metrics::method_label(req.method());
-    let path = req.path().to_owned();
+    let access = log::log_enabled!(target: ACCESS_TARGET, log::Level::Info);
+    let path = access.then(|| req.path().to_owned());
     let mut res = crate::trace::scope(trace, next.call(req)).await?;
-    let (shown, trace_id) = (id.to_str().unwrap_or("-"), trace.trace_id());
+    let shown = id.to_str().unwrap_or("-");
     if let Some(error) = res.response().error().and_then(|e| e.as_error::<Error>()) {
         let level = match error {
             Error::Internal(_) => Some(log::Level::Error),
@@ -74,7 +76,7 @@ pub async fn tag(
             _ => None,
         };
         if let Some(level) = level {
-            let causes = crate::logging::causes(error);
+            let (trace_id, causes) = (trace.trace_id(), crate::logging::causes(error));
             log::log!(
                 level,
                 request_id = shown, trace_id = trace_id.as_str(),
@@ -83,19 +85,22 @@ pub async fn tag(
             );
         }
     }
-    let status = res.status().as_u16();
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-    log::info!(
-        target: ACCESS_TARGET,
-        request_id = shown, trace_id = trace_id.as_str(), method = method,
-        route = route.as_str(), path = path.as_str(), status = status,
-        duration_ms = duration_ms;
-        "{method} {path} {status} {duration_ms:.3}ms id={shown} trace={trace_id}"
-    );
+    if let Some(path) = path {
+        let status = res.status().as_u16();
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let trace_id = trace.trace_id();
+        log::info!(
+            target: ACCESS_TARGET,
+            request_id = shown, trace_id = trace_id.as_str(), method = method,
+            route = route.as_str(), path = path.as_str(), status = status,
+            duration_ms = duration_ms;
+            "{method} {path} {status} {duration_ms:.3}ms id={shown} trace={trace_id}"
+        );
+    }
     res.headers_mut().insert(HEADER, id);
     if let Ok(value) = HeaderValue::from_str(&trace.header()) {
         res.headers_mut().insert(TRACEPARENT, value);
