@@ -43,9 +43,13 @@ CREATE INDEX accounts_by_user ON accounts (user_id);
 -- The hot path (getSessionAndUser) is one primary-key probe here, then one
 -- into users.
 CREATE TABLE sessions (
-    token_hash BYTEA PRIMARY KEY,          -- SHA-256 of the session token
-    user_id    TEXT COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    expires    BIGINT NOT NULL
+    token_hash   BYTEA PRIMARY KEY,          -- SHA-256 of the session token
+    user_id      TEXT COLLATE "C" NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    expires      BIGINT NOT NULL,
+    created_at   BIGINT,                     -- where and when (see schema.sql)
+    last_seen_at BIGINT,
+    user_agent   TEXT,
+    ip           TEXT
 );
 CREATE INDEX sessions_by_user ON sessions (user_id);
 CREATE INDEX sessions_by_expiry ON sessions (expires);

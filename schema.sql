@@ -44,10 +44,16 @@ CREATE INDEX accounts_by_user ON accounts (user_id);
 
 -- The hot path (getSessionAndUser) is one primary-key probe here, then one
 -- into users.
+-- created_at, last_seen_at, user_agent, ip: where and when, for the person's
+-- own list of sessions (NULL for sessions from before they were kept).
 CREATE TABLE sessions (
-    token_hash BLOB PRIMARY KEY NOT NULL,  -- SHA-256 of the session token
-    user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    expires    INTEGER NOT NULL
+    token_hash   BLOB PRIMARY KEY NOT NULL,  -- SHA-256 of the session token
+    user_id      TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    expires      INTEGER NOT NULL,
+    created_at   INTEGER,
+    last_seen_at INTEGER,
+    user_agent   TEXT,
+    ip           TEXT                        -- as session_ip keeps it
 ) WITHOUT ROWID;
 CREATE INDEX sessions_by_user ON sessions (user_id);
 CREATE INDEX sessions_by_expiry ON sessions (expires);

@@ -405,6 +405,7 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             body_timeout: Duration::from_secs(config.body_timeout_secs),
             console_session_max: Duration::from_secs(config.console_session_max_secs),
+            session_ip: config.session_ip,
         });
         let serving = Arc::downgrade(&state.clone().into_inner());
         // Bound before the main listener serves: a bad address fails the start.

@@ -152,6 +152,97 @@ pub struct Session {
     pub expires: Timestamp,
 }
 
+/// Where a new session comes from: `createSession`'s optional `context`
+/// (an older server ignores it), kept so a person can tell their sessions
+/// apart.
+#[derive(Deserialize, Default, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionContext {
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
+}
+
+/// The longest `User-Agent` kept, in characters (longer ones are cut).
+pub const MAX_USER_AGENT_CHARS: usize = 512;
+
+/// How much of a session's address is kept (`session_ip`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionIp {
+    /// The network, not the host: IPv4 /24, IPv6 /48.
+    #[default]
+    Prefix,
+    /// The whole address.
+    Full,
+    /// None.
+    Off,
+}
+
+/// What is stored of a new session besides Auth.js's fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionOrigin {
+    pub created_at: Option<Timestamp>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl SessionOrigin {
+    /// The origin of a session created at `now` with `context`, its address
+    /// kept as `keep` says. Fails on an address that is not one.
+    pub fn new(now: Timestamp, context: SessionContext, keep: SessionIp) -> Result<Self, String> {
+        let ip = match context
+            .ip
+            .as_deref()
+            .map(str::trim)
+            .filter(|ip| !ip.is_empty())
+        {
+            None => None,
+            Some(text) => {
+                let ip: std::net::IpAddr = text
+                    .parse()
+                    .map_err(|_| "context.ip is not an IPv4 or IPv6 address".to_owned())?;
+                keep.apply(ip)
+            }
+        };
+        let user_agent = context
+            .user_agent
+            .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect::<String>())
+            .filter(|ua| !ua.trim().is_empty());
+        Ok(SessionOrigin {
+            created_at: Some(now),
+            user_agent,
+            ip,
+        })
+    }
+}
+
+impl SessionIp {
+    /// What is kept of `ip`: the /24 or /48 network (`1.2.3.0/24`,
+    /// `2001:db8:1::/48`), the address, or nothing.
+    pub fn apply(self, ip: std::net::IpAddr) -> Option<String> {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        // An IPv4 address written as IPv6 (::ffff:a.b.c.d) is kept as IPv4.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self, ip) {
+            (SessionIp::Off, _) => None,
+            (SessionIp::Full, ip) => Some(ip.to_string()),
+            (SessionIp::Prefix, IpAddr::V4(v4)) => {
+                let [a, b, c, _] = v4.octets();
+                Some(format!("{}/24", Ipv4Addr::new(a, b, c, 0)))
+            }
+            (SessionIp::Prefix, IpAddr::V6(v6)) => {
+                let [a, b, c, ..] = v6.segments();
+                Some(format!("{}/48", Ipv6Addr::new(a, b, c, 0, 0, 0, 0, 0)))
+            }
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionPatch {
@@ -267,5 +358,58 @@ mod tests {
         let given: NewUser = serde_json::from_str(r#"{"id":"u1","email":" "}"#).unwrap();
         let user = given.into_user();
         assert_eq!((user.id.as_str(), user.email), ("u1", None));
+    }
+}
+
+#[cfg(test)]
+mod session_origin_tests {
+    use super::*;
+
+    fn kept(ip: &str, keep: SessionIp) -> Option<String> {
+        let context = SessionContext {
+            user_agent: None,
+            ip: Some(ip.to_owned()),
+        };
+        SessionOrigin::new(Timestamp::from_millis(0), context, keep)
+            .unwrap()
+            .ip
+    }
+
+    #[test]
+    fn an_address_is_kept_as_session_ip_says() {
+        assert_eq!(
+            kept("203.0.113.77", SessionIp::Prefix).as_deref(),
+            Some("203.0.113.0/24")
+        );
+        assert_eq!(
+            kept("2001:db8:1:2::5", SessionIp::Prefix).as_deref(),
+            Some("2001:db8:1::/48")
+        );
+        assert_eq!(
+            kept("::ffff:203.0.113.77", SessionIp::Prefix).as_deref(),
+            Some("203.0.113.0/24")
+        );
+        assert_eq!(
+            kept("203.0.113.77", SessionIp::Full).as_deref(),
+            Some("203.0.113.77")
+        );
+        assert_eq!(kept("203.0.113.77", SessionIp::Off), None);
+        let bad = SessionContext {
+            user_agent: None,
+            ip: Some("not an address".into()),
+        };
+        let refused = SessionOrigin::new(Timestamp::from_millis(0), bad, SessionIp::Full);
+        assert!(refused.unwrap_err().contains("context.ip"));
+    }
+
+    #[test]
+    fn a_long_user_agent_is_cut() {
+        let context = SessionContext {
+            user_agent: Some("x".repeat(5000)),
+            ip: None,
+        };
+        let origin =
+            SessionOrigin::new(Timestamp::from_millis(0), context, SessionIp::Off).unwrap();
+        assert_eq!(origin.user_agent.unwrap().len(), MAX_USER_AGENT_CHARS);
     }
 }

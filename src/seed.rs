@@ -65,7 +65,11 @@ pub async fn load(store: &Arc<dyn Store>, path: &Path) -> Result<usize, SeedErro
     for (list, method, argument, items) in lists {
         for (index, item) in items.into_iter().enumerate() {
             let body = json!({ argument: item }).to_string();
-            crate::http::call_method(store, method, body.as_bytes())
+            let policy = crate::http::SessionPolicy {
+                now: crate::clock::Clock::now(&crate::clock::SystemClock),
+                keep_ip: crate::model::SessionIp::default(),
+            };
+            crate::http::call_method(store, &policy, method, body.as_bytes())
                 .await
                 .map_err(|e| SeedError::Item {
                     path: path.to_owned(),

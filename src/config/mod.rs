@@ -66,6 +66,8 @@ pub struct Config {
     pub metrics_bind: Option<String>,
     /// Log lines as text, or one JSON object per line.
     pub log_format: crate::logging::LogFormat,
+    /// How much of a new session's address is kept: `prefix`, `full`, `off`.
+    pub session_ip: crate::model::SessionIp,
     pub audience: String,
     /// How new signing keys sign: `RS256` or `ES256` (a change takes effect
     /// through the next rotation).
@@ -113,6 +115,7 @@ impl std::fmt::Debug for Config {
             .field("issuer", &self.issuer)
             .field("metrics_bind", &self.metrics_bind)
             .field("log_format", &self.log_format)
+            .field("session_ip", &self.session_ip)
             .field("audience", &self.audience)
             .field("algorithm", &self.algorithm)
             .field("token_lifetime_secs", &self.token_lifetime_secs)
@@ -186,6 +189,7 @@ impl Default for Config {
             issuer: None,
             metrics_bind: None,
             log_format: crate::logging::LogFormat::Text,
+            session_ip: crate::model::SessionIp::Prefix,
             audience: "convex".into(),
             algorithm: crate::issuer::keys::Algorithm::RS256,
             token_lifetime_secs: 300,

@@ -5,8 +5,8 @@
 use super::{authorize, body, AppState};
 use crate::error::{Error, Result};
 use crate::model::{
-    normalize_email, Account, AccountKey, Authenticator, NewUser, Session, SessionPatch, UserPatch,
-    VerificationToken,
+    normalize_email, Account, AccountKey, Authenticator, NewUser, Session, SessionContext,
+    SessionIp, SessionOrigin, SessionPatch, UserPatch, VerificationToken,
 };
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,21 @@ struct AccountArg {
 #[derive(Deserialize)]
 struct SessionArg<T> {
     session: T,
+}
+/// `createSession`'s arguments: Auth.js's session, and where it comes from.
+#[derive(Deserialize)]
+struct NewSessionArg {
+    session: Session,
+    #[serde(default)]
+    context: SessionContext,
+}
+
+/// What `createSession` records besides Auth.js's fields: when, and how
+/// much of the address (`session_ip`).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    pub now: crate::timestamp::Timestamp,
+    pub keep_ip: SessionIp,
 }
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -117,13 +132,18 @@ fn unknown_method(method: &str) -> Error {
 }
 
 async fn dispatch(state: &AppState, method: &str, body: &[u8]) -> Result<HttpResponse> {
-    call_method(&state.store, method, body).await
+    let policy = SessionPolicy {
+        now: state.issuer.now(),
+        keep_ip: state.session_ip,
+    };
+    call_method(&state.store, &policy, method, body).await
 }
 
 /// Runs adapter `method` with `body` (its JSON arguments) on `store`, exactly
 /// as `POST /api/adapter/{method}` does: fixtures load through this too.
 pub async fn call_method(
     store: &std::sync::Arc<dyn crate::store::Store>,
+    policy: &SessionPolicy,
     method: &str,
     body: &[u8],
 ) -> Result<HttpResponse> {
@@ -168,8 +188,10 @@ pub async fn call_method(
             ok(store.get_account(&key).await?)
         }
         "createSession" => {
-            let SessionArg { session } = body::parse::<SessionArg<Session>>(body)?;
-            ok(store.create_session(session).await?)
+            let NewSessionArg { session, context } = body::parse(body)?;
+            let origin = SessionOrigin::new(policy.now, context, policy.keep_ip)
+                .map_err(Error::BadRequest)?;
+            ok(store.create_session(session, origin).await?)
         }
         "getSessionAndUser" => {
             let SessionTokenArg { session_token } = body::parse(body)?;

@@ -4,6 +4,7 @@
 //! |-----------------------------------------|-------------|--------|
 //! | `POST /api/adapter/{method}`            | `adapter`   | yes    |
 //! | `POST /api/token`                       | `token`     | yes    |
+//! | `POST /api/sessions/{list,revoke,revokeOthers}` | `sessions` | yes |
 //! | `GET /.well-known/openid-configuration` | `discovery` | no     |
 //! | `GET /.well-known/jwks.json`            | `discovery` | no     |
 //! | `GET /healthz`, `GET /readyz`           | `health`    | no     |
@@ -13,9 +14,9 @@
 
 mod adapter;
 
-pub use adapter::call_method;
 /// The adapter methods, each routed at `POST /api/adapter/{method}`.
 pub use adapter::METHODS as ADAPTER_METHODS;
+pub use adapter::{call_method, SessionPolicy};
 mod body;
 pub mod console;
 mod discovery;
@@ -23,6 +24,7 @@ mod health;
 pub mod metrics;
 mod openapi;
 pub mod request_id;
+mod sessions;
 mod store_errors;
 mod token;
 
@@ -44,6 +46,8 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// A console session's absolute lifetime.
     pub console_session_max: std::time::Duration,
+    /// How much of a new session's address is kept.
+    pub session_ip: crate::model::SessionIp,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -60,6 +64,21 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/adapter/{method}")
             .route(web::post().to(adapter::unknown))
+            .default_service(web::to(|| not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/api/sessions/list")
+            .route(web::post().to(sessions::list))
+            .default_service(web::to(|| not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/api/sessions/revoke")
+            .route(web::post().to(sessions::revoke))
+            .default_service(web::to(|| not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/api/sessions/revokeOthers")
+            .route(web::post().to(sessions::revoke_others))
             .default_service(web::to(|| not_allowed("POST"))),
     )
     .service(

@@ -79,12 +79,7 @@ pub struct LinkedAccount {
     pub kind: String,
 }
 
-/// A live session as the console knows it: by its stored digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LiveSession {
-    pub digest: Digest,
-    pub expires: Timestamp,
-}
+pub use super::sessions::LiveSession;
 
 #[async_trait]
 pub trait ConsoleStore: Send + Sync + 'static {
@@ -117,17 +112,6 @@ pub trait ConsoleStore: Send + Sync + 'static {
     /// One page of users (see [`UserSearch`]).
     async fn search_users(&self, search: &UserSearch) -> Result<Vec<User>>;
     async fn user_accounts(&self, user_id: &str) -> Result<Vec<LinkedAccount>>;
-    /// The user's sessions that have not expired, soonest expiry first.
-    async fn user_sessions(&self, user_id: &str, now: Timestamp) -> Result<Vec<LiveSession>>;
-    /// Deletes the user's sessions with these digests (all of them when
-    /// `None`), recording who (`actor`, a console session id); answers how
-    /// many went.
-    async fn delete_user_sessions(
-        &self,
-        user_id: &str,
-        digests: Option<Vec<Digest>>,
-        actor: &str,
-    ) -> Result<u64>;
     /// Deletes a user as the adapter's `deleteUser` does, recording `actor`.
     async fn delete_user_as(&self, user_id: &str, actor: &str) -> Result<Option<User>>;
     /// Deletes one of the user's passkeys; false when it has no such one.

@@ -18,14 +18,16 @@ pub mod import;
 pub mod memory;
 pub mod postgres;
 pub mod sealing;
+pub mod sessions;
 pub mod sqlite;
 
 pub use self::console::ConsoleStore;
 pub use self::error::{Duplicate, Entity, Result, StoreError};
+pub use self::sessions::SessionsStore;
 
 use crate::model::{
-    Account, AccountKey, Authenticator, Session, SessionAndUser, SessionPatch, User, UserPatch,
-    VerificationToken,
+    Account, AccountKey, Authenticator, Session, SessionAndUser, SessionOrigin, SessionPatch, User,
+    UserPatch, VerificationToken,
 };
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
@@ -146,7 +148,8 @@ pub trait AdapterStore: Send + Sync + 'static {
     async fn unlink_account(&self, key: &AccountKey) -> Result<Option<Account>>;
     async fn get_account(&self, key: &AccountKey) -> Result<Option<Account>>;
 
-    async fn create_session(&self, session: Session) -> Result<Session>;
+    /// Stores a session with where it came from (`origin`, beside Auth.js's fields).
+    async fn create_session(&self, session: Session, origin: SessionOrigin) -> Result<Session>;
     /// `None` when the session or its user is gone. Expired sessions are
     /// returned: Auth.js checks `expires` itself and deletes them.
     async fn get_session_and_user(&self, session_token: &str) -> Result<Option<SessionAndUser>>;
@@ -207,12 +210,24 @@ pub trait KeyStore: Send + Sync + 'static {
 /// A whole backend. An `Arc<dyn Store>` coerces to any one of its parts
 /// (`Arc<dyn KeyStore>` ...) for callers that take only that.
 pub trait Store:
-    AdapterStore + KeyStore + Maintenance + ConsoleStore + events::Outbox + import::ImportStore
+    AdapterStore
+    + KeyStore
+    + Maintenance
+    + ConsoleStore
+    + SessionsStore
+    + events::Outbox
+    + import::ImportStore
 {
 }
 
 impl<
-        T: AdapterStore + KeyStore + Maintenance + ConsoleStore + events::Outbox + import::ImportStore,
+        T: AdapterStore
+            + KeyStore
+            + Maintenance
+            + ConsoleStore
+            + SessionsStore
+            + events::Outbox
+            + import::ImportStore,
     > Store for T
 {
 }

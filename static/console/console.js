@@ -292,6 +292,10 @@ async function userPage(id) {
                   "tr",
                   { "data-session": s.id },
                   el("td", {}, el("code", {}, s.id)),
+                  el("td", { class: "device" }, s.userAgent || "unknown device"),
+                  el("td", { class: "address" }, s.ip || "no address"),
+                  el("td", {}, s.createdAt ? ["created ", when(s.createdAt)] : "created before this was kept"),
+                  el("td", {}, s.lastSeenAt ? ["last seen ", when(s.lastSeenAt)] : ""),
                   el("td", {}, "expires ", when(s.expires)),
                   el(
                     "td",

@@ -215,6 +215,9 @@ fn the_openapi_document_lists_every_route_the_server_has() {
     expected.extend(
         [
             "/api/token",
+            "/api/sessions/list",
+            "/api/sessions/revoke",
+            "/api/sessions/revokeOthers",
             "/.well-known/openid-configuration",
             "/.well-known/jwks.json",
             "/healthz",

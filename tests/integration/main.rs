@@ -29,4 +29,5 @@ mod postgres;
 mod processes;
 mod proxy;
 mod secrets;
+mod sessions;
 mod webhooks;

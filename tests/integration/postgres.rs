@@ -328,6 +328,8 @@ fn a_version_1_database_gains_the_newer_tables_and_keeps_its_rows() {
              DROP TABLE events; DROP TABLE webhook_endpoints; DROP TABLE webhook_deliveries;
              DROP FUNCTION events_writer_lock; ALTER TABLE signing_keys DROP COLUMN row_seal;
              ALTER TABLE meta DROP COLUMN rows_bound;
+             ALTER TABLE sessions DROP COLUMN created_at, DROP COLUMN last_seen_at,
+                 DROP COLUMN user_agent, DROP COLUMN ip;
              ALTER TABLE accounts ALTER COLUMN session_state TYPE TEXT USING NULL,
                  ALTER COLUMN extra TYPE TEXT USING NULL;
              UPDATE meta SET schema_version = 1;",

@@ -22,6 +22,42 @@ export interface AuthstoreOptions {
    * OpenTelemetry context's.
    */
   traceparent?: () => string | null | undefined;
+  /**
+   * Where a new session comes from, asked for on every `createSession`: the
+   * device (`userAgent`) and address (`ip`, kept as the server's
+   * `session_ip` says) shown in the person's list of sessions. Return
+   * `undefined` when there is none; a function that throws sends none.
+   */
+  requestContext?: () => RequestContext | null | undefined | Promise<RequestContext | null | undefined>;
+}
+
+/** Where a request comes from, for a new session's `context`. */
+export interface RequestContext {
+  userAgent?: string | null;
+  ip?: string | null;
+}
+
+/**
+ * The context of a request from its headers (`await headers()` in Next.js):
+ * its `User-Agent`, and its address from `X-Forwarded-For` only when
+ * `trustedProxies` says how many proxies of yours add to that header (the
+ * entry the nearest trusted one added; anything to its left came from the
+ * client and could be anything). With none trusted, no address.
+ */
+export function requestContextFromHeaders(
+  headers: { get(name: string): string | null },
+  { trustedProxies = 0 }: { trustedProxies?: number } = {},
+): RequestContext {
+  const userAgent = headers.get("user-agent");
+  let ip: string | null = null;
+  if (trustedProxies > 0) {
+    const hops = (headers.get("x-forwarded-for") ?? "")
+      .split(",")
+      .map((hop) => hop.trim())
+      .filter(Boolean);
+    ip = hops[hops.length - trustedProxies] ?? null;
+  }
+  return { userAgent, ip };
 }
 
 /** A version-00 W3C traceparent: what is forwarded. */

@@ -24,7 +24,12 @@ import {
   type TransportFactory,
 } from "./client.js";
 
-export { AuthstoreError, type AuthstoreOptions } from "./client.js";
+export {
+  AuthstoreError,
+  requestContextFromHeaders,
+  type AuthstoreOptions,
+  type RequestContext,
+} from "./client.js";
 
 /** A signed JWT for a session, as `POST /api/token` answers it. */
 export interface SessionToken {
@@ -34,9 +39,34 @@ export interface SessionToken {
   expiresAt: Date;
 }
 
+/** One of a person's live sessions, as `store.sessions.list` returns it. */
+export interface UserSession {
+  /** The session's id: its tokens' `sid` claim, and its events'. */
+  sid: string;
+  /** `null` for a session created before authstore kept it. */
+  createdAt: Date | null;
+  lastSeenAt: Date | null;
+  expires: Date;
+  userAgent: string | null;
+  /** As the server's `session_ip` keeps it: a /24 or /48 network, the address, or null. */
+  ip: string | null;
+}
+
+/** A person's own sessions: what Auth.js has no API for. */
+export interface Sessions {
+  /** The user's live sessions, newest first. */
+  list(userId: string): Promise<UserSession[]>;
+  /** Ends one of the user's sessions; 0 when the user has no live session with that sid. */
+  revoke(userId: string, sid: string): Promise<number>;
+  /** Ends every other session of the user of `sessionToken` ("sign out other devices"). */
+  revokeOthers(sessionToken: string): Promise<number>;
+}
+
 export interface Authstore {
   /** The Auth.js `Adapter`: pass it as `adapter` in the Auth.js config. */
   adapter: Adapter;
+  /** A person's own sessions (list, sign one out, sign out the others). */
+  sessions: Sessions;
   /**
    * A signed token for the session, or `null` when the session is unknown or
    * expired. A recent token is reused unless `fresh` is set.
@@ -56,6 +86,30 @@ function user(wire: Wire<AdapterUser>): AdapterUser {
 
 function withExpires<T extends { expires: Date }>(wire: Wire<T>): T {
   return { ...wire, expires: date(wire.expires as string) } as T;
+}
+
+type WireSession = Omit<UserSession, "createdAt" | "lastSeenAt" | "expires"> & {
+  createdAt: string | null;
+  lastSeenAt: string | null;
+  expires: string;
+};
+
+/** `createSession`'s `context` from the `requestContext` option, if it gives one. */
+async function sessionContext(
+  options: AuthstoreOptions,
+): Promise<{ context?: { userAgent?: string; ip?: string } }> {
+  if (!options?.requestContext) return {};
+  try {
+    const given = await options.requestContext();
+    if (!given) return {};
+    const context: { userAgent?: string; ip?: string } = {};
+    if (typeof given.userAgent === "string") context.userAgent = given.userAgent;
+    if (typeof given.ip === "string" && given.ip) context.ip = given.ip;
+    return { context };
+  } catch {
+    // Outside a request (a script, a build): a session without its origin.
+    return {};
+  }
 }
 
 const orNull =
@@ -92,7 +146,8 @@ export function authstoreOver(options: AuthstoreOptions, transport: TransportFac
       (await call<AdapterAccount | null>("unlinkAccount", { provider, providerAccountId })) ?? undefined,
     getAccount: async (providerAccountId, provider) =>
       call<AdapterAccount | null>("getAccount", { provider, providerAccountId }),
-    createSession: async (newSession) => session(await call("createSession", { session: newSession })),
+    createSession: async (newSession) =>
+      session(await call("createSession", { session: newSession, ...(await sessionContext(options)) })),
     getSessionAndUser: async (sessionToken) => {
       const found = await call<{ session: Wire<AdapterSession>; user: Wire<AdapterUser> } | null>(
         "getSessionAndUser",
@@ -116,8 +171,29 @@ export function authstoreOver(options: AuthstoreOptions, transport: TransportFac
       call<AdapterAuthenticator>("updateAuthenticatorCounter", { credentialID, newCounter }),
   };
 
+  const sessionsCall = <T>(name: string, body: unknown) =>
+    client.post<T>(`/api/sessions/${name}`, body, `sessions.${name}`);
+  const sessions: Sessions = {
+    async list(userId) {
+      const { sessions: list } = await sessionsCall<{ sessions: WireSession[] }>("list", { userId });
+      return list.map((s) => ({
+        ...s,
+        createdAt: s.createdAt ? date(s.createdAt) : null,
+        lastSeenAt: s.lastSeenAt ? date(s.lastSeenAt) : null,
+        expires: date(s.expires),
+      }));
+    },
+    async revoke(userId, sid) {
+      return (await sessionsCall<{ revoked: number }>("revoke", { userId, sid })).revoked;
+    },
+    async revokeOthers(sessionToken) {
+      return (await sessionsCall<{ revoked: number }>("revokeOthers", { sessionToken })).revoked;
+    },
+  };
+
   return {
     adapter,
+    sessions,
     async mintToken(sessionToken, { fresh = false } = {}) {
       try {
         const minted = await client.post<{ token: string; expiresAt: string }>(

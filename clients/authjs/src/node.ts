@@ -8,8 +8,13 @@ import type { Adapter } from "@auth/core/adapters";
 import type { AuthstoreOptions, TransportFactory } from "./client.js";
 import { authstoreOver, type Authstore } from "./index.js";
 
-export { AuthstoreError, type AuthstoreOptions } from "./client.js";
-export type { Authstore, SessionToken } from "./index.js";
+export {
+  AuthstoreError,
+  requestContextFromHeaders,
+  type AuthstoreOptions,
+  type RequestContext,
+} from "./client.js";
+export type { Authstore, Sessions, SessionToken, UserSession } from "./index.js";
 
 /** One keep-alive pool per authstore origin. */
 export const undiciTransport: TransportFactory = (origin, options) => {

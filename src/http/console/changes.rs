@@ -21,7 +21,7 @@ pub(super) async fn revoke(
     };
     let revoked = state
         .store
-        .delete_user_sessions(&user_id, Some(vec![found.digest]), &operator.id)
+        .delete_user_sessions(&user_id, Some(vec![found.digest]), Some(&operator.id))
         .await?;
     audit(
         &req,
@@ -40,7 +40,7 @@ pub(super) async fn revoke_all(
     let operator = operator(&req, &state, true).await?;
     let revoked = state
         .store
-        .delete_user_sessions(&user_id, None, &operator.id)
+        .delete_user_sessions(&user_id, None, Some(&operator.id))
         .await?;
     audit(&req, &operator, "revoke-all-sessions", &user_id);
     Ok(HttpResponse::Ok().json(json!({ "revoked": revoked })))

@@ -154,6 +154,10 @@ pub(super) async fn user(
         "sessions": sessions.iter().map(|s| json!({
             "id": session_handle(&s.digest),
             "expires": s.expires.to_iso(),
+            "createdAt": s.created_at.map(|t| t.to_iso()),
+            "lastSeenAt": s.last_seen_at.map(|t| t.to_iso()),
+            "userAgent": s.user_agent,
+            "ip": s.ip,
         })).collect::<Vec<_>>(),
         "passkeys": passkeys.iter().map(|p| json!({
             "credentialID": p.credential_id,

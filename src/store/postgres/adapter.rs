@@ -98,9 +98,13 @@ async fn insert_account(
 async fn insert_session(
     client: &impl deadpool_postgres::GenericClient,
     session: &Session,
+    origin: &SessionOrigin,
 ) -> Result<()> {
     let statement = client
-        .prepare_cached("INSERT INTO sessions (token_hash, user_id, expires) VALUES ($1, $2, $3)")
+        .prepare_cached(
+            "INSERT INTO sessions (token_hash, user_id, expires, created_at, last_seen_at, \
+             user_agent, ip) VALUES ($1, $2, $3, $4, $4, $5, $6)",
+        )
         .await?;
     client
         .execute(
@@ -109,6 +113,9 @@ async fn insert_session(
                 &&token_digest(&session.session_token)[..],
                 &session.user_id,
                 &session.expires.millis(),
+                &origin.created_at.map(Timestamp::millis),
+                &origin.user_agent,
+                &origin.ip,
             ],
         )
         .await
@@ -198,7 +205,9 @@ impl ImportStore for PostgresStore {
                 }
                 rows!(0, rows.users, |user| |c| insert_user(c, user));
                 rows!(1, rows.accounts, |account| |c| insert_account(c, &kek, account));
-                rows!(2, rows.sessions, |session| |c| insert_session(c, session));
+                // Where an imported session came from is not known.
+                let unknown = SessionOrigin::default();
+                rows!(2, rows.sessions, |session| |c| insert_session(c, session, &unknown));
                 rows!(3, rows.verification_tokens, |token| |c| insert_verification_token(c, token));
                 rows!(4, rows.authenticators, |a| |c| insert_authenticator(c, a));
                 tx.commit().await?;
@@ -362,9 +371,9 @@ impl AdapterStore for PostgresStore {
         .await
     }
 
-    async fn create_session(&self, session: Session) -> Result<Session> {
+    async fn create_session(&self, session: Session, origin: SessionOrigin) -> Result<Session> {
         self.with(move |client, _| async move {
-            insert_session(&client, &session).await?;
+            insert_session(&client, &session, &origin).await?;
             Ok(session)
         })
         .await

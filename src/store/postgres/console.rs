@@ -1,12 +1,11 @@
 //! The console's queries on PostgreSQL (see [`crate::store::console`]).
 
 use super::rows::{self, USER_COLUMNS};
-use super::{record_events, PostgresStore};
+use super::PostgresStore;
 use crate::model::User;
 use crate::store::console::{
-    ConsoleStore, Digest, LinkedAccount, LiveSession, Overview, SearchField, UserSearch,
+    ConsoleStore, Digest, LinkedAccount, Overview, SearchField, UserSearch,
 };
-use crate::store::events::{NewEvent, Occasion};
 use crate::store::Result;
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
@@ -244,89 +243,6 @@ impl ConsoleStore for PostgresStore {
                 .collect()
         })
         .await
-    }
-
-    async fn user_sessions(&self, user_id: &str, now: Timestamp) -> Result<Vec<LiveSession>> {
-        let user_id = user_id.to_owned();
-        self.with(move |client, _| async move {
-            client
-                .query(
-                    "SELECT token_hash, expires FROM sessions WHERE user_id = $1 AND expires > $2 \
-                     ORDER BY expires",
-                    &[&user_id, &now.millis()],
-                )
-                .await?
-                .iter()
-                .map(|row| {
-                    Ok(LiveSession {
-                        digest: rows::digest(row, 0)?,
-                        expires: Timestamp::from_millis(row.try_get(1)?),
-                    })
-                })
-                .collect()
-        })
-        .await
-    }
-
-    async fn delete_user_sessions(
-        &self,
-        user_id: &str,
-        digests: Option<Vec<Digest>>,
-        actor: &str,
-    ) -> Result<u64> {
-        let (user_id, actor, at) = (
-            user_id.to_owned(),
-            actor.to_owned(),
-            Occasion::now(&*self.clock),
-        );
-        let result = self
-            .with(move |mut client, _| async move {
-                // The sessions go and their events are written in one transaction.
-                let tx = client.transaction().await?;
-                let gone = match &digests {
-                    None => {
-                        tx.query(
-                            "DELETE FROM sessions WHERE user_id = $1 RETURNING token_hash",
-                            &[&user_id],
-                        )
-                        .await?
-                    }
-                    Some(digests) => {
-                        let digests: Vec<&[u8]> = digests.iter().map(|d| &d[..]).collect();
-                        tx.query(
-                            "DELETE FROM sessions WHERE token_hash = ANY($1) AND user_id = $2 \
-                             RETURNING token_hash",
-                            &[&digests, &user_id],
-                        )
-                        .await?
-                    }
-                };
-                let gone: Vec<Digest> = gone
-                    .iter()
-                    .map(|row| rows::digest(row, 0))
-                    .collect::<Result<_>>()?;
-                let events: Vec<(String, NewEvent)> = match digests {
-                    // One event for all, naming each session's sid.
-                    None => vec![(
-                        user_id.clone(),
-                        NewEvent::user_sessions_revoked(&gone, Some(&actor), &at),
-                    )],
-                    Some(_) => gone
-                        .iter()
-                        .map(|digest| {
-                            let event = NewEvent::session_deleted(digest, Some(&actor), &at);
-                            (user_id.clone(), event)
-                        })
-                        .collect(),
-                };
-                record_events(&tx, &events).await?;
-                tx.commit().await?;
-                Ok(gone.len() as u64)
-            })
-            .await;
-        // Wakes this process's webhook workers (a refused write wakes them for nothing).
-        self.events.written();
-        result
     }
 
     async fn delete_user_as(&self, user_id: &str, actor: &str) -> Result<Option<User>> {

@@ -15,6 +15,7 @@ mod maintenance;
 mod outbox;
 mod rows;
 pub mod schema;
+mod sessions;
 pub mod settings;
 
 use self::rows::{write_error, ACCOUNT_COLUMNS, AUTHENTICATOR_COLUMNS, USER_COLUMNS};
@@ -27,8 +28,8 @@ use super::{
 use crate::clock::Clock;
 use crate::kek::Kek;
 use crate::model::{
-    Account, AccountKey, Authenticator, Session, SessionAndUser, SessionPatch, User, UserPatch,
-    VerificationToken,
+    Account, AccountKey, Authenticator, Session, SessionAndUser, SessionOrigin, SessionPatch, User,
+    UserPatch, VerificationToken,
 };
 use crate::store::events::{self, Event, EventFilter, EventType, NewEvent, Occasion};
 use crate::store::token_digest;

@@ -13,7 +13,7 @@ use tokio_postgres::Client;
 pub const SCHEMA: &str = include_str!("../../../schema.postgres.sql");
 
 /// The schema version this build writes.
-pub const VERSION: i32 = 7;
+pub const VERSION: i32 = 8;
 
 /// `STEPS[v - 1]` is the SQL that upgrades version `v` to `v + 1`. Steps
 /// that must re-seal data under the KEK will need code, as SQLite's v1 → v2.
@@ -82,6 +82,10 @@ ALTER TABLE meta ALTER COLUMN rows_bound SET DEFAULT true;
 "#,
     // 6 -> 7: each event's trace (W3C trace id of the request).
     r#"ALTER TABLE events ADD COLUMN trace_id TEXT COLLATE "C";
+"#,
+    // 7 -> 8: where and when each session was created and last seen.
+    r#"ALTER TABLE sessions ADD COLUMN created_at BIGINT, ADD COLUMN last_seen_at BIGINT,
+    ADD COLUMN user_agent TEXT, ADD COLUMN ip TEXT;
 "#,
 ];
 

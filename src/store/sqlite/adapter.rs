@@ -87,14 +87,21 @@ fn insert_account(conn: &Connection, kek: &Kek, account: &Account) -> Result<()>
     Ok(())
 }
 
-fn insert_session(conn: &Connection, session: &Session) -> Result<()> {
-    conn.prepare_cached("INSERT INTO sessions (token_hash, user_id, expires) VALUES (?1, ?2, ?3)")?
-        .execute(params![
-            token_digest(&session.session_token),
-            session.user_id,
-            session.expires.millis()
-        ])
-        .map_err(|e| insert_error(e, |_| Duplicate::Session))?;
+fn insert_session(conn: &Connection, session: &Session, origin: &SessionOrigin) -> Result<()> {
+    let created_at = origin.created_at.map(Timestamp::millis);
+    conn.prepare_cached(
+        "INSERT INTO sessions (token_hash, user_id, expires, created_at, last_seen_at, \
+         user_agent, ip) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        token_digest(&session.session_token),
+        session.user_id,
+        session.expires.millis(),
+        created_at,
+        origin.user_agent,
+        origin.ip,
+    ])
+    .map_err(|e| insert_error(e, |_| Duplicate::Session))?;
     Ok(())
 }
 
@@ -154,7 +161,9 @@ impl ImportStore for SqliteStore {
                         import::count(&mut counts, 1, *line, written)?;
                     }
                     for (line, session) in &rows.sessions {
-                        import::count(&mut counts, 2, *line, insert_session(conn, session))?;
+                        // Where an imported session came from is not known.
+                        let written = insert_session(conn, session, &SessionOrigin::default());
+                        import::count(&mut counts, 2, *line, written)?;
                     }
                     for (line, token) in &rows.verification_tokens {
                         let written = insert_verification_token(conn, token);
@@ -307,10 +316,10 @@ impl AdapterStore for SqliteStore {
         })
     }
 
-    async fn create_session(&self, session: Session) -> Result<Session> {
+    async fn create_session(&self, session: Session, origin: SessionOrigin) -> Result<Session> {
         self.writer
             .run(move |conn| {
-                insert_session(conn, &session)?;
+                insert_session(conn, &session, &origin)?;
                 Ok(session)
             })
             .await

@@ -1,11 +1,10 @@
 //! The console's queries on SQLite (see [`crate::store::console`]).
 
-use super::{record_event, rows, SqliteStore};
+use super::{rows, SqliteStore};
 use crate::model::User;
 use crate::store::console::{
-    ConsoleStore, Digest, LinkedAccount, LiveSession, Overview, SearchField, UserSearch,
+    ConsoleStore, Digest, LinkedAccount, Overview, SearchField, UserSearch,
 };
-use crate::store::events::{NewEvent, Occasion};
 use crate::store::Result;
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
@@ -215,73 +214,6 @@ impl ConsoleStore for SqliteStore {
             })?
             .collect()
         })
-    }
-
-    async fn user_sessions(&self, user_id: &str, now: Timestamp) -> Result<Vec<LiveSession>> {
-        self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT token_hash, expires FROM sessions WHERE user_id = ?1 AND expires > ?2 \
-                 ORDER BY expires",
-            )?
-            .query_map(params![user_id, now.millis()], |row| {
-                Ok(LiveSession {
-                    digest: row.get(0)?,
-                    expires: Timestamp::from_millis(row.get(1)?),
-                })
-            })?
-            .collect()
-        })
-    }
-
-    async fn delete_user_sessions(
-        &self,
-        user_id: &str,
-        digests: Option<Vec<Digest>>,
-        actor: &str,
-    ) -> Result<u64> {
-        let (user_id, actor, at) = (
-            user_id.to_owned(),
-            actor.to_owned(),
-            Occasion::now(&*self.clock),
-        );
-        let result = self
-            .writer
-            .run(move |conn| {
-                let deleted = match digests {
-                    None => {
-                        let gone = conn
-                            .prepare_cached(
-                                "DELETE FROM sessions WHERE user_id = ?1 RETURNING token_hash",
-                            )?
-                            .query_map([&user_id], |row| row.get::<_, Digest>(0))?
-                            .collect::<rusqlite::Result<Vec<_>>>()?;
-                        let event = NewEvent::user_sessions_revoked(&gone, Some(&actor), &at);
-                        record_event(conn, &user_id, &event)?;
-                        gone.len()
-                    }
-                    Some(digests) => {
-                        let mut deleted = 0;
-                        for digest in digests {
-                            let gone = conn
-                                .prepare_cached(
-                                    "DELETE FROM sessions WHERE token_hash = ?1 AND user_id = ?2",
-                                )?
-                                .execute(params![&digest[..], user_id])?;
-                            if gone == 1 {
-                                let event = NewEvent::session_deleted(&digest, Some(&actor), &at);
-                                record_event(conn, &user_id, &event)?;
-                            }
-                            deleted += gone;
-                        }
-                        deleted
-                    }
-                };
-                Ok(deleted as u64)
-            })
-            .await;
-        // Wakes this process's webhook workers (a refused write wakes them for nothing).
-        self.events.written();
-        result
     }
 
     async fn delete_user_as(&self, user_id: &str, actor: &str) -> Result<Option<User>> {

@@ -15,6 +15,7 @@ mod keys;
 mod maintenance;
 mod outbox;
 pub mod schema;
+mod sessions;
 pub mod settings;
 mod writer;
 
@@ -31,8 +32,8 @@ use super::{
 use crate::clock::Clock;
 use crate::kek::Kek;
 use crate::model::{
-    Account, AccountKey, Authenticator, Session, SessionAndUser, SessionPatch, User, UserPatch,
-    VerificationToken,
+    Account, AccountKey, Authenticator, Session, SessionAndUser, SessionOrigin, SessionPatch, User,
+    UserPatch, VerificationToken,
 };
 use crate::store::events::{self, Event, EventFilter, EventSignal, EventType, NewEvent, Occasion};
 use crate::store::{token_digest, Result, StoreError as Error};

@@ -19,7 +19,7 @@ use rusqlite::{params, Connection, Transaction};
 pub const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// The schema version this build writes.
-pub const VERSION: i64 = 7;
+pub const VERSION: i64 = 8;
 
 pub use crate::error::BoxError;
 
@@ -27,8 +27,9 @@ pub use crate::error::BoxError;
 pub type Step = fn(&Transaction<'_>, &Kek, Timestamp) -> Result<(), BoxError>;
 
 /// `STEPS[v - 1]` upgrades a database from version `v` to `v + 1`.
-pub const STEPS: [Step; (VERSION - 1) as usize] =
-    [v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7];
+pub const STEPS: [Step; (VERSION - 1) as usize] = [
+    v1_to_v2, v2_to_v3, v3_to_v4, v4_to_v5, v5_to_v6, v6_to_v7, v7_to_v8,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -455,5 +456,17 @@ fn v5_to_v6(tx: &Transaction<'_>, kek: &Kek, _now: Timestamp) -> Result<(), BoxE
 /// the change (its webhook delivery carries it on).
 fn v6_to_v7(tx: &Transaction<'_>, _kek: &Kek, _now: Timestamp) -> Result<(), BoxError> {
     tx.execute_batch("ALTER TABLE events ADD COLUMN trace_id TEXT;")?;
+    Ok(())
+}
+
+/// Version 8: where and when each session was created and last seen (for
+/// the person's own list of sessions).
+fn v7_to_v8(tx: &Transaction<'_>, _kek: &Kek, _now: Timestamp) -> Result<(), BoxError> {
+    tx.execute_batch(
+        "ALTER TABLE sessions ADD COLUMN created_at INTEGER;
+         ALTER TABLE sessions ADD COLUMN last_seen_at INTEGER;
+         ALTER TABLE sessions ADD COLUMN user_agent TEXT;
+         ALTER TABLE sessions ADD COLUMN ip TEXT;",
+    )?;
     Ok(())
 }
