@@ -8,8 +8,9 @@ not move the figures (a restructuring) can be shown not to.
 Each build serves its own copy of one database seeded by the first build
 (the oldest: newer builds migrate their copy). Rows, each against every
 build in turn, `runs` times, medians reported: GET /healthz (fixed JSON),
-getSessionAndUser, createSession, and deleteSession (a sign-out, which
-writes an event). Settings are AUTHSTORE_* variables without the prefix, or
+getSessionAndUser (over every seeded session, and over a thousand of them,
+each then used many times a minute), createSession, and deleteSession (a
+sign-out, which writes an event). Settings are AUTHSTORE_* variables without the prefix, or
 RUST_LOG (the harness's default silences the access lines), e.g.
 before=/tmp/old/authstore after=target/release/authstore,SQLITE_LOCKING=exclusive.
 """
@@ -38,8 +39,9 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     users, sessions = args.users, args.users * 2
     seeded = seed_authstore(builds[0][1], os.path.join(OUT, f"compare-{users}.db"), users, sessions)
-    results = {name: {"healthz": [], "getSessionAndUser": [], "createSession": [], "deleteSession": []}
-               for name, _, _ in builds}
+    rows = ("healthz", "getSessionAndUser", "getSessionAndUser, 1k active sessions", "createSession",
+            "deleteSession")
+    results = {name: {row: [] for row in rows} for name, _, _ in builds}
     servers = []
     try:
         for i, (name, binary, env) in enumerate(builds):
@@ -54,6 +56,11 @@ def main():
                 got["getSessionAndUser"].append(wrk(
                     server.url, "/api/adapter/getSessionAndUser", args.seconds, script="session.lua",
                     env={"BENCH_SESSIONS": str(sessions)}))
+                # The same lookups over a thousand sessions: each is used many
+                # times a minute, as a signed-in person's page views use theirs.
+                got["getSessionAndUser, 1k active sessions"].append(wrk(
+                    server.url, "/api/adapter/getSessionAndUser", args.seconds, script="session.lua",
+                    env={"BENCH_SESSIONS": "1000"}))
                 got["createSession"].append(wrk(
                     server.url, "/api/adapter/createSession", args.seconds, script="create_session.lua",
                     env={"BENCH_USERS": str(users), "BENCH_RUN": f"{run}"}))
@@ -66,7 +73,7 @@ def main():
     first = builds[0][0]
     print(f"\n| row | {' | '.join(name for name, _, _ in builds)} |")
     print(f"|---|{'---|' * len(builds)}")
-    for row in ("healthz", "getSessionAndUser", "createSession", "deleteSession"):
+    for row in rows:
         cells = []
         for name, _, _ in builds:
             m = medians(results[name][row])

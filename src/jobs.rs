@@ -8,6 +8,34 @@ use crate::timestamp::Timestamp;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often the sessions' `last_seen_at` notes are written.
+const SEEN_FLUSH: Duration = Duration::from_secs(1);
+
+/// Every second, writes the `last_seen_at` notes lookups left (in one batch).
+pub fn spawn_seen_flush(
+    store: Arc<dyn crate::store::SessionsStore>,
+    tracker: Arc<crate::store::sessions::SeenTracker>,
+) {
+    actix_web::rt::spawn(async move {
+        let mut ticks = actix_web::rt::time::interval(SEEN_FLUSH);
+        loop {
+            ticks.tick().await;
+            let seen = tracker.take();
+            if seen.is_empty() {
+                continue;
+            }
+            let count = seen.len();
+            if let Err(e) = store.record_seen(seen).await {
+                // A hint, not a record: the next lookups note them again.
+                log::warn!(
+                    "could not record when {count} sessions were last seen: {}",
+                    e.log_text()
+                );
+            }
+        }
+    });
+}
+
 /// How soon after start the first purge pass runs.
 const FIRST_PURGE: Duration = Duration::from_secs(5);
 

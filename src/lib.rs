@@ -394,6 +394,7 @@ impl Application {
             Some(path) => start_with_key(settings, keys, clock.clone(), path).await?,
         });
 
+        let seen = Arc::new(store::sessions::SeenTracker::default());
         let state = web::Data::new(http::AppState {
             store: store.clone(),
             issuer: issuer.clone(),
@@ -406,6 +407,7 @@ impl Application {
             body_timeout: Duration::from_secs(config.body_timeout_secs),
             console_session_max: Duration::from_secs(config.console_session_max_secs),
             session_ip: config.session_ip,
+            seen: seen.clone(),
         });
         let serving = Arc::downgrade(&state.clone().into_inner());
         // Bound before the main listener serves: a bad address fails the start.
@@ -454,6 +456,7 @@ impl Application {
         .run();
 
         let store_handle = store.clone();
+        jobs::spawn_seen_flush(store.clone() as Arc<dyn store::SessionsStore>, seen);
         jobs::spawn_purge(
             store as Arc<dyn Maintenance>,
             clock,

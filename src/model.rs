@@ -257,6 +257,10 @@ pub struct SessionPatch {
 pub struct SessionAndUser {
     pub session: Session,
     pub user: User,
+    /// When the session was last seen, as stored (not part of Auth.js's
+    /// answer: it tells the lookup whether to note it again).
+    #[serde(skip)]
+    pub last_seen_at: Option<Timestamp>,
 }
 
 #[derive(Serialize, Deserialize, Clone)]

@@ -68,6 +68,7 @@ pub async fn load(store: &Arc<dyn Store>, path: &Path) -> Result<usize, SeedErro
             let policy = crate::http::SessionPolicy {
                 now: crate::clock::Clock::now(&crate::clock::SystemClock),
                 keep_ip: crate::model::SessionIp::default(),
+                seen: None,
             };
             crate::http::call_method(store, &policy, method, body.as_bytes())
                 .await

@@ -8,6 +8,8 @@ use crate::model::{
     normalize_email, Account, AccountKey, Authenticator, NewUser, Session, SessionContext,
     SessionIp, SessionOrigin, SessionPatch, UserPatch, VerificationToken,
 };
+use crate::store::sessions::SeenTracker;
+use crate::store::token_digest;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
@@ -62,12 +64,14 @@ struct NewSessionArg {
     context: SessionContext,
 }
 
-/// What `createSession` records besides Auth.js's fields: when, and how
-/// much of the address (`session_ip`).
-#[derive(Debug, Clone, Copy)]
-pub struct SessionPolicy {
+/// What the session methods record besides Auth.js's fields: when, how
+/// much of a new session's address (`session_ip`), and where lookups note
+/// when a session was last seen (none for fixtures).
+#[derive(Clone, Copy)]
+pub struct SessionPolicy<'a> {
     pub now: crate::timestamp::Timestamp,
     pub keep_ip: SessionIp,
+    pub seen: Option<&'a SeenTracker>,
 }
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -135,6 +139,7 @@ async fn dispatch(state: &AppState, method: &str, body: &[u8]) -> Result<HttpRes
     let policy = SessionPolicy {
         now: state.issuer.now(),
         keep_ip: state.session_ip,
+        seen: Some(&state.seen),
     };
     call_method(&state.store, &policy, method, body).await
 }
@@ -143,7 +148,7 @@ async fn dispatch(state: &AppState, method: &str, body: &[u8]) -> Result<HttpRes
 /// as `POST /api/adapter/{method}` does: fixtures load through this too.
 pub async fn call_method(
     store: &std::sync::Arc<dyn crate::store::Store>,
-    policy: &SessionPolicy,
+    policy: &SessionPolicy<'_>,
     method: &str,
     body: &[u8],
 ) -> Result<HttpResponse> {
@@ -195,10 +200,15 @@ pub async fn call_method(
         }
         "getSessionAndUser" => {
             let SessionTokenArg { session_token } = body::parse(body)?;
-            ok(store.get_session_and_user(&session_token).await?)
+            let found = store.get_session_and_user(&session_token).await?;
+            if let (Some(seen), Some(found)) = (policy.seen, &found) {
+                seen.seen(token_digest(&session_token), found.last_seen_at, policy.now);
+            }
+            ok(found)
         }
         "updateSession" => {
             let SessionArg { session } = body::parse::<SessionArg<SessionPatch>>(body)?;
+            // The update moves last_seen_at itself (the store's statement).
             ok(store.update_session(session).await?)
         }
         "deleteSession" => {

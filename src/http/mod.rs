@@ -48,6 +48,8 @@ pub struct AppState {
     pub console_session_max: std::time::Duration,
     /// How much of a new session's address is kept.
     pub session_ip: crate::model::SessionIp,
+    /// Where lookups note when a session was last seen.
+    pub seen: Arc<crate::store::sessions::SeenTracker>,
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

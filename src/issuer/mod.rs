@@ -560,6 +560,7 @@ mod tests {
                 image: None,
                 extra: Default::default(),
             },
+            last_seen_at: None,
         }
     }
 

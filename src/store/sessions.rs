@@ -6,6 +6,9 @@
 use super::{Digest, Result};
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
 
 /// A live session, by its stored digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,4 +42,61 @@ pub trait SessionsStore: Send + Sync + 'static {
     /// that one, in one transaction, each with its `session.deleted` event;
     /// answers how many went (0 when that session is gone).
     async fn delete_other_sessions(&self, digest: Digest) -> Result<u64>;
+    /// Moves each session's `last_seen_at` up to its time (never back), in
+    /// one write; sessions gone meanwhile are skipped.
+    async fn record_seen(&self, seen: Vec<(Digest, Timestamp)>) -> Result<()>;
+}
+
+/// How often at most a session's `last_seen_at` is written.
+pub const SEEN_EVERY: Duration = Duration::from_secs(60);
+
+/// `lastSeenAt` without a write per read. A lookup reads the session's
+/// stored `last_seen_at` with it; only when that is a minute old or more
+/// is the session noted here (a map, so many lookups in the same second
+/// make one note), and a job writes the notes, in one batch, every second
+/// (`jobs::spawn_seen_flush`). Deciding by the stored value keeps to once a
+/// minute whatever the number of servers. A server that stops loses at most
+/// that second's notes; the column is a hint, not a record.
+#[derive(Default)]
+pub struct SeenTracker {
+    /// Noted, not written yet.
+    pending: Mutex<HashMap<Digest, Timestamp>>,
+}
+
+impl SeenTracker {
+    /// The session with `digest`, last seen at `stored`, was used at `now`.
+    pub fn seen(&self, digest: Digest, stored: Option<Timestamp>, now: Timestamp) {
+        let every = SEEN_EVERY.as_millis() as i64;
+        if stored.is_some_and(|at| now.millis() - at.millis() < every) {
+            return;
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.insert(digest, now);
+    }
+
+    /// What was noted since the last call.
+    pub fn take(&self) -> Vec<(Digest, Timestamp)> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.drain().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_noted_when_its_stored_time_is_a_minute_old() {
+        let tracker = SeenTracker::default();
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let at = |secs: i64| Timestamp::from_millis(1_000_000 + secs * 1000);
+        tracker.seen(a, None, at(0));
+        tracker.seen(a, None, at(0));
+        tracker.seen(b, Some(at(0)), at(59));
+        tracker.seen(c, Some(at(0)), at(60));
+        let mut noted = tracker.take();
+        noted.sort();
+        assert_eq!(noted, vec![(a, at(0)), (c, at(60))]);
+        assert!(tracker.take().is_empty(), "handed over once");
+    }
 }

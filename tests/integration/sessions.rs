@@ -212,3 +212,56 @@ fn bad_input_is_refused_as_the_contract_refuses_it() {
         .unwrap()
         .contains("context.ip"));
 }
+
+#[test]
+fn last_seen_moves_on_use_at_most_once_a_minute() {
+    use authstore::clock::{Clock, ManualClock, SystemClock};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let config = common::test_config(&dir);
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let app = TestApp::start(dir, config, clock.clone());
+    let ada = user(&app, "ada@example.com");
+    session(&app, &ada, "ada-1", None);
+    let created = list(&app, &ada)[0]["createdAt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let last_seen = |app: &TestApp| {
+        list(app, &ada)[0]["lastSeenAt"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let wait_for = |app: &TestApp, expected: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while last_seen(app) != expected {
+            assert!(
+                Instant::now() < deadline,
+                "lastSeenAt stayed {}",
+                last_seen(app)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // Two minutes on, the session is used: written within a second or so.
+    clock.advance_secs(120);
+    let used_at = clock.now().to_iso();
+    for _ in 0..3 {
+        app.ok("getSessionAndUser", json!({ "sessionToken": "ada-1" }));
+    }
+    wait_for(&app, &used_at);
+    assert_ne!(used_at, created);
+
+    // Used again within the minute: no new write (the flush runs every second).
+    clock.advance_secs(30);
+    app.ok("getSessionAndUser", json!({ "sessionToken": "ada-1" }));
+    app.ok(
+        "updateSession",
+        json!({ "session": { "sessionToken": "ada-1", "expires": FAR } }),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(last_seen(&app), used_at, "at most once a minute");
+}

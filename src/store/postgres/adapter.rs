@@ -395,17 +395,25 @@ impl AdapterStore for PostgresStore {
                     expires: Timestamp::from_millis(row.try_get(0)?),
                 },
                 user,
+                last_seen_at: row
+                    .try_get::<_, Option<i64>>(7)?
+                    .map(Timestamp::from_millis),
             }))
         })
         .await
     }
 
     async fn update_session(&self, patch: SessionPatch) -> Result<Option<Session>> {
+        let (now, every) = (self.clock.now().millis(), SEEN_EVERY.as_millis() as i64);
         self.with(move |client, _| async move {
+            // The update is a write anyway: it moves last_seen_at too, as a
+            // lookup would (at most once a minute).
             let statement = client
                 .prepare_cached(
                     "UPDATE sessions SET expires = coalesce($2, expires), \
-                     user_id = coalesce($3, user_id) WHERE token_hash = $1 \
+                     user_id = coalesce($3, user_id), last_seen_at = CASE \
+                     WHEN last_seen_at IS NULL OR last_seen_at <= $4::bigint - $5::bigint THEN $4::bigint \
+                     ELSE last_seen_at END WHERE token_hash = $1 \
                      RETURNING user_id, expires",
                 )
                 .await?;
@@ -413,7 +421,13 @@ impl AdapterStore for PostgresStore {
             let updated = client
                 .query_opt(
                     &statement,
-                    &[&&hash[..], &millis(patch.expires), &patch.user_id],
+                    &[
+                        &&hash[..],
+                        &millis(patch.expires),
+                        &patch.user_id,
+                        &now,
+                        &every,
+                    ],
                 )
                 .await
                 .map_err(|e| write_error(e, |_| Duplicate::Session))?;

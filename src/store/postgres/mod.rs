@@ -32,6 +32,7 @@ use crate::model::{
     UserPatch, VerificationToken,
 };
 use crate::store::events::{self, Event, EventFilter, EventType, NewEvent, Occasion};
+use crate::store::sessions::SEEN_EVERY;
 use crate::store::token_digest;
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
@@ -134,7 +135,7 @@ impl Drop for PostgresStore {
 
 /// The session lookup of every page view: one statement, two primary-key probes.
 const SESSION_AND_USER: &str =
-    "SELECT s.expires, u.id, u.email, u.name, u.email_verified, u.image, u.extra \
+    "SELECT s.expires, u.id, u.email, u.name, u.email_verified, u.image, u.extra, s.last_seen_at \
      FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1";
 
 impl PostgresStore {

@@ -126,4 +126,25 @@ impl SessionsStore for PostgresStore {
         self.events.written();
         result
     }
+
+    async fn record_seen(&self, seen: Vec<(Digest, Timestamp)>) -> Result<()> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        self.with(move |client, _| async move {
+            let digests: Vec<&[u8]> = seen.iter().map(|(d, _)| &d[..]).collect();
+            let ats: Vec<i64> = seen.iter().map(|(_, at)| at.millis()).collect();
+            client
+                .execute(
+                    "UPDATE sessions s SET last_seen_at = v.at \
+                     FROM unnest($1::bytea[], $2::bigint[]) AS v(token_hash, at) \
+                     WHERE s.token_hash = v.token_hash \
+                     AND (s.last_seen_at IS NULL OR s.last_seen_at < v.at)",
+                    &[&digests, &ats],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
+    }
 }

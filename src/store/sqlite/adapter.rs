@@ -5,7 +5,7 @@ use super::*;
 
 /// The hot path: one statement, a primary-key probe into each table.
 const SESSION_AND_USER: &str =
-    "SELECT s.expires, u.id, u.email, u.name, u.email_verified, u.image, u.extra \
+    "SELECT s.expires, u.id, u.email, u.name, u.email_verified, u.image, u.extra, s.last_seen_at \
      FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1";
 
 fn select_user(conn: &Connection, id: &str) -> rusqlite::Result<Option<User>> {
@@ -338,6 +338,7 @@ impl AdapterStore for SqliteStore {
                             expires: Timestamp::from_millis(row.get(0)?),
                         },
                         user,
+                        last_seen_at: row.get::<_, Option<i64>>(7)?.map(Timestamp::from_millis),
                     })
                 })
                 .optional()
@@ -345,19 +346,26 @@ impl AdapterStore for SqliteStore {
     }
 
     async fn update_session(&self, patch: SessionPatch) -> Result<Option<Session>> {
+        let now = self.clock.now().millis();
         self.writer
             .run(move |conn| {
+                // The update is a write anyway: it moves last_seen_at too,
+                // as a lookup would (at most once a minute).
                 let updated = conn
                     .prepare_cached(
                         "UPDATE sessions SET expires = coalesce(?2, expires), \
-                         user_id = coalesce(?3, user_id) WHERE token_hash = ?1 \
+                         user_id = coalesce(?3, user_id), last_seen_at = CASE \
+                         WHEN last_seen_at IS NULL OR last_seen_at <= ?4 - ?5 THEN ?4 \
+                         ELSE last_seen_at END WHERE token_hash = ?1 \
                          RETURNING user_id, expires",
                     )?
                     .query_row(
                         params![
                             token_digest(&patch.session_token),
                             millis(patch.expires),
-                            patch.user_id
+                            patch.user_id,
+                            now,
+                            SEEN_EVERY.as_millis() as i64,
                         ],
                         |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
                     )

@@ -36,6 +36,7 @@ use crate::model::{
     UserPatch, VerificationToken,
 };
 use crate::store::events::{self, Event, EventFilter, EventSignal, EventType, NewEvent, Occasion};
+use crate::store::sessions::SEEN_EVERY;
 use crate::store::{token_digest, Result, StoreError as Error};
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;

@@ -107,4 +107,22 @@ impl SessionsStore for SqliteStore {
         self.events.written();
         result
     }
+
+    async fn record_seen(&self, seen: Vec<(Digest, Timestamp)>) -> Result<()> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        self.writer
+            .run(move |conn| {
+                let mut update = conn.prepare_cached(
+                    "UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1 \
+                     AND (last_seen_at IS NULL OR last_seen_at < ?2)",
+                )?;
+                for (digest, at) in &seen {
+                    update.execute(params![&digest[..], at.millis()])?;
+                }
+                Ok(())
+            })
+            .await
+    }
 }
