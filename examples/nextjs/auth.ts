@@ -2,7 +2,8 @@
 // issuer of the tokens Convex accepts. The app holds no signing key.
 import NextAuth from "next-auth";
 import type { AdapterSession, AdapterUser } from "next-auth/adapters";
-import { authstore } from "@authstore/authjs";
+import { headers } from "next/headers";
+import { authstore, requestContextFromHeaders } from "@authstore/authjs";
 import { magicLinkMailbox } from "./mailbox";
 
 declare module "next-auth" {
@@ -16,6 +17,12 @@ declare module "next-auth" {
 export const store = authstore({
   url: process.env.AUTHSTORE_URL!, // e.g. http://127.0.0.1:7878
   secret: process.env.AUTHSTORE_SECRET!, // the content of authstore.db.secret
+  // Each new session's device and address, for "Your sessions": the address
+  // only from X-Forwarded-For entries your own proxies add (TRUSTED_PROXIES).
+  requestContext: async () =>
+    requestContextFromHeaders(await headers(), {
+      trustedProxies: Number(process.env.TRUSTED_PROXIES ?? 0),
+    }),
 });
 
 export const { handlers, auth, signIn, signOut } = NextAuth({

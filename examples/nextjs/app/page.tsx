@@ -57,6 +57,9 @@ export default async function Home() {
           Convex would reject it: {verdict.reason}
         </p>
       )}
+      <p>
+        <a href="/sessions">Your sessions</a>
+      </p>
       <form
         action={async () => {
           "use server";

@@ -254,6 +254,62 @@ test("sign in with a magic link, see the verified token, reload, sign out, sign 
   }
 });
 
+test("two devices as one person: each sees both sessions, one signs the other out", async () => {
+  const contexts: BrowserContext[] = [];
+  try {
+    await timed("two-device flow", async () => {
+      const email = `grace.${randomBytes(4).toString("hex")}@example.com`;
+      const open = async (userAgent: string) => {
+        const context = await browser.newContext({ userAgent });
+        contexts.push(context);
+        const page = await context.newPage();
+        page.setDefaultTimeout(STEP_DEADLINE_MS);
+        return { context, page };
+      };
+      const laptop = await open("Mozilla/5.0 (X11; Linux x86_64) laptop-of-grace");
+      const phone = await open("Mozilla/5.0 (iPhone) phone-of-grace");
+      const userId = await signIn(laptop.page, email, "4-laptop-signed-in.png");
+      assert.equal(await signIn(phone.page, email, "5-phone-signed-in.png"), userId);
+
+      // The laptop lists both, itself marked, each with its device.
+      await laptop.page.getByRole("link", { name: "Your sessions" }).click();
+      await laptop.page.waitForURL(`${appUrl}/sessions`);
+      assert.equal(await heading(laptop.page), "Your sessions");
+      const rows = laptop.page.getByTestId("session");
+      assert.equal(await rows.count(), 2);
+      const mine = laptop.page.locator('[data-testid="session"][data-current="yes"]');
+      assert.match((await mine.textContent()) ?? "", /laptop-of-grace.*\(this device\)/);
+      const other = laptop.page.locator('[data-testid="session"][data-current="no"]');
+      assert.match((await other.textContent()) ?? "", /phone-of-grace/);
+      await laptop.page.screenshot({ path: join(RESULTS, "6-your-sessions.png"), fullPage: true });
+
+      // "Sign out other devices": the phone's next page is signed out.
+      const phoneCookie = (await phone.context.cookies()).find((c) => c.name.endsWith("authjs.session-token"));
+      assert.ok(phoneCookie);
+      await laptop.page.getByRole("button", { name: "Sign out other devices" }).click();
+      await until("one session left", async () => ((await rows.count()) === 1 ? true : undefined));
+      await phone.page.reload();
+      assert.equal(await heading(phone.page), "Signed out");
+      assert.equal(await authstore.adapter.getSessionAndUser!(phoneCookie.value), null);
+      await phone.page.screenshot({ path: join(RESULTS, "7-phone-signed-out.png"), fullPage: true });
+      // The laptop is still signed in.
+      await laptop.page.goto(appUrl);
+      assert.equal(await heading(laptop.page), `Signed in as ${email}`);
+
+      // The phone signs in again; the laptop signs that one session out.
+      assert.equal(await signIn(phone.page, email, "8-phone-signed-in-again.png"), userId);
+      await laptop.page.goto(`${appUrl}/sessions`);
+      assert.equal(await rows.count(), 2);
+      await other.getByRole("button", { name: "Sign out" }).click();
+      await until("one session left", async () => ((await rows.count()) === 1 ? true : undefined));
+      await phone.page.reload();
+      assert.equal(await heading(phone.page), "Signed out");
+    });
+  } finally {
+    for (const context of contexts) await context.close();
+  }
+});
+
 test("`npm run dev` (the README's way in) starts authstore and the app, and signs in", async () => {
   const dataDir = mkdtempSync(join(tmpdir(), "authstore-dev-"));
   const [appPort, authstorePort] = [await freePort(), await freePort()];
