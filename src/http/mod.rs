@@ -151,3 +151,15 @@ pub fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), Error> {
         _ => Err(Error::Unauthorized),
     }
 }
+
+/// A secret-gated JSON call's arguments: the secret checked first, then the
+/// body read (within `max_body_bytes` and `body_timeout`) and parsed.
+pub(crate) async fn arguments<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    state: &AppState,
+    payload: web::Payload,
+) -> Result<T, Error> {
+    authorize(req, state)?;
+    let body = body::read(payload, state.max_body_bytes, state.body_timeout).await?;
+    body::parse(&body)
+}

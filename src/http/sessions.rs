@@ -4,7 +4,7 @@
 //! `store.sessions`). Each session is named by its `sid`, as in its tokens
 //! and events; an ending writes the events a sign-out writes.
 
-use super::{authorize, body, AppState};
+use super::{arguments, AppState};
 use crate::error::{Error, Result};
 use crate::store::{session_id, token_digest};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -36,9 +36,7 @@ pub async fn list(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    authorize(&req, &state)?;
-    let body = body::read(payload, state.max_body_bytes, state.body_timeout).await?;
-    let UserArg { user_id } = body::parse(&body)?;
+    let UserArg { user_id } = arguments(&req, &state, payload).await?;
     let mut sessions = state
         .store
         .user_sessions(&user_id, state.issuer.now())
@@ -68,9 +66,7 @@ pub async fn revoke(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    authorize(&req, &state)?;
-    let body = body::read(payload, state.max_body_bytes, state.body_timeout).await?;
-    let RevokeArg { user_id, sid } = body::parse(&body)?;
+    let RevokeArg { user_id, sid } = arguments(&req, &state, payload).await?;
     if sid.is_empty() {
         return Err(Error::BadRequest("sid must not be empty".into()));
     }
@@ -97,9 +93,7 @@ pub async fn revoke_others(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    authorize(&req, &state)?;
-    let body = body::read(payload, state.max_body_bytes, state.body_timeout).await?;
-    let TokenArg { session_token } = body::parse(&body)?;
+    let TokenArg { session_token } = arguments(&req, &state, payload).await?;
     let revoked = state
         .store
         .delete_other_sessions(token_digest(&session_token))

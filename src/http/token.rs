@@ -1,6 +1,6 @@
 //! `POST /api/token`: a signed JWT for a live session.
 
-use super::{authorize, body, AppState};
+use super::{arguments, AppState};
 use crate::error::Result;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -19,9 +19,7 @@ pub async fn mint(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    authorize(&req, &state)?;
-    let body = body::read(payload, state.max_body_bytes, state.body_timeout).await?;
-    let args: MintArgs = body::parse(&body)?;
+    let args: MintArgs = arguments(&req, &state, payload).await?;
     let found = state
         .store
         .get_session_and_user(&args.session_token)
