@@ -9,7 +9,6 @@ use crate::model::{
     SessionIp, SessionOrigin, SessionPatch, UserPatch, VerificationToken,
 };
 use crate::store::sessions::SeenTracker;
-use crate::store::token_digest;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
@@ -202,7 +201,7 @@ pub async fn call_method(
             let SessionTokenArg { session_token } = body::parse(body)?;
             let found = store.get_session_and_user(&session_token).await?;
             if let (Some(seen), Some(found)) = (policy.seen, &found) {
-                seen.seen(token_digest(&session_token), found.last_seen_at, policy.now);
+                seen.seen(&session_token, found.last_seen_at, policy.now);
             }
             ok(found)
         }

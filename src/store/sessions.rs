@@ -64,12 +64,14 @@ pub struct SeenTracker {
 }
 
 impl SeenTracker {
-    /// The session with `digest`, last seen at `stored`, was used at `now`.
-    pub fn seen(&self, digest: Digest, stored: Option<Timestamp>, now: Timestamp) {
+    /// The session of `session_token`, last seen at `stored`, was used at
+    /// `now`. A session seen within the minute costs one comparison.
+    pub fn seen(&self, session_token: &str, stored: Option<Timestamp>, now: Timestamp) {
         let every = SEEN_EVERY.as_millis() as i64;
         if stored.is_some_and(|at| now.millis() - at.millis() < every) {
             return;
         }
+        let digest = super::token_digest(session_token);
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending.insert(digest, now);
     }
@@ -88,15 +90,19 @@ mod tests {
     #[test]
     fn a_session_is_noted_when_its_stored_time_is_a_minute_old() {
         let tracker = SeenTracker::default();
-        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        let (a, c) = (
+            super::super::token_digest("a"),
+            super::super::token_digest("c"),
+        );
         let at = |secs: i64| Timestamp::from_millis(1_000_000 + secs * 1000);
-        tracker.seen(a, None, at(0));
-        tracker.seen(a, None, at(0));
-        tracker.seen(b, Some(at(0)), at(59));
-        tracker.seen(c, Some(at(0)), at(60));
-        let mut noted = tracker.take();
+        tracker.seen("a", None, at(0));
+        tracker.seen("a", None, at(0));
+        tracker.seen("b", Some(at(0)), at(59));
+        tracker.seen("c", Some(at(0)), at(60));
+        let (mut noted, mut expected) = (tracker.take(), vec![(a, at(0)), (c, at(60))]);
         noted.sort();
-        assert_eq!(noted, vec![(a, at(0)), (c, at(60))]);
+        expected.sort();
+        assert_eq!(noted, expected);
         assert!(tracker.take().is_empty(), "handed over once");
     }
 }
