@@ -4,7 +4,7 @@
 //! linked accounts, sessions and passkeys.
 
 use super::Result;
-use crate::model::User;
+use crate::model::{AccountKey, User};
 use crate::timestamp::Timestamp;
 use async_trait::async_trait;
 
@@ -114,6 +114,11 @@ pub trait ConsoleStore: Send + Sync + 'static {
     async fn user_accounts(&self, user_id: &str) -> Result<Vec<LinkedAccount>>;
     /// Deletes a user as the adapter's `deleteUser` does, recording `actor`.
     async fn delete_user_as(&self, user_id: &str, actor: &str) -> Result<Option<User>>;
-    /// Deletes one of the user's passkeys; false when it has no such one.
+    /// Deletes one of the user's passkeys, and the `webauthn` account Auth.js
+    /// linked for it; false when the user has no such passkey.
     async fn delete_authenticator(&self, user_id: &str, credential_id: &str) -> Result<bool>;
+    /// Unlinks one of the user's accounts as the adapter's `unlinkAccount`
+    /// does, recording `actor`; false when the user has no such account.
+    async fn unlink_account_as(&self, user_id: &str, key: &AccountKey, actor: &str)
+        -> Result<bool>;
 }

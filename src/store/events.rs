@@ -171,15 +171,16 @@ impl NewEvent {
         NewEvent::new(EventType::UserDeleted, actor, at)
     }
 
-    /// An account unlinked: the detail names its provider and id there.
-    pub fn account_unlinked(key: &AccountKey, at: &Occasion) -> NewEvent {
+    /// An account unlinked (by Auth.js, or by `actor` from the console): the
+    /// detail names its provider and id there.
+    pub fn account_unlinked(key: &AccountKey, actor: Option<&str>, at: &Occasion) -> NewEvent {
         let detail = serde_json::json!({
             "provider": key.provider,
             "providerAccountId": key.provider_account_id,
         });
         NewEvent {
             detail: Some(detail.to_string()),
-            ..NewEvent::new(EventType::AccountUnlinked, None, at)
+            ..NewEvent::new(EventType::AccountUnlinked, actor, at)
         }
     }
 }

@@ -259,7 +259,46 @@ async function userPage(id) {
       {},
       el("h2", {}, "Linked accounts"),
       detail.accounts.length
-        ? el("table", {}, el("tbody", {}, detail.accounts.map((a) => el("tr", {}, el("th", {}, a.provider), el("td", {}, el("code", {}, a.providerAccountId)), el("td", { class: "muted" }, a.type)))))
+        ? el(
+            "table",
+            { class: "accounts" },
+            el(
+              "tbody",
+              {},
+              detail.accounts.map((a) =>
+                el(
+                  "tr",
+                  { "data-account": `${a.provider}/${a.providerAccountId}` },
+                  el("th", {}, a.provider),
+                  el("td", {}, el("code", {}, a.providerAccountId)),
+                  el("td", { class: "muted" }, a.type),
+                  el(
+                    "td",
+                    {},
+                    // A passkey's account goes with its passkey (Remove, below).
+                    a.type !== "webauthn" &&
+                      el(
+                        "button",
+                        {
+                          type: "button",
+                          class: "small",
+                          onclick: () =>
+                            act(
+                              () =>
+                                api(
+                                  "DELETE",
+                                  `/users/${encodeURIComponent(user.id)}/accounts/${encodeURIComponent(a.provider)}/${encodeURIComponent(a.providerAccountId)}`,
+                                ),
+                              "Account unlinked",
+                            ),
+                        },
+                        "Unlink",
+                      ),
+                  ),
+                ),
+              ),
+            ),
+          )
         : el("p", { class: "muted" }, "None."),
     ),
     el(

@@ -695,3 +695,101 @@ fn a_console_body_is_read_only_after_the_session_check_and_within_the_timeout() 
     ));
     assert!(head.starts_with("HTTP/1.1 408"), "after {took:?}: {head}");
 }
+
+#[test]
+fn a_user_page_unlinks_only_that_users_account_and_a_removed_passkey_takes_its_account() {
+    let app = TestApp::spawn();
+    let ada = app.ok("createUser", json!({ "user": user_fixture() }))["id"].clone();
+    let mut other = user_fixture();
+    other["email"] = json!("grace@example.com");
+    let grace = app.ok("createUser", json!({ "user": other }))["id"].clone();
+    let (ada, grace) = (ada.as_str().unwrap(), grace.as_str().unwrap());
+    let link = |user: &str, kind: &str, provider: &str, id: &str| {
+        app.ok(
+            "linkAccount",
+            json!({ "account": {
+                "userId": user, "type": kind, "provider": provider, "providerAccountId": id,
+                "access_token": "at-secret",
+            } }),
+        );
+    };
+    link(ada, "oidc", "oidc", "sub/1");
+    link(grace, "oauth", "github", "gh-2");
+    link(ada, "webauthn", "passkey", "cred-1");
+    app.ok(
+        "createAuthenticator",
+        json!({ "authenticator": {
+            "credentialID": "cred-1", "userId": ada, "providerAccountId": "cred-1",
+            "credentialPublicKey": "k", "counter": 0, "credentialDeviceType": "singleDevice",
+            "credentialBackedUp": false,
+        } }),
+    );
+    let owner = |provider: &str, id: &str| {
+        app.ok(
+            "getUserByAccount",
+            json!({ "provider": provider, "providerAccountId": id }),
+        )["id"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let (cookie, csrf) = sign_in(&app);
+    let delete = |path: &str| {
+        let (status, body, _) = call(
+            &app,
+            "DELETE",
+            path,
+            Some(&cookie),
+            Some(&app.base),
+            Some(&csrf),
+            None,
+        );
+        (status, body)
+    };
+
+    // The page lists each account with its type, never a token.
+    let (status, detail, _) = call(
+        &app,
+        "GET",
+        &format!("/api/console/users/{ada}"),
+        Some(&cookie),
+        None,
+        None,
+        None,
+    );
+    assert_eq!(status, 200);
+    let accounts: Vec<(&str, &str)> = detail["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["provider"].as_str().unwrap(), a["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(accounts, [("oidc", "oidc"), ("passkey", "webauthn")]);
+    assert!(!detail.to_string().contains("at-secret"));
+
+    // Someone else's account, or an unknown user, is not found and stays linked.
+    let (status, body) = delete(&format!("/api/console/users/{ada}/accounts/github/gh-2"));
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(owner("github", "gh-2").as_deref(), Some(grace));
+    let (status, _) = delete("/api/console/users/nobody/accounts/oidc/sub%2F1");
+    assert_eq!(status, 404);
+
+    // Unlinking ends it: the provider's account finds no user, once.
+    let (status, body) = delete(&format!("/api/console/users/{ada}/accounts/oidc/sub%2F1"));
+    assert_eq!((status, &body), (200, &json!({ "unlinked": true })));
+    assert_eq!(owner("oidc", "sub/1"), None);
+    let (status, _) = delete(&format!("/api/console/users/{ada}/accounts/oidc/sub%2F1"));
+    assert_eq!(status, 404);
+    let events = app.audit(&["--user", ada]);
+    assert_eq!(events[0]["type"], "account.unlinked");
+    assert!(events[0]["actor"].as_str().is_some_and(|a| a.len() == 16));
+
+    // A removed passkey takes the account Auth.js linked for it.
+    let (status, _) = delete(&format!("/api/console/users/{ada}/passkeys/cred-1"));
+    assert_eq!(status, 200);
+    assert_eq!(owner("passkey", "cred-1"), None);
+    assert!(app
+        .ok("getAuthenticator", json!({ "credentialID": "cred-1" }))
+        .is_null());
+    assert_eq!(owner("github", "gh-2").as_deref(), Some(grace));
+}

@@ -1,6 +1,7 @@
 //! What an operator changes from the console: sessions, passkeys, users, keys.
 
 use super::*;
+use crate::model::AccountKey;
 
 pub(super) async fn revoke(
     req: HttpRequest,
@@ -69,6 +70,36 @@ pub(super) async fn remove_passkey(
         &format!("{user_id}/{credential}"),
     );
     Ok(HttpResponse::Ok().json(json!({ "removed": true })))
+}
+
+pub(super) async fn unlink_account(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse> {
+    let operator = operator(&req, &state, true).await?;
+    let (user_id, provider, provider_account_id) = path.into_inner();
+    let key = AccountKey {
+        provider,
+        provider_account_id,
+    };
+    if !state
+        .store
+        .unlink_account_as(&user_id, &key, &operator.id)
+        .await?
+    {
+        return Err(Error::NotFound(format!(
+            "user {user_id} has no {} account {}",
+            key.provider, key.provider_account_id
+        )));
+    }
+    audit(
+        &req,
+        &operator,
+        "unlink-account",
+        &format!("{user_id}/{}/{}", key.provider, key.provider_account_id),
+    );
+    Ok(HttpResponse::Ok().json(json!({ "unlinked": true })))
 }
 
 #[derive(Deserialize)]

@@ -137,6 +137,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/users/{id}/passkeys/{credential}",
                 web::delete().to(remove_passkey),
             )
+            .route(
+                "/users/{id}/accounts/{provider}/{account}",
+                web::delete().to(unlink_account),
+            )
             .route("/events", web::get().to(events))
             .route("/keys", web::get().to(keys))
             .route("/keys/rotate", web::post().to(rotate))

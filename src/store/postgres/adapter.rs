@@ -327,30 +327,7 @@ impl AdapterStore for PostgresStore {
     }
 
     async fn unlink_account(&self, key: &AccountKey) -> Result<Option<Account>> {
-        let event = NewEvent::account_unlinked(key, &Occasion::now(&*self.clock));
-        let key = key.clone();
-        let result = self
-            .with(move |client, kek| async move {
-                let statement = client
-                    .prepare_cached(&format!(
-                        "WITH gone AS (DELETE FROM accounts WHERE provider = $1 \
-                         AND provider_account_id = $2 RETURNING {ACCOUNT_COLUMNS}), \
-                         {} SELECT {ACCOUNT_COLUMNS} FROM gone",
-                        log_removed("user_id", 3)
-                    ))
-                    .await?;
-                let logged = EventParams::new(&event);
-                let key: [&(dyn ToSql + Sync); 2] = [&key.provider, &key.provider_account_id];
-                client
-                    .query_opt(&statement, &logged.after(&key))
-                    .await?
-                    .map(|row| rows::account(&row, &kek))
-                    .transpose()
-            })
-            .await;
-        // Wakes this process's webhook workers (a refused write wakes them for nothing).
-        self.events.written();
-        result
+        self.unlink_account_by(key, None, None).await
     }
 
     async fn get_account(&self, key: &AccountKey) -> Result<Option<Account>> {

@@ -2,7 +2,7 @@
 
 use super::rows::{self, USER_COLUMNS};
 use super::PostgresStore;
-use crate::model::User;
+use crate::model::{AccountKey, User};
 use crate::store::console::{
     ConsoleStore, Digest, LinkedAccount, Overview, SearchField, UserSearch,
 };
@@ -252,14 +252,32 @@ impl ConsoleStore for PostgresStore {
     async fn delete_authenticator(&self, user_id: &str, credential_id: &str) -> Result<bool> {
         let (user_id, credential_id) = (user_id.to_owned(), credential_id.to_owned());
         self.with(move |client, _| async move {
+            // Auth.js's Passkey provider links an account per credential.
             let deleted = client
-                .execute(
-                    "DELETE FROM authenticators WHERE credential_id = $1 AND user_id = $2",
+                .query_one(
+                    "WITH gone AS (DELETE FROM authenticators WHERE credential_id = $1 \
+                     AND user_id = $2 RETURNING credential_id), \
+                     account AS (DELETE FROM accounts WHERE type = 'webauthn' AND user_id = $2 \
+                     AND provider_account_id IN (SELECT credential_id FROM gone)) \
+                     SELECT count(*) FROM gone",
                     &[&credential_id, &user_id],
                 )
-                .await?;
+                .await?
+                .try_get::<_, i64>(0)?;
             Ok(deleted == 1)
         })
         .await
+    }
+
+    async fn unlink_account_as(
+        &self,
+        user_id: &str,
+        key: &AccountKey,
+        actor: &str,
+    ) -> Result<bool> {
+        let unlinked = self
+            .unlink_account_by(key, Some(user_id), Some(actor))
+            .await?;
+        Ok(unlinked.is_some())
     }
 }

@@ -242,6 +242,41 @@ impl PostgresStore {
         }
     }
 
+    /// Unlinks an account and records it, in one statement: any user's (the
+    /// adapter's `unlinkAccount`), or only `owner`'s, by `actor` (the console).
+    pub(super) async fn unlink_account_by(
+        &self,
+        key: &AccountKey,
+        owner: Option<&str>,
+        actor: Option<&str>,
+    ) -> Result<Option<Account>> {
+        let event = NewEvent::account_unlinked(key, actor, &Occasion::now(&*self.clock));
+        let (key, owner) = (key.clone(), owner.map(str::to_owned));
+        let result = self
+            .with(move |client, kek| async move {
+                let statement = client
+                    .prepare_cached(&format!(
+                        "WITH gone AS (DELETE FROM accounts WHERE provider = $1 \
+                         AND provider_account_id = $2 AND ($3::text IS NULL OR user_id = $3) \
+                         RETURNING {ACCOUNT_COLUMNS}), {} SELECT {ACCOUNT_COLUMNS} FROM gone",
+                        log_removed("user_id", 4)
+                    ))
+                    .await?;
+                let logged = EventParams::new(&event);
+                let key: [&(dyn ToSql + Sync); 3] =
+                    [&key.provider, &key.provider_account_id, &owner];
+                client
+                    .query_opt(&statement, &logged.after(&key))
+                    .await?
+                    .map(|row| rows::account(&row, &kek))
+                    .transpose()
+            })
+            .await;
+        // Wakes this process's webhook workers (a refused write wakes them for nothing).
+        self.events.written();
+        result
+    }
+
     /// Deletes a user (and, by cascade, everything of theirs) and records it,
     /// in one statement.
     pub(super) async fn delete_user_by(

@@ -271,34 +271,7 @@ impl AdapterStore for SqliteStore {
     }
 
     async fn unlink_account(&self, key: &AccountKey) -> Result<Option<Account>> {
-        let (key, kek, at) = (key.clone(), self.kek.clone(), Occasion::now(&*self.clock));
-        let result = self
-            .writer
-            .run(move |conn| {
-                let account = conn
-                    .prepare_cached(concat!(
-                        "DELETE FROM accounts WHERE provider = ?1 AND provider_account_id = ?2 \
-                         RETURNING ",
-                        account_columns!(),
-                        ""
-                    ))?
-                    .query_row([&key.provider, &key.provider_account_id], |row| {
-                        rows::account(row, &kek)
-                    })
-                    .optional()?;
-                if let Some(account) = &account {
-                    record_event(
-                        conn,
-                        &account.user_id,
-                        &NewEvent::account_unlinked(&key, &at),
-                    )?;
-                }
-                Ok(account)
-            })
-            .await;
-        // Wakes this process's webhook workers (a refused write wakes them for nothing).
-        self.events.written();
-        result
+        self.unlink_account_by(key, None, None).await
     }
 
     async fn get_account(&self, key: &AccountKey) -> Result<Option<Account>> {

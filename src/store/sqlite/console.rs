@@ -1,7 +1,7 @@
 //! The console's queries on SQLite (see [`crate::store::console`]).
 
 use super::{rows, SqliteStore};
-use crate::model::User;
+use crate::model::{AccountKey, User};
 use crate::store::console::{
     ConsoleStore, Digest, LinkedAccount, Overview, SearchField, UserSearch,
 };
@@ -229,8 +229,28 @@ impl ConsoleStore for SqliteStore {
                         "DELETE FROM authenticators WHERE credential_id = ?1 AND user_id = ?2",
                     )?
                     .execute([&credential_id, &user_id])?;
+                if deleted == 1 {
+                    // Auth.js's Passkey provider links an account per credential.
+                    conn.prepare_cached(
+                        "DELETE FROM accounts WHERE type = 'webauthn' \
+                         AND provider_account_id = ?1 AND user_id = ?2",
+                    )?
+                    .execute([&credential_id, &user_id])?;
+                }
                 Ok(deleted == 1)
             })
             .await
+    }
+
+    async fn unlink_account_as(
+        &self,
+        user_id: &str,
+        key: &AccountKey,
+        actor: &str,
+    ) -> Result<bool> {
+        let unlinked = self
+            .unlink_account_by(key, Some(user_id), Some(actor))
+            .await?;
+        Ok(unlinked.is_some())
     }
 }

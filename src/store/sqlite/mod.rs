@@ -346,6 +346,43 @@ impl SqliteStore {
         result
     }
 
+    /// Unlinks an account and records it: any user's (the adapter's
+    /// `unlinkAccount`), or only `owner`'s, by `actor` (the console).
+    pub(super) async fn unlink_account_by(
+        &self,
+        key: &AccountKey,
+        owner: Option<&str>,
+        actor: Option<&str>,
+    ) -> Result<Option<Account>> {
+        let (key, kek, at) = (key.clone(), self.kek.clone(), Occasion::now(&*self.clock));
+        let (owner, actor) = (owner.map(str::to_owned), actor.map(str::to_owned));
+        let result = self
+            .writer
+            .run(move |conn| {
+                let account = conn
+                    .prepare_cached(concat!(
+                        "DELETE FROM accounts WHERE provider = ?1 AND provider_account_id = ?2 \
+                         AND (?3 IS NULL OR user_id = ?3) RETURNING ",
+                        account_columns!(),
+                        ""
+                    ))?
+                    .query_row(
+                        params![&key.provider, &key.provider_account_id, &owner],
+                        |row| rows::account(row, &kek),
+                    )
+                    .optional()?;
+                if let Some(account) = &account {
+                    let event = NewEvent::account_unlinked(&key, actor.as_deref(), &at);
+                    record_event(conn, &account.user_id, &event)?;
+                }
+                Ok(account)
+            })
+            .await;
+        // Wakes this process's webhook workers (a refused write wakes them for nothing).
+        self.events.written();
+        result
+    }
+
     fn read<T>(&self, query: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let conn = self.readers.get()?;
         Ok(query(&conn)?)
