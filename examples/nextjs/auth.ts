@@ -2,6 +2,8 @@
 // issuer of the tokens Convex accepts. The app holds no signing key.
 import NextAuth from "next-auth";
 import type { AdapterSession, AdapterUser } from "next-auth/adapters";
+import type { OIDCConfig } from "next-auth/providers";
+import Passkey from "next-auth/providers/passkey";
 import { headers } from "next/headers";
 import { authstore, requestContextFromHeaders } from "@authstore/authjs";
 import { magicLinkMailbox } from "./mailbox";
@@ -25,10 +27,37 @@ export const store = authstore({
     }),
 });
 
+/**
+ * Your own OpenID Connect provider (Keycloak, Auth0, Okta, Google, ...),
+ * off unless AUTH_OIDC_ISSUER is set: its name on the buttons, or undefined.
+ * GitHub, Google and the rest of Auth.js's providers go beside it the same way.
+ */
+export const openIdName = process.env.AUTH_OIDC_ISSUER ? (process.env.AUTH_OIDC_NAME ?? "OpenID Connect") : undefined;
+
+function openIdProvider(): OIDCConfig<Record<string, unknown>>[] {
+  if (!openIdName) return [];
+  return [
+    {
+      id: "oidc",
+      name: openIdName,
+      type: "oidc",
+      issuer: process.env.AUTH_OIDC_ISSUER,
+      clientId: process.env.AUTH_OIDC_ID,
+      clientSecret: process.env.AUTH_OIDC_SECRET,
+      // No allowDangerousEmailAccountLinking: someone signed up by email who
+      // comes back through the provider under the same address is asked to
+      // sign in as before (OAuthAccountNotLinked), then links it signed in.
+    },
+  ];
+}
+
 export const { handlers, auth, signIn, signOut } = NextAuth({
   adapter: store.adapter,
   session: { strategy: "database" },
-  providers: [magicLinkMailbox()],
+  // Passkeys: the browser's WebAuthn, the credential kept in authstore
+  // (relying party: the host of AUTH_URL).
+  providers: [magicLinkMailbox(), Passkey, ...openIdProvider()],
+  experimental: { enableWebAuthn: true },
   callbacks: {
     async session({ session, user, trigger }: { session: AdapterSession; user: AdapterUser; trigger?: "update" }) {
       // The Convex client's forced refresh calls update(), which runs this

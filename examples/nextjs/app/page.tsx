@@ -1,7 +1,22 @@
 // The home page: a sign-in form, or the signed-in user with the claims of
 // the token Convex would receive, verified the way Convex verifies them.
-import { auth, signIn, signOut } from "@/auth";
+import { auth, openIdName, signIn, signOut, store } from "@/auth";
 import { verifyAsConvex } from "@/lib/verify-as-convex";
+import { PasskeyButton } from "./PasskeyButton";
+
+/** Signs in with your OpenID provider; signed in, links it to this user. */
+function OpenIdButton({ label }: { label: string }) {
+  return (
+    <form
+      action={async () => {
+        "use server";
+        await signIn("oidc", { redirectTo: "/" });
+      }}
+    >
+      <button type="submit">{label}</button>
+    </form>
+  );
+}
 
 export default async function Home() {
   const session = await auth();
@@ -19,11 +34,14 @@ export default async function Home() {
           <input name="email" type="email" placeholder="you@example.com" required aria-label="Email address" />
           <button type="submit">Send sign-in link</button>
         </form>
+        <PasskeyButton action="authenticate" label="Sign in with a passkey" />
+        {openIdName && <OpenIdButton label={`Sign in with ${openIdName}`} />}
       </>
     );
   }
 
   const verdict = await verifyAsConvex(session.convexToken);
+  const passkeys = await store.adapter.listAuthenticatorsByUserId!(session.user.id!);
   return (
     <>
       <h1>Signed in as {session.user.email}</h1>
@@ -57,6 +75,12 @@ export default async function Home() {
           Convex would reject it: {verdict.reason}
         </p>
       )}
+      <h2>Ways to sign in</h2>
+      <p data-testid="passkeys">
+        {passkeys.length === 0 ? "No passkey yet." : passkeys.length === 1 ? "One passkey." : `${passkeys.length} passkeys.`}
+      </p>
+      <PasskeyButton action="register" label="Add a passkey" />
+      {openIdName && <OpenIdButton label={`Link ${openIdName}`} />}
       <p>
         <a href="/sessions">Your sessions</a>
       </p>

@@ -1,96 +1,47 @@
 /**
- * The guide's app, signed in through a real browser: an ephemeral authstore,
- * the app built with `next build` and run with `next start`, a stand-in for a
- * Convex deployment that records the token its client sends, and Debian's
- * Chromium driven by playwright-core. Screenshots of every step land in
- * test-results/.
+ * The guide's app, signed in through a real browser, every way it offers:
+ * a magic link, a real OpenID provider (oidc-provider), and passkeys through
+ * Chromium's virtual authenticator. Beside it run authstore (the real binary
+ * on a temp database, its webhook pointed at the Convex deployment), a
+ * stand-in for the Convex deployment running the app's own `convex/`
+ * functions in convex-test, and the app built with `next build` and run with
+ * `next start`. Debian's Chromium is driven by playwright-core; screenshots
+ * of every step land in test-results/.
  */
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, before, test } from "node:test";
-import { startAuthstore, type RunningAuthstore } from "@authstore/authjs/testing";
-import { createRemoteJWKSet, jwtVerify } from "jose";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
-import { WebSocketServer } from "ws";
+import { createRemoteJWKSet, decodeJwt, jwtVerify } from "jose";
+import { chromium, type Browser, type BrowserContext, type Page, type Request } from "playwright-core";
+import { startConvexDeployment, type ConvexDeployment } from "./convex-deployment.js";
+import {
+  APP,
+  BINARY,
+  CHROMIUM,
+  RESULTS,
+  START_DEADLINE_MS,
+  STEP_DEADLINE_MS,
+  databaseContains,
+  freePort,
+  heading,
+  next,
+  startAuthstore,
+  stopChild,
+  until,
+  type RunningAuthstore,
+} from "./harness.js";
+import { startOpenIdProvider, type RunningProvider } from "./openid-provider.js";
 
-/** examples/nextjs, from build-test/test/. */
-const APP = fileURLToPath(new URL("../../", import.meta.url));
-const BINARY = process.env.AUTHSTORE_BIN ?? join(APP, "..", "..", "target", "debug", "authstore");
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const RESULTS = join(APP, "test-results");
 const DIST_DIR = ".next-test";
 const BUILD_DEADLINE_MS = 420_000;
-const START_DEADLINE_MS = 60_000;
-const STEP_DEADLINE_MS = 30_000;
-
-/** `next ARGS` in the app's directory; `output` settles when it exits (rejects past the deadline). */
-function next(args: string[], env: Record<string, string>, deadlineMs: number): ChildProcess & { output: Promise<string>; log(): string } {
-  const child = spawn(process.execPath, [join(APP, "node_modules", "next", "dist", "bin", "next"), ...args], {
-    cwd: APP,
-    env: { PATH: process.env.PATH ?? "", NEXT_TELEMETRY_DISABLED: "1", NEXT_DIST_DIR: DIST_DIR, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let text = "";
-  child.stdout!.on("data", (chunk) => (text += chunk));
-  child.stderr!.on("data", (chunk) => (text += chunk));
-  const output = new Promise<string>((resolve, reject) => {
-    const deadline = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`next ${args[0]} did not finish within ${deadlineMs} ms:\n${text}`));
-    }, deadlineMs);
-    child.once("exit", (code, signal) => {
-      clearTimeout(deadline);
-      if (code === 0) resolve(text);
-      else reject(new Error(`next ${args[0]} exited with ${code ?? signal}:\n${text}`));
-    });
-  });
-  output.catch(() => {}); // a caller that stops the server awaits nothing
-  return Object.assign(child, { output, log: () => text });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-    server.once("error", reject);
-  });
-}
-
-/** Polls `probe` until it returns a value, or fails naming `what` past the deadline. */
-async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, deadlineMs = STEP_DEADLINE_MS): Promise<T> {
-  const end = Date.now() + deadlineMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** A Convex deployment's sync socket, reduced to recording the tokens its clients authenticate with. */
-function fakeConvexDeployment() {
-  const tokens: string[] = [];
-  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
-  server.on("connection", (socket) => {
-    socket.on("message", (data) => {
-      const message = JSON.parse(String(data)) as { type?: string; tokenType?: string; value?: string };
-      if (message.type === "Authenticate" && message.tokenType === "User" && message.value) tokens.push(message.value);
-    });
-  });
-  const listening = new Promise<string>((resolve) =>
-    server.once("listening", () => resolve(`http://127.0.0.1:${(server.address() as { port: number }).port}`)),
-  );
-  return { tokens, listening, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
-}
+/** How long a sign-out may take to reach Convex's guarded query (issue 25). */
+const REVOCATION_DEADLINE_MS = 5_000;
+/** The name the app shows for the OpenID provider. */
+const PROVIDER_NAME = "Acme ID";
 
 const timings: string[] = [];
 async function timed<T>(what: string, run: () => Promise<T>): Promise<T> {
@@ -101,24 +52,27 @@ async function timed<T>(what: string, run: () => Promise<T>): Promise<T> {
 }
 
 let authstore: RunningAuthstore;
+let convex: ConvexDeployment;
+let provider: RunningProvider;
 let app: ReturnType<typeof next>;
 let appUrl: string;
 let browser: Browser;
 let mailbox: string;
-const convex = fakeConvexDeployment();
 
 before(async () => {
   assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: run scripts/install-deps chromium (Debian's package), or set CHROMIUM_PATH`);
   rmSync(RESULTS, { recursive: true, force: true });
   mkdirSync(RESULTS, { recursive: true });
-  await timed("next build", () => next(["build"], { NODE_ENV: "production" }, BUILD_DEADLINE_MS).output);
-  authstore = await timed("authstore serve --ephemeral", () => startAuthstore({ binary: BINARY }));
-  const convexUrl = await convex.listening;
+  await timed("next build", () => next(["build"], { NODE_ENV: "production" }, BUILD_DEADLINE_MS, DIST_DIR).output);
+  convex = await startConvexDeployment();
+  authstore = await timed("authstore serve", () => startAuthstore(convex.webhookConfig));
   mailbox = join(mkdtempSync(join(tmpdir(), "authstore-mailbox-")), "mailbox.jsonl");
   const port = await freePort();
   // Next.js rewrites 127.0.0.1 to localhost in the URLs a route handler
-  // sees, so Auth.js's redirects name localhost: the browser uses it too.
+  // sees, so Auth.js's redirects name localhost: the browser uses it too
+  // (and WebAuthn takes localhost as a secure origin).
   appUrl = `http://localhost:${port}`;
+  provider = await startOpenIdProvider(`${appUrl}/api/auth/callback/oidc`);
   app = next(
     ["start", "--hostname", "127.0.0.1", "--port", String(port)],
     {
@@ -129,10 +83,15 @@ before(async () => {
       AUTH_SECRET: randomBytes(32).toString("base64url"),
       AUTH_URL: appUrl,
       AUTH_TRUST_HOST: "true",
+      AUTH_OIDC_ISSUER: provider.issuer,
+      AUTH_OIDC_ID: provider.clientId,
+      AUTH_OIDC_SECRET: provider.clientSecret,
+      AUTH_OIDC_NAME: PROVIDER_NAME,
       MAILBOX_FILE: mailbox,
-      CONVEX_URL: convexUrl,
+      CONVEX_URL: convex.url,
     },
     24 * 3600_000, // stopped by after(); START_DEADLINE_MS bounds its start
+    DIST_DIR,
   );
   await timed("next start", () =>
     until(
@@ -154,18 +113,43 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  if (app && app.exitCode === null && app.signalCode === null) {
-    const exited = new Promise((resolve) => app.once("exit", resolve));
-    app.kill("SIGTERM");
-    const killer = setTimeout(() => app.kill("SIGKILL"), 10_000);
-    await exited;
-    clearTimeout(killer);
-  }
-  await convex.close();
+  if (app) await stopChild(app);
+  await provider?.close();
+  await convex?.close();
   await authstore?.stop();
   if (mailbox) rmSync(join(mailbox, ".."), { recursive: true, force: true });
   console.log(`# timings\n${timings.map((line) => `#   ${line}`).join("\n")}`);
 });
+
+/** A new browser context and page, closed by the test's `finally`. */
+async function open(contexts: BrowserContext[], options: { userAgent?: string } = {}) {
+  const context = await browser.newContext(options);
+  contexts.push(context);
+  const page = await context.newPage();
+  page.setDefaultTimeout(STEP_DEADLINE_MS);
+  return { context, page };
+}
+
+/**
+ * Closes the contexts. A close that hangs (a page mid-navigation when a step
+ * failed) is left to the browser's close in after(), so the step's own error
+ * is what the test reports.
+ */
+async function closeAll(contexts: BrowserContext[]) {
+  for (const context of contexts) {
+    let deadline: NodeJS.Timeout | undefined;
+    await Promise.race([
+      context.close(),
+      new Promise<void>((resolve) => {
+        deadline = setTimeout(() => {
+          console.error(`a browser context did not close within ${STEP_DEADLINE_MS} ms`);
+          resolve();
+        }, STEP_DEADLINE_MS);
+      }),
+    ]);
+    clearTimeout(deadline);
+  }
+}
 
 /** The sign-in link the app "mailed" to `email` last, from the development mailbox. */
 function lastLinkFor(email: string): string | undefined {
@@ -175,10 +159,6 @@ function lastLinkFor(email: string): string | undefined {
     .filter(Boolean)
     .map((line) => JSON.parse(line) as { to: string; url: string });
   return letters.filter((letter) => letter.to === email).at(-1)?.url;
-}
-
-async function heading(page: Page): Promise<string> {
-  return (await page.locator("h1").textContent({ timeout: STEP_DEADLINE_MS })) ?? "";
 }
 
 /** Enters `email`, follows the link it receives, and returns the signed-in user's id. */
@@ -259,17 +239,21 @@ test("two devices as one person: each sees both sessions, one signs the other ou
   try {
     await timed("two-device flow", async () => {
       const email = `grace.${randomBytes(4).toString("hex")}@example.com`;
-      const open = async (userAgent: string) => {
-        const context = await browser.newContext({ userAgent });
-        contexts.push(context);
-        const page = await context.newPage();
-        page.setDefaultTimeout(STEP_DEADLINE_MS);
-        return { context, page };
-      };
-      const laptop = await open("Mozilla/5.0 (X11; Linux x86_64) laptop-of-grace");
-      const phone = await open("Mozilla/5.0 (iPhone) phone-of-grace");
+      const laptop = await open(contexts, { userAgent: "Mozilla/5.0 (X11; Linux x86_64) laptop-of-grace" });
+      const phone = await open(contexts, { userAgent: "Mozilla/5.0 (iPhone) phone-of-grace" });
       const userId = await signIn(laptop.page, email, "4-laptop-signed-in.png");
       assert.equal(await signIn(phone.page, email, "5-phone-signed-in.png"), userId);
+      // The token the phone's Convex client sent: its session's, verified as Convex verifies it.
+      const phoneSid = (await phone.page.getByTestId("claim-sid").textContent())!;
+      const phoneToken = await until("the phone's Convex client to authenticate", () =>
+        convex.tokens.find((token) => decodeJwt(token).sid === phoneSid),
+      );
+      const { payload: phoneClaims } = await jwtVerify(phoneToken, createRemoteJWKSet(new URL(authstore.jwksUri)), {
+        issuer: authstore.issuer,
+        audience: "convex",
+      });
+      const asPhone = { sub: phoneClaims.sub!, iss: phoneClaims.iss!, sid: phoneSid };
+      assert.equal((await convex.viewer(asPhone)).subject, userId);
 
       // The laptop lists both, itself marked, each with its device.
       await laptop.page.getByRole("link", { name: "Your sessions" }).click();
@@ -286,7 +270,23 @@ test("two devices as one person: each sees both sessions, one signs the other ou
       // "Sign out other devices": the phone's next page is signed out.
       const phoneCookie = (await phone.context.cookies()).find((c) => c.name.endsWith("authjs.session-token"));
       assert.ok(phoneCookie);
+      const signedOut = Date.now();
       await laptop.page.getByRole("button", { name: "Sign out other devices" }).click();
+      // The phone's token is refused by the app's guarded Convex query
+      // (authstore's webhook to the deployment's HTTP action).
+      const refusedAfter = await until(
+        "the guarded query to refuse the phone's token",
+        () =>
+          convex.viewer(asPhone).then(
+            () => undefined,
+            (error: Error) => {
+              assert.match(error.message, /Unauthenticated/);
+              return Date.now() - signedOut;
+            },
+          ),
+        REVOCATION_DEADLINE_MS,
+      );
+      timings.push(`sign out other devices to the phone's Convex token refused: ${refusedAfter} ms`);
       await until("one session left", async () => ((await rows.count()) === 1 ? true : undefined));
       await phone.page.reload();
       assert.equal(await heading(phone.page), "Signed out");
@@ -306,7 +306,235 @@ test("two devices as one person: each sees both sessions, one signs the other ou
       assert.equal(await heading(phone.page), "Signed out");
     });
   } finally {
-    for (const context of contexts) await context.close();
+    await closeAll(contexts);
+  }
+});
+
+/**
+ * From the app's "Sign in with"/"Link" button through the provider's pages
+ * (its login form and consent, when it asks; it remembers both for a
+ * while, and then the browser only passes through on redirects) back to
+ * the page the app's callback leads to.
+ */
+async function throughProvider(page: Page, button: string, username: string): Promise<void> {
+  // Back means: the app's callback was requested and a document loaded
+  // after it (the page before may have the very same URL).
+  const callback = `${appUrl}/api/auth/callback/oidc`;
+  let called = false;
+  let back = false;
+  const seeCallback = (request: Request) => {
+    if (request.url().startsWith(callback)) called = true;
+  };
+  const seeDocument = () => {
+    if (called) back = true;
+  };
+  page.on("request", seeCallback);
+  page.on("domcontentloaded", seeDocument);
+  try {
+    await page.getByRole("button", { name: button }).click();
+    const login = page.locator('input[name="login"]');
+    const consent = page.getByRole("button", { name: "Continue" });
+    for (let step = 0; ; step++) {
+      const shown = await until("the provider's page, or the app after its callback", async () => {
+        if (back) return "app";
+        try {
+          if (await login.isVisible()) return "login";
+          if (await consent.isVisible()) return "consent";
+        } catch {
+          // the page is navigating
+        }
+        return undefined;
+      });
+      if (shown === "app") break;
+      assert.ok(step < 2, `the provider asked more than a login and a consent (${page.url()})`);
+      if (shown === "login") {
+        await page.screenshot({ path: join(RESULTS, "oidc-provider-login.png"), fullPage: true });
+        await login.fill(username);
+        await page.locator('input[name="password"]').fill("any password");
+        await page.getByRole("button", { name: "Sign-in" }).click();
+        await login.waitFor({ state: "detached" });
+      } else {
+        await consent.click();
+        await consent.waitFor({ state: "detached" });
+      }
+    }
+    assert.equal(new URL(page.url()).origin, new URL(appUrl).origin);
+  } finally {
+    page.off("request", seeCallback);
+    page.off("domcontentloaded", seeDocument);
+  }
+}
+
+async function signOut(page: Page): Promise<void> {
+  await page.goto(appUrl);
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await until("the signed-out page", async () => ((await heading(page)) === "Signed out" ? true : undefined));
+}
+
+/** The operator's console, signed in with a fresh `console-link`, on `user`'s page. */
+async function consoleUserPage(contexts: BrowserContext[], userId: string): Promise<Page> {
+  const { page } = await open(contexts);
+  await page.goto(authstore.consoleLink());
+  await page.waitForURL(`${authstore.url}/console/`);
+  await page.goto(`${authstore.url}/console/#/users/${encodeURIComponent(userId)}`);
+  await page.locator("h1.user-title").waitFor();
+  return page;
+}
+
+test("sign in with an OpenID provider: new user, same user again, not linked by email, linked when signed in, unlinked in the console", async () => {
+  const contexts: BrowserContext[] = [];
+  try {
+    await timed("OpenID provider flow", async () => {
+      const tag = randomBytes(4).toString("hex");
+
+      // First sign-in: a new user, with an oidc account.
+      const lin = { username: `lin-${tag}`, email: `lin.${tag}@example.com` };
+      provider.people.set(lin.username, { email: lin.email, name: "Lin Kowalski" });
+      const first = await open(contexts);
+      await first.page.goto(appUrl);
+      await throughProvider(first.page, `Sign in with ${PROVIDER_NAME}`, lin.username);
+      assert.equal(await heading(first.page), `Signed in as ${lin.email}`);
+      await first.page.screenshot({ path: join(RESULTS, "9-oidc-signed-in.png"), fullPage: true });
+      const linId = (await first.page.getByTestId("user-id").textContent())!;
+      assert.match((await first.page.getByTestId("verdict").textContent()) ?? "", /^Verified/);
+      const user = await authstore.adapter.getUserByAccount!({ provider: "oidc", providerAccountId: lin.username });
+      assert.equal(user?.id, linId);
+      assert.equal(user?.name, "Lin Kowalski");
+      // getAccount hands back the provider's tokens: the access token still
+      // opens the provider's userinfo; neither is in the database's bytes.
+      const account = await authstore.adapter.getAccount!(lin.username, "oidc");
+      assert.equal(account?.type, "oidc");
+      assert.equal(account?.userId, linId);
+      assert.ok(account?.access_token && account.id_token, "the account keeps the provider's tokens");
+      assert.deepEqual(await provider.userinfo(account.access_token), { status: 200, sub: lin.username });
+      assert.equal(decodeJwt(account.id_token).sub, lin.username);
+      assert.equal(databaseContains(authstore.database, account.access_token), false, "access token readable in the database");
+      assert.equal(databaseContains(authstore.database, account.id_token), false, "ID token readable in the database");
+
+      // Signing in again finds the same user.
+      await signOut(first.page);
+      await throughProvider(first.page, `Sign in with ${PROVIDER_NAME}`, lin.username);
+      assert.equal(await heading(first.page), `Signed in as ${lin.email}`);
+      assert.equal(await first.page.getByTestId("user-id").textContent(), linId);
+
+      // Someone signed up by email, coming through the provider under the
+      // same address, is not linked silently.
+      const mae = { username: `mae-${tag}`, email: `mae.${tag}@example.com` };
+      provider.people.set(mae.username, { email: mae.email, name: "Mae Jemison" });
+      const second = await open(contexts);
+      const maeId = await signIn(second.page, mae.email, "10-email-user-signed-in.png");
+      await signOut(second.page);
+      await throughProvider(second.page, `Sign in with ${PROVIDER_NAME}`, mae.username);
+      const notLinked = async () => {
+        assert.equal(new URL(second.page.url()).searchParams.get("error"), "OAuthAccountNotLinked");
+        await second.page.getByText("To confirm your identity, sign in with the same account you used originally.").waitFor();
+        assert.equal(await authstore.adapter.getUserByAccount!({ provider: "oidc", providerAccountId: mae.username }), null);
+      };
+      await notLinked();
+      await second.page.screenshot({ path: join(RESULTS, "11-oidc-not-linked.png"), fullPage: true });
+
+      // Signed in by email, "Link Acme ID" links it to that user.
+      assert.equal(await signIn(second.page, mae.email, "12-email-user-again.png"), maeId);
+      await throughProvider(second.page, `Link ${PROVIDER_NAME}`, mae.username);
+      assert.equal(await heading(second.page), `Signed in as ${mae.email}`);
+      assert.equal((await authstore.adapter.getUserByAccount!({ provider: "oidc", providerAccountId: mae.username }))?.id, maeId);
+      await signOut(second.page);
+      await throughProvider(second.page, `Sign in with ${PROVIDER_NAME}`, mae.username);
+      assert.equal(await heading(second.page), `Signed in as ${mae.email}`);
+      assert.equal(await second.page.getByTestId("user-id").textContent(), maeId);
+
+      // Unlinked in the console: the provider signs her in no more.
+      const operator = await consoleUserPage(contexts, maeId);
+      const row = operator.locator(`[data-account="oidc/${mae.username}"]`);
+      await row.getByRole("button", { name: "Unlink" }).click();
+      await operator.locator("#toast", { hasText: "Account unlinked" }).waitFor();
+      await row.waitFor({ state: "detached" });
+      await operator.screenshot({ path: join(RESULTS, "13-console-unlinked.png"), fullPage: true });
+      await signOut(second.page);
+      await throughProvider(second.page, `Sign in with ${PROVIDER_NAME}`, mae.username);
+      await notLinked();
+      // Lin's account was not touched.
+      assert.equal((await authstore.adapter.getUserByAccount!({ provider: "oidc", providerAccountId: lin.username }))?.id, linId);
+    });
+  } finally {
+    await closeAll(contexts);
+  }
+});
+
+test("passkeys through Chromium's virtual authenticator: register, sign in, the counter moves, removed in the console", async () => {
+  const contexts: BrowserContext[] = [];
+  try {
+    await timed("passkey flow", async () => {
+      const { context, page } = await open(contexts);
+      // The DevTools protocol's WebAuthn domain: a platform authenticator
+      // with discoverable credentials that verifies its user at once.
+      const devtools = await context.newCDPSession(page);
+      await devtools.send("WebAuthn.enable");
+      const { authenticatorId } = await devtools.send("WebAuthn.addVirtualAuthenticator", {
+        options: {
+          protocol: "ctap2",
+          transport: "internal",
+          hasResidentKey: true,
+          hasUserVerification: true,
+          isUserVerified: true,
+          automaticPresenceSimulation: true,
+        },
+      });
+      const onAuthenticator = async () => {
+        const { credentials } = await devtools.send("WebAuthn.getCredentials", { authenticatorId });
+        assert.equal(credentials.length, 1);
+        return credentials[0]!;
+      };
+
+      const email = `kat.${randomBytes(4).toString("hex")}@example.com`;
+      const userId = await signIn(page, email, "14-before-passkey.png");
+      assert.equal(await page.getByTestId("passkeys").textContent(), "No passkey yet.");
+      await page.getByRole("button", { name: "Add a passkey" }).click();
+      await until("the passkey on the page", async () => ((await page.getByTestId("passkeys").textContent()) === "One passkey." ? true : undefined));
+      await page.screenshot({ path: join(RESULTS, "15-passkey-added.png"), fullPage: true });
+
+      // The credential id, byte for byte as the authenticator holds it.
+      const held = await onAuthenticator();
+      const stored = await authstore.adapter.listAuthenticatorsByUserId!(userId);
+      assert.equal(stored.length, 1);
+      const credentialID = stored[0]!.credentialID;
+      assert.deepEqual(Buffer.from(credentialID, "base64"), Buffer.from(held.credentialId, "base64"));
+      assert.equal((await authstore.adapter.getAccount!(credentialID, "passkey"))?.type, "webauthn");
+      let counter = stored[0]!.counter;
+
+      // Signed out, the passkey signs in; each use moves the counter in authstore.
+      for (const round of [1, 2]) {
+        await signOut(page);
+        await page.getByRole("button", { name: "Sign in with a passkey" }).click();
+        await until("the passkey sign-in", async () => ((await heading(page)) === `Signed in as ${email}` ? true : undefined));
+        assert.equal(await page.getByTestId("user-id").textContent(), userId);
+        const now = (await authstore.adapter.getAuthenticator!(credentialID))!.counter;
+        assert.ok(now > counter, `round ${round}: the counter stayed at ${counter}`);
+        assert.equal(now, (await onAuthenticator()).signCount);
+        counter = now;
+        if (round === 1) await page.screenshot({ path: join(RESULTS, "16-signed-in-with-passkey.png"), fullPage: true });
+      }
+
+      // Removed in the console, it signs in no more.
+      const operator = await consoleUserPage(contexts, userId);
+      const row = operator.locator(`[data-passkey="${credentialID}"]`);
+      await row.getByRole("button", { name: "Remove" }).click();
+      await operator.locator("#toast", { hasText: "Passkey removed" }).waitFor();
+      await row.waitFor({ state: "detached" });
+      assert.equal(await authstore.adapter.getAuthenticator!(credentialID), null);
+      await signOut(page);
+      await page.getByRole("button", { name: "Sign in with a passkey" }).click();
+      // Auth.js sends a credential it no longer finds to its error page
+      // (as "Configuration": its WebAuthn code throws a plain AuthError).
+      await page.waitForURL((url) => url.pathname === "/api/auth/error");
+      assert.equal(new URL(page.url()).searchParams.get("error"), "Configuration");
+      await page.screenshot({ path: join(RESULTS, "17-removed-passkey-refused.png"), fullPage: true });
+      await page.goto(appUrl);
+      assert.equal(await heading(page), "Signed out");
+      assert.deepEqual(await authstore.adapter.listAuthenticatorsByUserId!(userId), []);
+    });
+  } finally {
+    await closeAll(contexts);
   }
 });
 
