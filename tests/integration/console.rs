@@ -66,6 +66,41 @@ fn sign_in(app: &TestApp) -> (String, String) {
     (cookie, csrf)
 }
 
+/// A signed-in console session, calling the API as the console's page does.
+struct Operator<'a> {
+    app: &'a TestApp,
+    cookie: String,
+    csrf: String,
+}
+
+impl<'a> Operator<'a> {
+    fn sign_in(app: &'a TestApp) -> Self {
+        let (cookie, csrf) = sign_in(app);
+        Operator { app, cookie, csrf }
+    }
+
+    /// A read that must succeed: its body.
+    fn get(&self, path: &str) -> Value {
+        let (status, body, _) = call(self.app, "GET", path, Some(&self.cookie), None, None, None);
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    }
+
+    /// A change, with the session's CSRF token and a same-origin `Origin`.
+    fn change(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, body, _) = call(
+            self.app,
+            method,
+            path,
+            Some(&self.cookie),
+            Some(&self.app.base),
+            Some(&self.csrf),
+            body,
+        );
+        (status, body)
+    }
+}
+
 trait Headers {
     fn clone_headers(&self) -> ureq::Response;
 }
@@ -276,12 +311,9 @@ fn search_pages_by_keyset_and_a_user_page_acts_on_sessions_and_passkeys() {
         user["name"] = json!(format!("Page User {n:03}"));
         ids.push(app.ok("createUser", json!({ "user": user }))["id"].clone());
     }
-    let (cookie, csrf) = sign_in(&app);
-    let get = |path: &str| {
-        let (status, body, _) = call(&app, "GET", path, Some(&cookie), None, None, None);
-        assert_eq!(status, 200, "{path}: {body}");
-        body
-    };
+    let operator = Operator::sign_in(&app);
+    let get = |path: &str| operator.get(path);
+    let cookie = &operator.cookie;
     // Three pages of 50, 50, 20 by email prefix, in order, no overlap.
     let mut seen = Vec::new();
     let mut path = "/api/console/users?by=email&q=PAGE".to_owned();
@@ -310,7 +342,7 @@ fn search_pages_by_keyset_and_a_user_page_acts_on_sessions_and_passkeys() {
             &app,
             "GET",
             "/api/console/users?after=garbage",
-            Some(&cookie),
+            Some(cookie),
             None,
             None,
             None
@@ -341,20 +373,11 @@ fn search_pages_by_keyset_and_a_user_page_acts_on_sessions_and_passkeys() {
         !text.contains("console-a"),
         "a session token reached the console"
     );
-    let change = |method: &str, path: &str, body: Option<Value>| {
-        call(
-            &app,
-            method,
-            path,
-            Some(&cookie),
-            Some(&app.base),
-            Some(&csrf),
-            body,
-        )
-    };
+    let change =
+        |method: &str, path: &str, body: Option<Value>| operator.change(method, path, body);
     // Revoke one session: getSessionAndUser for one of the two is now null.
     let handle = sessions[0]["id"].as_str().unwrap();
-    let (status, _, _) = change(
+    let (status, _) = change(
         "DELETE",
         &format!("/api/console/users/{id}/sessions/{handle}"),
         None,
@@ -369,7 +392,7 @@ fn search_pages_by_keyset_and_a_user_page_acts_on_sessions_and_passkeys() {
         .collect();
     assert_eq!(left.iter().filter(|alive| **alive).count(), 1, "{left:?}");
     // Remove the passkey.
-    let (status, _, _) = change(
+    let (status, _) = change(
         "DELETE",
         &format!("/api/console/users/{id}/passkeys/cred-1"),
         None,
@@ -379,15 +402,15 @@ fn search_pages_by_keyset_and_a_user_page_acts_on_sessions_and_passkeys() {
         .ok("getAuthenticator", json!({ "credentialID": "cred-1" }))
         .is_null());
     // Revoke all, then delete with the typed email.
-    let (status, body, _) = change("DELETE", &format!("/api/console/users/{id}/sessions"), None);
+    let (status, body) = change("DELETE", &format!("/api/console/users/{id}/sessions"), None);
     assert_eq!((status, body["revoked"].as_u64()), (200, Some(1)));
-    let (status, _, _) = change(
+    let (status, _) = change(
         "DELETE",
         &format!("/api/console/users/{id}"),
         Some(json!({ "confirm": "wrong" })),
     );
     assert_eq!(status, 400);
-    let (status, _, _) = change(
+    let (status, _) = change(
         "DELETE",
         &format!("/api/console/users/{id}"),
         Some(json!({ "confirm": "page007@example.com" })),
@@ -414,7 +437,7 @@ fn search_pages_by_keyset_and_a_user_page_acts_on_sessions_and_passkeys() {
         &app,
         "GET",
         "/api/console/events?type=nothing",
-        Some(&cookie),
+        Some(cookie),
         None,
         None,
         None,
@@ -540,12 +563,8 @@ fn name_search_pages_through_names_beyond_ascii() {
         "createUser",
         json!({ "user": { "email": "emile@example.com", "name": "Émile Zola" } }),
     );
-    let (cookie, _) = sign_in(&app);
-    let get = |path: &str| {
-        let (status, body, _) = call(&app, "GET", path, Some(&cookie), None, None, None);
-        assert_eq!(status, 200, "{path}: {body}");
-        body
-    };
+    let operator = Operator::sign_in(&app);
+    let get = |path: &str| operator.get(path);
     let mut seen = Vec::new();
     let mut path = "/api/console/users?by=name&q=%C3%84RGER".to_owned();
     loop {
@@ -732,31 +751,11 @@ fn a_user_page_unlinks_only_that_users_account_and_a_removed_passkey_takes_its_a
             .as_str()
             .map(str::to_owned)
     };
-    let (cookie, csrf) = sign_in(&app);
-    let delete = |path: &str| {
-        let (status, body, _) = call(
-            &app,
-            "DELETE",
-            path,
-            Some(&cookie),
-            Some(&app.base),
-            Some(&csrf),
-            None,
-        );
-        (status, body)
-    };
+    let operator = Operator::sign_in(&app);
+    let delete = |path: &str| operator.change("DELETE", path, None);
 
     // The page lists each account with its type, never a token.
-    let (status, detail, _) = call(
-        &app,
-        "GET",
-        &format!("/api/console/users/{ada}"),
-        Some(&cookie),
-        None,
-        None,
-        None,
-    );
-    assert_eq!(status, 200);
+    let detail = operator.get(&format!("/api/console/users/{ada}"));
     let accounts: Vec<(&str, &str)> = detail["accounts"]
         .as_array()
         .unwrap()
